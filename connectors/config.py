@@ -1,0 +1,73 @@
+"""Configuration shared by the database sources: frozen pydantic models that name bad fields."""
+
+from __future__ import annotations
+
+import re
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+
+_NAME = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
+
+
+class FrozenModel(BaseModel):
+    """Base for every config model: immutable, unknown keys rejected."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class RetryConfig(FrozenModel):
+    """Bounded exponential backoff for transient connection errors."""
+
+    attempts: int = Field(6, ge=1, le=100, description="Tries before giving up with a clear error.")
+    initial_seconds: float = Field(0.5, gt=0, description="First pause between tries.")
+    max_seconds: float = Field(10.0, gt=0, description="Longest pause between tries.")
+
+
+class DatabaseSourceConfig(FrozenModel):
+    """Connection and batching settings common to the MySQL and PostgreSQL sources."""
+
+    name: str = Field(description="Unique source name; used in lake paths and asset keys (lower_snake_case).")
+    host: str = Field(
+        "127.0.0.1", description="Database endpoint (an Aurora cluster writer endpoint in production)."
+    )
+    port: int = Field(ge=1, le=65535, description="TCP port.")
+    user: str = Field(description="CDC user.")
+    password: SecretStr = Field(
+        SecretStr(""), description="CDC user's password; use ${ENV_VAR} in the config file."
+    )
+    database: str = Field(description="Database to capture.")
+    tables: tuple[str, ...] = Field((), description="Tables to capture; empty means every base table.")
+    timezone: str = Field(
+        "UTC",
+        description="Zone in which zone-less DATETIME/TIMESTAMP WITHOUT TIME ZONE values are read before normalising to UTC.",
+    )
+    batch_max_rows: int = Field(
+        50_000, ge=1, description="Rows per lake commit while streaming (cut at transaction boundaries)."
+    )
+    batch_max_seconds: float = Field(
+        1.0, gt=0, description="Longest wait before committing what has arrived."
+    )
+    chunk_rows: int = Field(
+        100_000, ge=100, description="Rows held in memory per staged file in snapshots and huge transactions."
+    )
+    retry: RetryConfig = Field(default_factory=RetryConfig)
+
+    @field_validator("name")
+    @classmethod
+    def _name_is_a_path_segment(cls, v: str) -> str:
+        if not _NAME.match(v):
+            raise ValueError(f"{v!r} must be lower_snake_case (letters, digits, _), starting with a letter")
+        return v
+
+    @field_validator("timezone")
+    @classmethod
+    def _zone_exists(cls, v: str) -> str:
+        import zoneinfo
+
+        try:
+            zoneinfo.ZoneInfo(v)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+            raise ValueError(
+                f"unknown time zone {v!r} (use an IANA name such as 'UTC' or 'Europe/Berlin')"
+            ) from None
+        return v

@@ -1,0 +1,38 @@
+"""Configuration of the lake: where files live and which Iceberg catalog tracks current state."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, field_validator
+
+from connectors.config import FrozenModel
+from connectors.lake.storage import S3Options
+
+
+class LakeConfig(FrozenModel):
+    """The lake: a local directory (the embedded default) or an S3 prefix, plus an Iceberg catalog."""
+
+    root: str = Field(".lake", description="Lake root: a local path, file:///abs/path or s3://bucket/prefix.")
+    s3: S3Options = Field(
+        default_factory=S3Options, description="S3 endpoint and credentials (default: AWS)."
+    )
+    catalog: Literal["sqlite", "glue"] = Field(
+        "sqlite", description="Iceberg catalog for current-state tables: 'sqlite' (local file) or 'glue'."
+    )
+    catalog_uri: str = Field(
+        "", description="SQLAlchemy URI of the SQLite catalog; default sqlite:///<local root>/catalog.db."
+    )
+    glue_database_prefix: str = Field(
+        "", description="Prefix for Glue databases (one per source) when catalog='glue'."
+    )
+    merge_every_seconds: float = Field(
+        5.0, ge=0, description="In `stream` mode, how often current state is merged."
+    )
+
+    @field_validator("root")
+    @classmethod
+    def _root_scheme(cls, v: str) -> str:
+        if "://" in v and not v.startswith(("file://", "s3://")):
+            raise ValueError(f"{v!r}: the lake root must be a local path, file:// or s3:// URI")
+        return v

@@ -1,0 +1,46 @@
+"""The lake as one object: storage, the Iceberg catalog, and per-source writers and state."""
+
+from __future__ import annotations
+
+from functools import cached_property
+
+import pyarrow as pa
+from pyiceberg.catalog import Catalog
+
+from connectors.lake.catalog import open_catalog
+from connectors.lake.config import LakeConfig
+from connectors.lake.current import CurrentState
+from connectors.lake.storage import Storage
+from connectors.lake.writer import LakeWriter, changelog_prefix
+
+
+class Lake:
+    """Entry point for everything that reads or writes the lake."""
+
+    def __init__(self, config: LakeConfig) -> None:
+        self.config = config
+        self.storage = Storage(config.root, config.s3)
+
+    @cached_property
+    def catalog(self) -> Catalog:
+        return open_catalog(self.config, self.storage)
+
+    def writer(self, source: str) -> LakeWriter:
+        return LakeWriter(self.storage, source)
+
+    def current(self, source: str) -> CurrentState:
+        return CurrentState(self.storage, self.catalog, source)
+
+    def changelog_tables(self, source: str) -> list[str]:
+        """Lake table names with a change log for `source`."""
+        prefix = f"changelog/{source}/"
+        names = {e.path[len(prefix) :].split("/", 1)[0] for e in self.storage.list_files(prefix)}
+        return sorted(names)
+
+    def read_changelog(self, source: str, lake_table: str) -> pa.Table:
+        """Every committed change of a table, in commit order (column sets unified by name)."""
+        files = sorted(e.path for e in self.storage.list_files(changelog_prefix(source, lake_table)))
+        if not files:
+            return pa.table({})
+        tables = [self.storage.read_parquet(f) for f in files]
+        return pa.concat_tables(tables, promote_options="permissive").sort_by("_seq")

@@ -1,0 +1,214 @@
+"""One storage layer for the lake: a local directory or an S3 prefix.
+
+This is the only module that talks to S3. Paths given to `Storage` are relative to the lake root
+and always use '/'. Parquet goes through pyarrow's filesystem layer; the one operation pyarrow
+lacks, create-if-absent (the commit log's compare-and-swap), uses an S3 conditional write
+(``If-None-Match: *``) or, locally, a hard link that fails when the target exists.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from urllib.parse import urlparse
+
+import pyarrow as pa
+import pyarrow.fs as pafs
+import pyarrow.parquet as pq
+from pydantic import SecretStr
+
+from connectors.config import FrozenModel
+
+
+class StorageError(Exception):
+    """A lake storage operation failed."""
+
+
+class S3Options(FrozenModel):
+    """How to reach S3: real AWS by default; an endpoint override for moto or other S3 APIs."""
+
+    endpoint_url: str | None = None
+    region: str = "us-east-1"
+    access_key_id: str | None = None
+    secret_access_key: SecretStr | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class FileEntry:
+    path: str  # relative to the lake root
+    size: int
+
+
+# Parquet settings chosen for Athena / Redshift Spectrum readers: zstd, and microsecond timestamps
+# stored as INT64 TIMESTAMP(MICROS, isAdjustedToUTC=true) (see docs/decisions/timestamps.md).
+PARQUET_OPTIONS = dict(compression="zstd", coerce_timestamps="us", allow_truncated_timestamps=False)
+
+
+class Storage:
+    """Files under a lake root (``/abs/dir``, ``file:///abs/dir`` or ``s3://bucket/prefix``)."""
+
+    def __init__(self, root: str, s3: S3Options | None = None) -> None:
+        self.root_uri = root
+        parsed = urlparse(root)
+        self.is_s3 = parsed.scheme == "s3"
+        self._s3 = s3 or S3Options()
+        if self.is_s3:
+            self._bucket = parsed.netloc
+            self._prefix = parsed.path.strip("/")
+            endpoint = self._s3.endpoint_url
+            self.fs: pafs.FileSystem = pafs.S3FileSystem(
+                region=self._s3.region,
+                access_key=self._s3.access_key_id,
+                secret_key=self._s3.secret_access_key.get_secret_value()
+                if self._s3.secret_access_key
+                else None,
+                endpoint_override=endpoint,
+                scheme=urlparse(endpoint).scheme if endpoint else "https",
+            )
+            self._base = f"{self._bucket}/{self._prefix}".rstrip("/")
+            self._client = None
+        elif parsed.scheme in ("", "file"):
+            base = os.path.abspath(parsed.path if parsed.scheme == "file" else root)
+            os.makedirs(base, exist_ok=True)
+            self.fs = pafs.LocalFileSystem()
+            self._base = base
+        else:
+            raise StorageError(f"lake root {root!r}: scheme must be file:// or s3://")
+
+    # -- paths -------------------------------------------------------------------------------
+    def full_path(self, path: str) -> str:
+        """The filesystem path pyarrow understands (``bucket/key`` for S3, absolute locally)."""
+        return f"{self._base}/{path.lstrip('/')}"
+
+    def uri(self, path: str) -> str:
+        """A URI for other readers (DuckDB, Athena): ``s3://bucket/key`` or ``file:///abs``."""
+        return f"s3://{self.full_path(path)}" if self.is_s3 else f"file://{self.full_path(path)}"
+
+    # -- bytes -------------------------------------------------------------------------------
+    def read_bytes(self, path: str) -> bytes:
+        with self.fs.open_input_stream(self.full_path(path)) as f:
+            return f.read()
+
+    def write_bytes(self, path: str, data: bytes) -> None:
+        """Write a whole object (replacing it); locally via a temp file and rename, so never torn."""
+        if self.is_s3:
+            with self.fs.open_output_stream(self.full_path(path)) as f:
+                f.write(data)
+            return
+        full = self.full_path(path)
+        os.makedirs(os.path.dirname(full), exist_ok=True)
+        tmp = f"{full}.tmp-{uuid.uuid4().hex}"
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, full)
+
+    def put_if_absent(self, path: str, data: bytes) -> bool:
+        """Create `path` with `data` unless it exists; True if this call created it.
+
+        This is the compare-and-swap the commit log relies on: of two writers racing for the same
+        name exactly one wins, and the object is never visible half-written.
+        """
+        if self.is_s3:
+            return self._s3_put_if_absent(path, data)
+        full = self.full_path(path)
+        os.makedirs(os.path.dirname(full), exist_ok=True)
+        tmp = f"{full}.tmp-{uuid.uuid4().hex}"
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        try:
+            os.link(tmp, full)  # atomic; fails with FileExistsError if another writer won
+            return True
+        except FileExistsError:
+            return False
+        finally:
+            os.unlink(tmp)
+
+    def _s3_put_if_absent(self, path: str, data: bytes) -> bool:
+        from botocore.exceptions import ClientError
+
+        key = f"{self._prefix}/{path.lstrip('/')}".lstrip("/")
+        try:
+            self._boto().put_object(Bucket=self._bucket, Key=key, Body=data, IfNoneMatch="*")
+            return True
+        except ClientError as e:
+            # S3 answers 412 PreconditionFailed when the key exists, 409 ConditionalRequestConflict
+            # when a concurrent conditional write is in flight; both mean another writer won.
+            if e.response.get("Error", {}).get("Code") in (
+                "PreconditionFailed",
+                "ConditionalRequestConflict",
+            ):
+                return False
+            raise StorageError(f"conditional write of s3://{self._bucket}/{key} failed: {e}") from None
+
+    def _boto(self):  # type: ignore[no-untyped-def]
+        if self._client is None:
+            import boto3
+
+            self._client = boto3.client(
+                "s3",
+                endpoint_url=self._s3.endpoint_url,
+                region_name=self._s3.region,
+                aws_access_key_id=self._s3.access_key_id,
+                aws_secret_access_key=(
+                    self._s3.secret_access_key.get_secret_value() if self._s3.secret_access_key else None
+                ),
+            )
+        return self._client
+
+    # -- files -------------------------------------------------------------------------------
+    def exists(self, path: str) -> bool:
+        return self.fs.get_file_info(self.full_path(path)).type == pafs.FileType.File
+
+    def list_files(self, prefix: str) -> Iterator[FileEntry]:
+        """Files under `prefix` (recursively), with paths relative to the lake root."""
+        selector = pafs.FileSelector(self.full_path(prefix), recursive=True, allow_not_found=True)
+        base_len = len(self._base) + 1
+        for info in self.fs.get_file_info(selector):
+            if info.type == pafs.FileType.File:
+                yield FileEntry(info.path[base_len:], info.size or 0)
+
+    def move(self, src: str, dst: str) -> None:
+        """Move a file; locally an atomic rename, on S3 a server-side copy then a delete."""
+        if self.is_s3:
+            self.fs.copy_file(self.full_path(src), self.full_path(dst))
+            self.fs.delete_file(self.full_path(src))
+            return
+        os.makedirs(os.path.dirname(self.full_path(dst)), exist_ok=True)
+        self.fs.move(self.full_path(src), self.full_path(dst))
+
+    def delete(self, path: str) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            self.fs.delete_file(self.full_path(path))
+
+    def delete_prefix(self, prefix: str) -> None:
+        """Delete every file under `prefix`."""
+        for entry in list(self.list_files(prefix)):
+            self.delete(entry.path)
+        if not self.is_s3:
+            with contextlib.suppress(FileNotFoundError, OSError):
+                self.fs.delete_dir(self.full_path(prefix))
+
+    # -- parquet -----------------------------------------------------------------------------
+    def open_parquet_writer(self, path: str, schema: pa.Schema) -> pq.ParquetWriter:
+        if not self.is_s3:
+            os.makedirs(os.path.dirname(self.full_path(path)), exist_ok=True)
+        return pq.ParquetWriter(self.full_path(path), schema, filesystem=self.fs, **PARQUET_OPTIONS)
+
+    def write_parquet(self, path: str, table: pa.Table) -> int:
+        """Write one Parquet file; returns its size in bytes."""
+        with self.open_parquet_writer(path, table.schema) as writer:
+            writer.write_table(table)
+        return self.fs.get_file_info(self.full_path(path)).size or 0
+
+    def read_parquet_schema(self, path: str) -> pa.Schema:
+        return pq.read_schema(self.full_path(path), filesystem=self.fs)
+
+    def read_parquet(self, path: str) -> pa.Table:
+        return pq.read_table(self.full_path(path), filesystem=self.fs)

@@ -1,0 +1,312 @@
+"""The lake sink: stages change-log files and commits them atomically with the source offset.
+
+Protocol for one commit unit (a complete batch, or incomplete batches followed by a complete one):
+1. every batch's rows are written at once to Parquet files under ``_staging/<source>/<unit>/``,
+   so memory stays bounded by one batch;
+2. when the unit's complete batch arrives, the commit record (files + end offset) is created with
+   compare-and-swap; it is accepted only if the unit starts where the last commit ended;
+3. the staged files are moved to their final change-log paths (``changelog/<source>/<table>/
+   commit_date=YYYY-MM-DD/<seq>-<n>.parquet``), which readers see;
+4. a restart rolls the last commit's moves forward and deletes anything left in staging.
+A crash before step 2 loses nothing (the source resumes from the last commit) and shows nothing;
+a crash after it is finished by step 4. Replaying an already committed batch is a no-op.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import uuid
+from collections import Counter
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from connectors.events import (
+    COMMIT_TS_COLUMN,
+    OP_COLUMN,
+    SEQ_COLUMN,
+    Batch,
+    QuarantinedRow,
+    TableChanges,
+    TableId,
+)
+from connectors.lake.commits import (
+    CommitConflictError,
+    CommitKind,
+    CommitLog,
+    CommitRecord,
+    FileRef,
+    OffsetMismatchError,
+    TableCommit,
+    TableRef,
+)
+from connectors.lake.storage import Storage
+from connectors.offsets import Offset, parse_offset
+
+log = logging.getLogger(__name__)
+
+QUARANTINE_SCHEMA = pa.schema(
+    [
+        pa.field("schema_name", pa.string()),
+        pa.field("table_name", pa.string()),
+        pa.field("_position", pa.string()),
+        pa.field("_commit_ts", pa.timestamp("us", tz="UTC")),
+        pa.field("reason", pa.string()),
+        pa.field("payload", pa.string()),
+    ]
+)
+
+
+@dataclass(frozen=True, slots=True)
+class LakeState:
+    """What the lake holds for one source: the last commit and the offsets it recorded."""
+
+    seq: int
+    offset: Offset | None
+    floors: Mapping[TableId, Offset]
+    record: CommitRecord | None
+
+
+def changelog_prefix(source: str, table: TableId | str) -> str:
+    name = table.lake_name if isinstance(table, TableId) else table
+    return f"changelog/{source}/{name}"
+
+
+@dataclass
+class _Unit:
+    """A commit unit being staged."""
+
+    unit_id: str
+    seq: int
+    start: Offset | None
+    files: dict[str, list[FileRef]] = field(default_factory=dict)
+    tables: dict[str, TableId] = field(default_factory=dict)
+    ops: dict[str, Counter[str]] = field(default_factory=dict)
+    quarantine: list[FileRef] = field(default_factory=list)
+    quarantined_rows: int = 0
+    next_row: int = 0
+    next_file: int = 0
+
+
+class LakeWriter:
+    """Commits one source's batches into the lake's change log, exactly once."""
+
+    def __init__(self, storage: Storage, source: str) -> None:
+        self.storage = storage
+        self.source = source
+        self.log = CommitLog(storage, source)
+        self._unit: _Unit | None = None
+        self._state = self._recover()
+
+    # -- state ---------------------------------------------------------------------------------
+    def last_committed(self) -> LakeState:
+        return self._state
+
+    def _load_state(self) -> LakeState:
+        rec = self.log.latest()
+        if rec is None:
+            return LakeState(0, None, {}, None)
+        floors = {ref.table_id(self.source): parse_offset(text) for ref, text in rec.floors.values()}
+        return LakeState(rec.seq, parse_offset(rec.end), floors, rec)
+
+    def _recover(self) -> LakeState:
+        """Finish the last commit's file moves and clear staging (see module docstring, step 4)."""
+        state = self._load_state()
+        if state.record is not None:
+            self._publish(state.record)
+        self.storage.delete_prefix(f"_staging/{self.source}")
+        return state
+
+    def reload(self) -> LakeState:
+        """Drop anything staged and re-read the commit log (after a conflict)."""
+        self.abort()
+        self._state = self._recover()
+        return self._state
+
+    def abort(self) -> None:
+        if self._unit is not None:
+            self.storage.delete_prefix(f"_staging/{self.source}/{self._unit.unit_id}")
+            self._unit = None
+
+    # -- writing -------------------------------------------------------------------------------
+    def write(self, batch: Batch) -> CommitRecord | None:
+        """Stage `batch`; commit the unit when the batch is complete.
+
+        Returns the commit record, or None when nothing was committed (an incomplete batch, or a
+        replay of a batch the lake already holds).
+        """
+        if self._unit is None:
+            if self._is_idle(batch):
+                return None
+            if self._is_replay(batch):
+                log.info("%s: batch ending at %s is already committed; skipped", self.source, batch.end)
+                return None
+            self._check_start(batch)
+            self._unit = _Unit(uuid.uuid4().hex, self._state.seq + 1, batch.start)
+        unit = self._unit
+        for changes in batch.changes:
+            if changes.num_rows:
+                self._stage_changes(unit, changes)
+        if batch.quarantined:
+            self._stage_quarantine(unit, batch.quarantined)
+        if not batch.complete:
+            return None
+        try:
+            return self._commit(unit, batch)
+        finally:
+            self._unit = None
+
+    def _is_idle(self, batch: Batch) -> bool:
+        """A complete batch with nothing in it that does not move the offset: nothing to commit."""
+        return (
+            batch.complete
+            and not batch.changes
+            and not batch.quarantined
+            and not batch.snapshot
+            and not batch.floors
+            and batch.end == self._state.offset
+        )
+
+    def _is_replay(self, batch: Batch) -> bool:
+        committed = self._state.offset
+        if committed is None or batch.start is None or batch.end is None or batch.snapshot:
+            return False
+        return batch.end <= committed and batch.start != batch.end
+
+    def _check_start(self, batch: Batch) -> None:
+        committed = self._state.offset
+        if batch.start is None and batch.snapshot:
+            return  # an initial snapshot or a re-snapshot replaces whatever the lake had
+        if committed is None or batch.start is None or batch.start != committed:
+            raise OffsetMismatchError(
+                f"source {self.source!r}: batch starts at {batch.start and batch.start.serialize()} but the "
+                f"lake's last commit ends at {committed and committed.serialize()}"
+            )
+
+    def _stage_changes(self, unit: _Unit, changes: TableChanges) -> None:
+        name = changes.table.lake_name
+        unit.tables[name] = changes.table
+        n = changes.num_rows
+        seqs = pa.array(
+            range((unit.seq << 32) + unit.next_row, (unit.seq << 32) + unit.next_row + n), pa.int64()
+        )
+        unit.next_row += n
+        data = changes.data.append_column(pa.field(SEQ_COLUMN, pa.int64(), nullable=False), seqs)
+        data = data.replace_schema_metadata(
+            {"lakehouse.key": ",".join(changes.schema.key), "lakehouse.table": str(changes.table)}
+        )
+        unit.ops.setdefault(name, Counter()).update(
+            dict(zip(*(x.to_pylist() for x in pc.value_counts(data[OP_COLUMN]).flatten()), strict=True))
+        )
+        for day, part in _split_by_day(data):
+            final = f"{changelog_prefix(self.source, name)}/commit_date={day}/{unit.seq:012d}-{unit.next_file:05d}.parquet"
+            unit.files.setdefault(name, []).append(self._stage(unit, part, final))
+
+    def _stage_quarantine(self, unit: _Unit, rows: tuple[QuarantinedRow, ...]) -> None:
+        table = pa.Table.from_pylist(
+            [
+                {
+                    "schema_name": r.table.schema,
+                    "table_name": r.table.name,
+                    "_position": r.position,
+                    "_commit_ts": r.commit_ts,
+                    "reason": r.reason,
+                    "payload": r.payload,
+                }
+                for r in rows
+            ],
+            schema=QUARANTINE_SCHEMA,
+        )
+        day = _day(rows[0].commit_ts)
+        final = f"quarantine/{self.source}/commit_date={day}/{unit.seq:012d}-{unit.next_file:05d}.parquet"
+        unit.quarantine.append(self._stage(unit, table, final))
+        unit.quarantined_rows += len(rows)
+        for r in rows:
+            log.warning("%s: quarantined a row of %s at %s: %s", self.source, r.table, r.position, r.reason)
+
+    def _stage(self, unit: _Unit, table: pa.Table, final: str) -> FileRef:
+        staged = f"_staging/{self.source}/{unit.unit_id}/{unit.next_file:05d}.parquet"
+        unit.next_file += 1
+        size = self.storage.write_parquet(staged, table)
+        return FileRef(path=final, staged=staged, rows=table.num_rows, bytes=size)
+
+    def _commit(self, unit: _Unit, batch: Batch) -> CommitRecord:
+        assert batch.end is not None
+        prev = self._state.record
+        kind: CommitKind = "stream"
+        if batch.snapshot:
+            kind = "snapshot" if batch.start is None or batch.start != batch.end else "backfill"
+        floors = dict(prev.floors) if prev else {}
+        heads = dict(prev.heads) if prev else {}
+        for table, offset in batch.floors.items():
+            floors[table.lake_name] = (TableRef.of(table), offset.serialize())
+        snapshot_names = {t.lake_name for t in batch.snapshot}
+        tables: dict[str, TableCommit] = {}
+        for name in sorted(set(unit.tables) | snapshot_names):
+            table_id = unit.tables.get(name) or next(t for t in batch.snapshot if t.lake_name == name)
+            files = tuple(unit.files.get(name, ()))
+            tables[name] = TableCommit(
+                table=TableRef.of(table_id),
+                files=files,
+                rows=sum(f.rows for f in files),
+                ops=dict(unit.ops.get(name, {})),
+                snapshot=name in snapshot_names,
+                prev_seq=heads.get(name, 0),
+            )
+            heads[name] = unit.seq
+        record = CommitRecord(
+            source=self.source,
+            seq=unit.seq,
+            kind=kind,
+            start=unit.start.serialize() if unit.start is not None else None,
+            end=batch.end.serialize(),
+            tables=tables,
+            quarantine=tuple(unit.quarantine),
+            quarantined_rows=unit.quarantined_rows,
+            floors=floors,
+            heads=heads,
+            committed_at=dt.datetime.now(dt.UTC),
+            source_lag_seconds=batch.source_lag_seconds,
+        )
+        try:
+            self.log.append(record)
+        except CommitConflictError:
+            self.storage.delete_prefix(f"_staging/{self.source}/{unit.unit_id}")
+            raise
+        self._publish(record)
+        self.storage.delete_prefix(f"_staging/{self.source}/{unit.unit_id}")
+        self._state = LakeState(
+            record.seq,
+            batch.end,
+            {ref.table_id(self.source): parse_offset(text) for ref, text in floors.values()},
+            record,
+        )
+        return record
+
+    def _publish(self, record: CommitRecord) -> None:
+        """Move a commit's staged files to their final paths; idempotent (roll-forward)."""
+        refs = [f for t in record.tables.values() for f in t.files] + list(record.quarantine)
+        for ref in refs:
+            if self.storage.exists(ref.path):
+                continue
+            if not self.storage.exists(ref.staged):
+                raise RuntimeError(
+                    f"commit {record.seq} of {self.source!r}: file {ref.path} is neither published nor staged"
+                )
+            self.storage.move(ref.staged, ref.path)
+
+
+def _day(ts: dt.datetime) -> str:
+    return ts.astimezone(dt.UTC).date().isoformat() if ts.tzinfo else ts.date().isoformat()
+
+
+def _split_by_day(data: pa.Table) -> list[tuple[str, pa.Table]]:
+    """Split rows by the UTC date of their commit timestamp (the change log's partition)."""
+    days = pc.strftime(data[COMMIT_TS_COLUMN], format="%Y-%m-%d")
+    unique = pc.unique(days).to_pylist()
+    if len(unique) == 1:
+        return [(unique[0], data)]
+    return [(d, data.filter(pc.equal(days, d))) for d in sorted(unique)]

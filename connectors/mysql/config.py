@@ -1,0 +1,25 @@
+"""Configuration of the MySQL / MariaDB binlog source."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from connectors.config import DatabaseSourceConfig
+
+
+class MySQLSourceConfig(DatabaseSourceConfig):
+    """An Aurora MySQL / MySQL 8 / MariaDB source read from the binlog."""
+
+    kind: Literal["mysql"] = "mysql"
+    port: int = Field(3306, ge=1, le=65535, description="TCP port.")
+    server_id: int = Field(
+        4_000_001, ge=1, le=2**32 - 1, description="Replica server id for the binlog dump; unique per reader."
+    )
+    flavor: Literal["mariadb", "mysql", "auto"] = Field(
+        "auto", description="Server flavour; 'auto' asks the server."
+    )
+    min_binlog_retention_hours: float = Field(
+        24.0, ge=0, description="Pre-flight fails if the server keeps binlogs for less than this."
+    )

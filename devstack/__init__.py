@@ -1,0 +1,124 @@
+"""Local service stack for development and tests: MariaDB, PostgreSQL and the moto server.
+
+``up()`` installs, initialises and starts services (idempotent), ``down()`` stops them and
+``status()`` reports them. Services are listed in :data:`SERVICE_TYPES` in start order; adding one
+(an OpenSearch node, say) means one more module implementing :class:`devstack.base.Service` and one
+more entry there.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+from devstack.base import DevstackError, Service, ServiceStatus
+from devstack.mariadb import MariaDBService
+from devstack.moto import MotoService
+from devstack.postgres import PostgresService
+from devstack.settings import StackSettings, load_settings
+
+__all__ = [
+    "DevstackError",
+    "SERVICE_TYPES",
+    "ServiceResult",
+    "ServiceStatus",
+    "StackSettings",
+    "UnknownServiceError",
+    "down",
+    "settings",
+    "status",
+    "up",
+]
+
+# Start order; stop order is the reverse.
+SERVICE_TYPES: list[Callable[[StackSettings], Service]] = [MariaDBService, PostgresService, MotoService]
+
+
+class UnknownServiceError(DevstackError):
+    """A service name that is not in the registry."""
+
+
+@dataclass(frozen=True)
+class ServiceResult:
+    """What ``up``/``down`` did to one service, plus its status afterwards."""
+
+    action: str  # "started" | "already running" | "stopped" | "already stopped"
+    status: ServiceStatus
+
+
+def settings() -> StackSettings:
+    """Current stack settings (reads the environment on each call)."""
+    return load_settings()
+
+
+def _services(names: Sequence[str] | None, cfg: StackSettings) -> list[Service]:
+    all_services = [factory(cfg) for factory in SERVICE_TYPES]
+    if names is None:
+        return all_services
+    known = {svc.name: svc for svc in all_services}
+    unknown = [n for n in names if n not in known]
+    if unknown:
+        raise UnknownServiceError(f"unknown service(s) {', '.join(unknown)}; known: {', '.join(known)}")
+    wanted = set(names)
+    return [svc for svc in all_services if svc.name in wanted]  # keep registry order
+
+
+@contextmanager
+def _stack_lock(cfg: StackSettings) -> Iterator[None]:
+    """Serialise up/down across processes: several test sessions may call up() at once."""
+    cfg.stack_dir.mkdir(parents=True, exist_ok=True)
+    os.chmod(cfg.stack_dir, 0o755)  # service users (mysql, postgres) must traverse it
+    fd = os.open(cfg.stack_dir / ".devstack.lock", os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
+def up(names: Sequence[str] | None = None) -> list[ServiceResult]:
+    """Install, initialise and start the named services (all by default); cheap when running.
+
+    Raises :class:`DevstackError` naming the service that failed and the tail of its log.
+    """
+    cfg = load_settings()
+    results: list[ServiceResult] = []
+    with _stack_lock(cfg):
+        for svc in _services(names, cfg):
+            if svc.is_running():
+                results.append(ServiceResult("already running", svc.describe()))
+                continue
+            try:
+                svc.install()
+                svc.init()
+                svc.start()
+            except DevstackError as exc:
+                raise type(exc)(f"{svc.name}: {exc}") from exc
+            results.append(ServiceResult("started", svc.describe()))
+    return results
+
+
+def down(names: Sequence[str] | None = None) -> list[ServiceResult]:
+    """Stop the named services (all by default) in reverse start order; stopped ones are skipped."""
+    cfg = load_settings()
+    results: list[ServiceResult] = []
+    with _stack_lock(cfg):
+        for svc in reversed(_services(names, cfg)):
+            if not svc.is_running():
+                results.append(ServiceResult("already stopped", svc.describe()))
+                continue
+            try:
+                svc.stop()
+            except DevstackError as exc:
+                raise type(exc)(f"{svc.name}: {exc}") from exc
+            results.append(ServiceResult("stopped", svc.describe()))
+    return list(reversed(results))
+
+
+def status(names: Sequence[str] | None = None) -> list[ServiceStatus]:
+    """Status of the named services (all by default), without starting anything."""
+    cfg = load_settings()
+    return [svc.describe() for svc in _services(names, cfg)]

@@ -1,0 +1,252 @@
+"""The `lakehouse` command line."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+import threading
+from collections.abc import Sequence
+
+from connectors.events import TableId
+from connectors.source import SourceError
+from pipelines.config import ConfigError, LakehouseConfig, load_config
+
+log = logging.getLogger("lakehouse")
+
+
+def _setup_logging(verbose: bool) -> None:
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
+        datefmt="%H:%M:%S",
+        stream=sys.stderr,
+    )
+    for noisy in ("pymysqlreplication", "botocore", "urllib3", "pyiceberg"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def _cmd_stack(args: argparse.Namespace) -> int:
+    from devstack.__main__ import main as devstack_main
+
+    return devstack_main([args.action, *args.services])
+
+
+def _selected(config: LakehouseConfig, names: Sequence[str] | None) -> list[str]:
+    for n in names or ():
+        config.source(n)  # raises ConfigError naming the configured sources
+    return [s.name for s in config.sources if not names or s.name in names]
+
+
+def _cmd_sync(args: argparse.Namespace) -> int:
+    from pipelines.report import print_reports
+    from pipelines.runner import sync_all
+
+    config = load_config(args.config)
+    reports = sync_all(config, _selected(config, args.source))
+    print_reports(reports)
+    return 0
+
+
+def _cmd_stream(args: argparse.Namespace) -> int:
+    from connectors.lake.lake import Lake
+    from pipelines.report import print_reports
+    from pipelines.runner import stream_source
+    from pipelines.sources import open_source
+
+    config = load_config(args.config)
+    lake = Lake(config.lake)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    reports = []
+    errors: list[BaseException] = []
+
+    def run(name: str) -> None:
+        source = open_source(config.source(name))
+        try:
+            reports.append(
+                stream_source(lake, source, stop=stop, merge_every_seconds=config.lake.merge_every_seconds)
+            )
+        except BaseException as e:  # surfaced below, after the other streams stop
+            errors.append(e)
+            stop.set()
+        finally:
+            source.close()
+
+    threads = [
+        threading.Thread(target=run, args=(n,), name=f"stream-{n}") for n in _selected(config, args.source)
+    ]
+    for t in threads:
+        t.start()
+    try:
+        while any(t.is_alive() for t in threads):
+            for t in threads:
+                t.join(timeout=0.5)
+    except KeyboardInterrupt:
+        log.info("stopping after the current batch (Ctrl-C again to abort)")
+        stop.set()
+        for t in threads:
+            t.join()
+    print_reports(reports)
+    if errors:
+        raise errors[0]
+    return 0
+
+
+def _cmd_backfill(args: argparse.Namespace) -> int:
+    from connectors.lake.lake import Lake
+    from pipelines.report import print_reports
+    from pipelines.runner import backfill_tables
+    from pipelines.sources import open_source
+
+    config = load_config(args.config)
+    source_config = config.source(args.source)
+    source = open_source(source_config)
+    try:
+        known = {t.name: t for t in source.tables()}
+        unknown = [t for t in args.tables if t not in known]
+        if unknown:
+            raise ConfigError(
+                f"source {args.source!r} does not capture table(s) {unknown}; it captures {sorted(known)}"
+            )
+        tables: list[TableId] = [known[t] for t in args.tables]
+        print_reports([backfill_tables(Lake(config.lake), source, tables)])
+    finally:
+        source.close()
+    return 0
+
+
+def _cmd_resnapshot(args: argparse.Namespace) -> int:
+    from connectors.lake.lake import Lake
+    from pipelines.report import print_reports
+    from pipelines.runner import resnapshot_source
+    from pipelines.sources import open_source
+
+    config = load_config(args.config)
+    source = open_source(config.source(args.source))
+    try:
+        print_reports([resnapshot_source(Lake(config.lake), source)])
+    finally:
+        source.close()
+    return 0
+
+
+def _cmd_show(args: argparse.Namespace) -> int:
+    from connectors.lake.lake import Lake
+    from pipelines.report import print_lake
+
+    config = load_config(args.config)
+    print_lake(Lake(config.lake), _selected(config, args.source), sample=args.sample)
+    return 0
+
+
+def _cmd_preflight(args: argparse.Namespace) -> int:
+    from pipelines.sources import open_source
+
+    config = load_config(args.config)
+    for name in _selected(config, args.source):
+        source = open_source(config.source(name))
+        try:
+            source.preflight()
+            print(f"{name}: ok ({len(source.tables())} tables)")
+        finally:
+            source.close()
+    return 0
+
+
+def _cmd_world(args: argparse.Namespace) -> int:
+    from pipelines.demo import create_world_from_config
+
+    create_world_from_config(load_config(args.config), patients=args.patients, seed=args.seed)
+    return 0
+
+
+def _cmd_workload(args: argparse.Namespace) -> int:
+    from pipelines.demo import run_workload_from_config
+
+    run_workload_from_config(load_config(args.config), rate=args.rate, seconds=args.seconds, seed=args.seed)
+    return 0
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from pipelines.demo import run_demo
+
+    run_demo(args.config, seconds=args.seconds, rate=args.rate)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="lakehouse", description=__doc__)
+    p.add_argument("--config", help="config file (default: $LAKEHOUSE_CONFIG or ./lakehouse.toml)")
+    p.add_argument("-v", "--verbose", action="store_true")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    s = sub.add_parser("stack", help="start, stop or show the local services")
+    s.add_argument("action", choices=["up", "down", "status"])
+    s.add_argument("services", nargs="*", help="services (default: all)")
+    s.set_defaults(func=_cmd_stack)
+
+    s = sub.add_parser(
+        "demo", help="the main job end to end on the local stack: world, snapshot, workload, sync, show"
+    )
+    s.add_argument("--seconds", type=float, default=10.0, help="how long the workload runs")
+    s.add_argument("--rate", type=float, default=200.0, help="workload operations per second")
+    s.set_defaults(func=_cmd_demo)
+
+    s = sub.add_parser(
+        "sync", help="a bounded run: snapshot if needed, then stream up to the position of now"
+    )
+    s.add_argument("--once", action="store_true", help="run once and exit (the default and only mode)")
+    s.add_argument("--source", action="append", help="only this source (repeatable)")
+    s.set_defaults(func=_cmd_sync)
+
+    s = sub.add_parser("stream", help="stream continuously with low latency until Ctrl-C / SIGTERM")
+    s.add_argument("--source", action="append", help="only this source (repeatable)")
+    s.set_defaults(func=_cmd_stream)
+
+    s = sub.add_parser("backfill", help="re-snapshot some tables of a source")
+    s.add_argument("--source", required=True)
+    s.add_argument("tables", nargs="+")
+    s.set_defaults(func=_cmd_backfill)
+
+    s = sub.add_parser("resnapshot", help="re-snapshot every table of a source (after its position was lost)")
+    s.add_argument("--source", required=True)
+    s.set_defaults(func=_cmd_resnapshot)
+
+    s = sub.add_parser("show", help="what landed in the lake")
+    s.add_argument("--source", action="append")
+    s.add_argument("--sample", type=int, default=0, help="also print N current-state rows per table")
+    s.set_defaults(func=_cmd_show)
+
+    s = sub.add_parser("preflight", help="check the sources' server settings and permissions")
+    s.add_argument("--source", action="append")
+    s.set_defaults(func=_cmd_preflight)
+
+    s = sub.add_parser("world", help="create and seed the sample health-and-wellness databases")
+    s.add_argument("--patients", type=int, default=200)
+    s.add_argument("--seed", type=int, default=7)
+    s.set_defaults(func=_cmd_world)
+
+    s = sub.add_parser("workload", help="insert, update and delete in the sample databases at a rate")
+    s.add_argument("--rate", type=float, default=100.0, help="operations per second")
+    s.add_argument("--seconds", type=float, default=30.0)
+    s.add_argument("--seed", type=int, default=11)
+    s.set_defaults(func=_cmd_workload)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    _setup_logging(args.verbose)
+    try:
+        return int(args.func(args) or 0)
+    except (ConfigError, SourceError) as e:
+        print(f"lakehouse: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

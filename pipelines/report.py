@@ -1,0 +1,78 @@
+"""Plain-text reports for people: what a run did, and what the lake holds."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+
+from connectors.lake.lake import Lake
+from pipelines.runner import SyncReport
+
+
+def _table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
+    cells = [[str(h) for h in headers]] + [["" if c is None else str(c) for c in r] for r in rows]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in cells]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def print_reports(reports: Sequence[SyncReport]) -> None:
+    rows = [
+        (
+            r.source,
+            r.commits,
+            r.rows,
+            r.quarantined_rows,
+            ",".join(sorted(set(r.snapshot_tables))) or "-",
+            r.offset_after or "-",
+            f"{r.lag_seconds:.1f}" if r.lag_seconds is not None else "-",
+            f"{r.seconds:.1f}",
+        )
+        for r in reports
+    ]
+    print(
+        _table(["source", "commits", "rows", "quarantined", "snapshot", "position", "lag s", "took s"], rows)
+    )
+
+
+def print_lake(lake: Lake, sources: Sequence[str], sample: int = 0) -> None:
+    """Per table: change-log rows by operation, current-state rows, and the last commit."""
+    print(f"lake: {lake.storage.root_uri}")
+    for source in sources:
+        writer_log = lake.writer(source).log
+        latest = writer_log.latest()
+        if latest is None:
+            print(f"\n{source}: nothing committed yet")
+            continue
+        age = (dt.datetime.now(dt.UTC) - latest.committed_at).total_seconds()
+        print(f"\n{source}: commit {latest.seq} at {latest.end} ({age:.0f} s ago)")
+        current = lake.current(source)
+        rows = []
+        samples = []
+        for name in sorted(latest.heads):
+            log_rows = lake.read_changelog(source, name)
+            ops = {}
+            if log_rows.num_rows:
+                for op in ("I", "U", "D"):
+                    ops[op] = sum(1 for v in log_rows["Op"].to_pylist() if v == op)
+            state = current.read(name)
+            applied = current.applied_seq(current.load(name))
+            rows.append(
+                (
+                    name,
+                    log_rows.num_rows,
+                    ops.get("I", 0),
+                    ops.get("U", 0),
+                    ops.get("D", 0),
+                    state.num_rows,
+                    applied,
+                )
+            )
+            if sample and state.num_rows:
+                samples.append((name, state.slice(0, sample).to_pylist()))
+        print(_table(["table", "changes", "I", "U", "D", "current rows", "merged to"], rows))
+        for name, recs in samples:
+            print(f"\n  {name} (first {len(recs)} current rows):")
+            for rec in recs:
+                print("   ", {k: v for k, v in rec.items() if not k.startswith("_")})
