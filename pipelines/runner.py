@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
 from connectors.events import Batch, TableId
+from connectors.faults import crash_point
 from connectors.lake.commits import CommitConflictError, CommitRecord
 from connectors.lake.current import MergeResult
 from connectors.lake.lake import Lake
@@ -71,7 +72,9 @@ def _commit_all(
         if record is None:
             continue
         assert batch.end is not None
+        crash_point("published")
         source.acknowledge(batch.end)  # only after the lake commit: see the module docstring
+        crash_point("acknowledged")
         report.add(record)
         if on_commit:
             on_commit(record)

@@ -33,6 +33,7 @@ from connectors.events import (
     TableChanges,
     TableId,
 )
+from connectors.faults import crash_point
 from connectors.lake.commits import (
     CommitConflictError,
     CommitKind,
@@ -152,6 +153,7 @@ class LakeWriter:
                 self._stage_changes(unit, changes)
         if batch.quarantined:
             self._stage_quarantine(unit, batch.quarantined)
+        crash_point("staged")
         if not batch.complete:
             return None
         try:
@@ -276,6 +278,7 @@ class LakeWriter:
         except CommitConflictError:
             self.storage.delete_prefix(f"_staging/{self.source}/{unit.unit_id}")
             raise
+        crash_point("committed")
         self._publish(record)
         self.storage.delete_prefix(f"_staging/{self.source}/{unit.unit_id}")
         self._state = LakeState(

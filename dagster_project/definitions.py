@@ -1,0 +1,56 @@
+"""Dagster definitions: `dagster dev -m dagster_project.definitions` against the local stack.
+
+Built lazily (`@dg.definitions`), so importing this module reads no file and opens no connection;
+Dagster calls `defs()` when it loads the code location. The config file is $LAKEHOUSE_CONFIG or
+./lakehouse.toml; Dagster source assets need each source's `tables` listed explicitly.
+"""
+
+from __future__ import annotations
+
+import dagster as dg
+
+from dagster_project.assets import build_source_assets
+from dagster_project.checks import build_source_checks
+from dagster_project.resources import LakeResource, source_resource
+from pipelines.config import LakehouseConfig, load_config
+
+
+def build_definitions(config: LakehouseConfig) -> dg.Definitions:
+    """Assets, checks, resources, the micro-batch job and its schedule for a configuration."""
+    assets: list[dg.AssetsDefinition] = []
+    checks: list[dg.AssetChecksDefinition] = []
+    resources: dict[str, object] = {}
+    for source in config.sources:
+        if not source.tables:
+            raise ValueError(
+                f"source {source.name!r}: list its `tables` in the config to get Dagster assets for them"
+            )
+        schema = source.database if source.kind == "mysql" else source.schema_name  # type: ignore[union-attr]
+        assets += build_source_assets(source.name, schema, list(source.tables))
+        checks += build_source_checks(source.name, schema, list(source.tables))
+        resources[f"source_{source.name}"] = source_resource(source)
+    lake = config.lake
+    resources["lake"] = LakeResource(
+        root=lake.root,
+        catalog=lake.catalog,
+        catalog_uri=lake.catalog_uri,
+        s3_endpoint_url=lake.s3.endpoint_url,
+        s3_region=lake.s3.region,
+        aws_access_key_id=dg.EnvVar("AWS_ACCESS_KEY_ID") if lake.root.startswith("s3://") else None,
+        aws_secret_access_key=dg.EnvVar("AWS_SECRET_ACCESS_KEY") if lake.root.startswith("s3://") else None,
+    )
+    micro_batches = dg.define_asset_job("micro_batches", selection=dg.AssetSelection.all())
+    schedule = dg.ScheduleDefinition(
+        name="every_minute",
+        job=micro_batches,
+        cron_schedule="* * * * *",
+        default_status=dg.DefaultScheduleStatus.STOPPED,
+    )
+    return dg.Definitions(
+        assets=assets, asset_checks=checks, resources=resources, jobs=[micro_batches], schedules=[schedule]
+    )
+
+
+@dg.definitions
+def defs() -> dg.Definitions:
+    return build_definitions(load_config())
