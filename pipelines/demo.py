@@ -1,0 +1,111 @@
+"""`lakehouse demo`: the main job end to end on the local stack.
+
+Creates the sample world (as the local stack's admin user), snapshots it into the lake, runs the
+workload, captures its changes with a bounded sync, merges current state, and shows what landed.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import psycopg2
+import pymysql
+
+from pipelines.config import LakehouseConfig, load_config
+
+log = logging.getLogger(__name__)
+
+
+def _sources(config: LakehouseConfig) -> tuple[Any, Any]:
+    mysql = next((s for s in config.sources if s.kind == "mysql"), None)
+    pg = next((s for s in config.sources if s.kind == "postgres"), None)
+    if mysql is None or pg is None:
+        raise ValueError("the demo needs one mysql and one postgres source in the config")
+    return mysql, pg
+
+
+@contextmanager
+def _admin_connections(config: LakehouseConfig, *, databases: bool = True) -> Iterator[tuple[Any, Any]]:
+    """Admin connections of the local stack (the world's owner), to the sources' databases."""
+    import devstack
+
+    stack = devstack.settings()
+    mysql, pg = _sources(config)
+    admin_pw = stack.admin_password.get_secret_value()
+    my = pymysql.connect(
+        host=mysql.host,
+        port=mysql.port,
+        user=stack.admin_user,
+        password=admin_pw,
+        database=mysql.database if databases else None,
+        charset="utf8mb4",
+        autocommit=True,
+    )
+    pgc = psycopg2.connect(
+        host=pg.host, port=pg.port, user=stack.admin_user, password=admin_pw, dbname=pg.database if databases else "postgres"
+    )
+    pgc.autocommit = True
+    try:
+        yield my, pgc
+    finally:
+        my.close()
+        pgc.close()
+
+
+def create_world_from_config(config: LakehouseConfig, *, patients: int = 200, seed: int = 7) -> None:
+    """Create the databases and the seeded world; hand the PostgreSQL tables to the CDC user.
+
+    PostgreSQL 15 lets only a table's owner add it to a publication, and the source manages its
+    own publication; in production a DBA creates the publication or grants ownership instead.
+    """
+    from pipelines.world import create_world
+    from pipelines.world.setup import create_databases
+
+    mysql, pg = _sources(config)
+    with _admin_connections(config, databases=False) as (my, pgc):
+        create_databases(my, pgc, mysql_database=mysql.database, postgres_database=pg.database)
+    with _admin_connections(config) as (my, pgc):
+        summary = create_world(my, pgc, seed=seed, patients=patients)
+        with pgc.cursor() as cur:
+            cur.execute(
+                "SELECT tablename FROM pg_tables WHERE schemaname = %s AND tableowner <> %s", (pg.schema_name, pg.user)
+            )
+            for (table,) in cur.fetchall():
+                cur.execute(f'ALTER TABLE "{pg.schema_name}"."{table}" OWNER TO "{pg.user}"')
+    state = "seeded" if summary.seeded else "already there"
+    log.info("sample world %s: %s", state, dict(summary.row_counts))
+
+
+def run_workload_from_config(config: LakehouseConfig, *, rate: float, seconds: float, seed: int = 11) -> None:
+    from pipelines.world.workload import Workload
+
+    with _admin_connections(config) as (my, pgc):
+        my.autocommit(False)
+        pgc.autocommit = False
+        stats = Workload(my, pgc, seed=seed).run(rate=rate, duration=seconds)
+    log.info("workload: %d operations, %d transactions in %.1f s", stats.operations, stats.transactions, stats.elapsed_seconds)
+    for table, counts in sorted(stats.by_table().items()):
+        log.info("  %-20s %s", table, counts)
+
+
+def run_demo(config_path: str | None, *, seconds: float, rate: float) -> None:
+    """World -> snapshot -> workload -> bounded sync -> show."""
+    from connectors.lake.lake import Lake
+    from pipelines.report import print_lake, print_reports
+    from pipelines.runner import sync_all
+
+    config = load_config(config_path)
+    print("1/4 creating the sample world (MariaDB as Aurora MySQL, PostgreSQL as Aurora PostgreSQL)", flush=True)
+    create_world_from_config(config)
+    print("2/4 capturing: initial snapshot (or catch-up) into the lake", flush=True)
+    print_reports(sync_all(config))
+    print(f"3/4 running the workload: {rate:g} operations/s for {seconds:g} s", flush=True)
+    run_workload_from_config(config, rate=rate, seconds=seconds, seed=int.from_bytes(os.urandom(2), "big"))
+    print("4/4 capturing the changes (binlog and logical replication) and merging current state", flush=True)
+    print_reports(sync_all(config))
+    print()
+    print_lake(Lake(config.lake), [s.name for s in config.sources], sample=0)

@@ -1,0 +1,46 @@
+"""The sample "health and wellness" world used by ``lakehouse demo`` and the tests.
+
+Two databases: ``health`` on Aurora MySQL (patients, assessments, surveys, plans, preferences,
+insurance claims, search synonyms) and ``tenants`` on Aurora PostgreSQL (tenant directory and care
+providers). ``create_world`` creates and seeds them from a seed; ``Workload`` keeps changing them.
+"""
+
+from pipelines.world.schema import TABLES, TABLES_BY_NAME, WorldError, WorldTable, drop_schema
+from pipelines.world.setup import (
+    DEFAULT_MYSQL_DATABASE,
+    DEFAULT_POSTGRES_DATABASE,
+    WorldSummary,
+    create_databases,
+    create_schema,
+    create_world,
+)
+from pipelines.world.stats import Change, ChangeKind, WorkloadStats
+from pipelines.world.workload import (
+    DEFAULT_TABLE_WEIGHTS,
+    OperationMix,
+    Workload,
+    WorkloadConfig,
+    WorkloadError,
+)
+
+__all__ = [
+    "DEFAULT_MYSQL_DATABASE",
+    "DEFAULT_POSTGRES_DATABASE",
+    "DEFAULT_TABLE_WEIGHTS",
+    "TABLES",
+    "TABLES_BY_NAME",
+    "Change",
+    "ChangeKind",
+    "OperationMix",
+    "Workload",
+    "WorkloadConfig",
+    "WorkloadError",
+    "WorkloadStats",
+    "WorldError",
+    "WorldSummary",
+    "WorldTable",
+    "create_databases",
+    "create_schema",
+    "create_world",
+    "drop_schema",
+]

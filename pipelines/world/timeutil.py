@@ -1,0 +1,74 @@
+"""Time zone helpers: local wall time to UTC, and the ambiguous hours where clocks go back.
+
+The world writes every zone-less column (MySQL DATETIME) as UTC wall time. Events are generated as
+local wall times in the zone they happen in and converted here, so DST folds are exercised on
+purpose: an ambiguous local time with ``fold=1`` is the *second* occurrence (PEP 495).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+import zoneinfo
+
+from pipelines.world.catalog import WORLD_NOW, WORLD_START
+
+UTC = dt.UTC
+
+
+@functools.cache
+def zone(name: str) -> zoneinfo.ZoneInfo:
+    """The IANA zone ``name`` (cached; tzdata ships with the project)."""
+    return zoneinfo.ZoneInfo(name)
+
+
+def local_to_utc(local: dt.datetime, zone_name: str, *, fold: int = 0) -> dt.datetime:
+    """Convert a naive local wall time in ``zone_name`` to an aware UTC datetime.
+
+    ``fold`` picks the occurrence of an ambiguous time. A wall time inside a spring-forward gap does
+    not exist; zoneinfo then applies the offset from before the gap, which lands on a real instant
+    after the transition (the way most applications resolve it).
+    """
+    if local.tzinfo is not None:
+        raise ValueError("local_to_utc expects a naive wall time")
+    return local.replace(tzinfo=zone(zone_name), fold=fold).astimezone(UTC)
+
+
+def utc_wall(instant: dt.datetime) -> dt.datetime:
+    """The naive UTC wall time of an aware instant: what goes into a DATETIME column."""
+    if instant.tzinfo is None:
+        raise ValueError("utc_wall expects an aware datetime")
+    return instant.astimezone(UTC).replace(tzinfo=None)
+
+
+@functools.cache
+def ambiguous_hours(zone_name: str) -> tuple[tuple[dt.datetime, dt.timedelta], ...]:
+    """Local wall times where ``zone_name``'s clocks went back between WORLD_START and WORLD_NOW.
+
+    Each entry is (first ambiguous local wall time, length of the repeated interval). Zones without
+    DST give an empty tuple. Scans day by day, then in 15-minute steps (Pacific/Chatham changes at
+    quarter past the hour).
+    """
+    tz = zone(zone_name)
+    windows: list[tuple[dt.datetime, dt.timedelta]] = []
+    day = WORLD_START
+    before = day.astimezone(tz).utcoffset()
+    while day < WORLD_NOW:
+        nxt = day + dt.timedelta(days=1)
+        after = nxt.astimezone(tz).utcoffset()
+        if after is not None and before is not None and after < before:
+            t = day
+            prev = before
+            while t < nxt:
+                step = t + dt.timedelta(minutes=15)
+                off = step.astimezone(tz).utcoffset()
+                if off is not None and off < prev:
+                    # The transition happens at ``step`` (UTC); wall clocks jump from
+                    # step+prev back to step+off, so [step+off, step+prev) repeats.
+                    start = (step + off).replace(tzinfo=None)
+                    windows.append((start, prev - off))
+                    break
+                t = step
+        before = after
+        day = nxt
+    return tuple(windows)
