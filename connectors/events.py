@@ -33,8 +33,11 @@ COMMIT_TS_COLUMN = "_commit_ts"
 POSITION_COLUMN = "_position"
 TXID_COLUMN = "_txid"
 SEQ_COLUMN = "_seq"
+# Present only in change-log files with updates whose source left some values out (unchanged
+# PostgreSQL TOAST values): the names of those columns; the merge keeps the lake's values for them.
+UNCHANGED_COLUMN = "_unchanged"
 META_COLUMNS = (OP_COLUMN, COMMIT_TS_COLUMN, POSITION_COLUMN, TXID_COLUMN)
-RESERVED_COLUMNS = frozenset(c.lower() for c in (*META_COLUMNS, SEQ_COLUMN))
+RESERVED_COLUMNS = frozenset(c.lower() for c in (*META_COLUMNS, SEQ_COLUMN, UNCHANGED_COLUMN))
 
 UTC_MICROS = pa.timestamp("us", tz="UTC")
 META_FIELDS = (
@@ -125,10 +128,16 @@ class TableChanges:
 
     `data` has the metadata columns (`Op`, `_commit_ts`, `_position`, `_txid`) followed by the
     schema's columns. A delete carries its before-image (at least the key).
+
+    `unchanged` lists updates whose source did not send some column values (PostgreSQL leaves
+    unchanged TOASTed values out of an UPDATE unless the table has REPLICA IDENTITY FULL): each
+    entry is ``(row index in data, column names)``; those cells are null in `data` and the sink
+    must keep the values it already has for that key.
     """
 
     schema: TableSchema
     data: pa.Table
+    unchanged: tuple[tuple[int, tuple[str, ...]], ...] = ()
 
     def __post_init__(self) -> None:
         expected = self.schema.arrow_schema()
@@ -136,6 +145,13 @@ class TableChanges:
             raise ValueError(
                 f"{self.schema.table}: data columns {self.data.schema.names} do not match the schema {expected.names}"
             )
+        if self.unchanged:
+            names = set(self.schema.column_names)
+            for row, columns in self.unchanged:
+                if not 0 <= row < self.data.num_rows or not set(columns) <= names:
+                    raise ValueError(
+                        f"{self.schema.table}: unchanged entry {(row, columns)} is outside the data"
+                    )
 
     @property
     def table(self) -> TableId:

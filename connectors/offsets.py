@@ -16,7 +16,10 @@ from typing import Protocol, runtime_checkable
 class Offset(Protocol):
     """A position in a source's change stream."""
 
-    kind: str
+    @property
+    def kind(self) -> str:
+        """The offset's kind, the prefix of its serialised form (read-only: offsets are frozen)."""
+        ...
 
     def serialize(self) -> str:
         """A short string ``<kind>:<value>`` that `parse_offset` turns back into an equal offset."""

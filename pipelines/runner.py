@@ -70,6 +70,10 @@ def _commit_all(
     for batch in batches:
         record = writer.write(batch)
         if record is None:
+            # Idle keep-alives and staged parts of a unit come through here: a stop request is
+            # honoured between units only (a staged, uncommitted unit is simply re-read later).
+            if stop is not None and stop.is_set() and batch.complete:
+                return
             continue
         assert batch.end is not None
         crash_point("published")

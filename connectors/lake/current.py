@@ -23,7 +23,7 @@ from pyiceberg.catalog import Catalog
 from pyiceberg.exceptions import NamespaceAlreadyExistsError, NoSuchTableError
 from pyiceberg.table import Table as IcebergTable
 
-from connectors.events import OP_COLUMN, SEQ_COLUMN, TXID_COLUMN
+from connectors.events import OP_COLUMN, SEQ_COLUMN, TXID_COLUMN, UNCHANGED_COLUMN
 from connectors.lake.commits import CommitLog, CommitRecord
 from connectors.lake.storage import Storage
 
@@ -32,7 +32,7 @@ log = logging.getLogger(__name__)
 COMMIT_SEQ_PROPERTY = "lakehouse.commit-seq"
 KEY_PROPERTY = "lakehouse.key"
 # Change-log metadata columns the current state drops (it keeps _seq, _commit_ts, _position).
-_DROP_FROM_STATE = (OP_COLUMN, TXID_COLUMN)
+_DROP_FROM_STATE = (OP_COLUMN, TXID_COLUMN, UNCHANGED_COLUMN)
 KEEP_SNAPSHOTS = 3
 
 
@@ -106,25 +106,26 @@ class CurrentState:
             commits = commits[start:]
         changes = self._read_changes(lake_table, commits)
         key = self._key_columns(table, lake_table, commits)
+        existing = None if (table is None or replace) else table.scan().to_arrow()
         latest = _latest_per_key(changes, key) if changes is not None else None
+        if latest is not None and UNCHANGED_COLUMN in latest.column_names:
+            assert changes is not None
+            latest = _fill_unchanged(latest, changes, existing, key)
         deletes = 0
         upserts = pa.table({})
         if latest is not None and latest.num_rows:
             is_delete = pc.equal(latest[OP_COLUMN], "D")
             deletes = pc.sum(is_delete).as_py() or 0
-            upserts = latest.filter(pc.invert(is_delete)).drop_columns(list(_DROP_FROM_STATE))
+            upserts = _state_columns(latest.filter(pc.invert(is_delete)))
         if table is None:
             if latest is None:
                 return None
-            schema = _nullable(latest.drop_columns(list(_DROP_FROM_STATE)).schema)
+            schema = _nullable(_state_columns(latest).schema)
             table = self.catalog.create_table(
                 self.identifier(lake_table), schema=schema, properties={KEY_PROPERTY: ",".join(key)}
             )
-            existing = None
-        else:
-            existing = None if replace else table.scan().to_arrow()
         if latest is not None and latest.num_rows:
-            self._evolve_schema(table, _nullable(latest.drop_columns(list(_DROP_FROM_STATE)).schema))
+            self._evolve_schema(table, _nullable(_state_columns(latest).schema))
         target_schema = table.schema().as_arrow()
         parts = []
         if existing is not None and existing.num_rows:
@@ -199,6 +200,11 @@ def _data_files(table: IcebergTable) -> set[str]:
     return files
 
 
+def _state_columns(table: pa.Table) -> pa.Table:
+    """Drop the change-log columns the current state does not keep."""
+    return table.drop_columns([c for c in _DROP_FROM_STATE if c in table.column_names])
+
+
 def _nullable(schema: pa.Schema) -> pa.Schema:
     """All columns optional, the row's own columns first and the lake's metadata columns last."""
     fields = [f.with_nullable(True) for f in schema]
@@ -220,6 +226,49 @@ def _latest_per_key(changes: pa.Table, key: Sequence[str]) -> pa.Table:
     winners = grouped[f"{SEQ_COLUMN}_max"]
     latest = changes.filter(pc.is_in(changes[SEQ_COLUMN], winners))
     return latest.sort_by(SEQ_COLUMN)
+
+
+def _fill_unchanged(
+    latest: pa.Table, changes: pa.Table, existing: pa.Table | None, key: Sequence[str]
+) -> pa.Table:
+    """Give columns the source did not send (unchanged TOAST values) the value the lake has.
+
+    For each such cell: the newest earlier change of the same key that did carry the column,
+    else the current-state row. Rare (only UPDATEs of TOASTed rows), so plain Python is fine.
+    """
+    marks = latest[UNCHANGED_COLUMN].to_pylist()
+    todo = [i for i, m in enumerate(marks) if m]
+    if not todo:
+        return latest
+    change_keys = _key_array(changes, key).to_pylist()
+    change_marks = changes[UNCHANGED_COLUMN].to_pylist()
+    change_seqs = changes[SEQ_COLUMN].to_pylist()
+    latest_keys = _key_array(latest, key).to_pylist()
+    existing_index: dict[object, int] = {}
+    if existing is not None and existing.num_rows:
+        existing_index = {k: i for i, k in enumerate(_key_array(existing, key).to_pylist())}
+    columns = {name: latest[name].to_pylist() for name in {c for i in todo for c in marks[i]}}
+    for i in todo:
+        k, seq = latest_keys[i], latest[SEQ_COLUMN][i].as_py()
+        earlier = sorted(
+            (j for j, ck in enumerate(change_keys) if ck == k and change_seqs[j] < seq),
+            key=lambda j: change_seqs[j],
+            reverse=True,
+        )
+        for column in marks[i]:
+            value = None
+            for j in earlier:
+                if column not in (change_marks[j] or ()) and changes[OP_COLUMN][j].as_py() != "D":
+                    value = changes[column][j].as_py()
+                    break
+            else:
+                if k in existing_index and column in existing.column_names:  # type: ignore[union-attr]
+                    value = existing[column][existing_index[k]].as_py()  # type: ignore[index]
+            columns[column][i] = value
+    for name, values in columns.items():
+        idx = latest.column_names.index(name)
+        latest = latest.set_column(idx, latest.field(name), pa.array(values, latest.field(name).type))
+    return latest
 
 
 def _conform(table: pa.Table, schema: pa.Schema) -> pa.Table:

@@ -28,6 +28,7 @@ from connectors.events import (
     COMMIT_TS_COLUMN,
     OP_COLUMN,
     SEQ_COLUMN,
+    UNCHANGED_COLUMN,
     Batch,
     QuarantinedRow,
     TableChanges,
@@ -180,11 +181,11 @@ class LakeWriter:
 
     def _check_start(self, batch: Batch) -> None:
         committed = self._state.offset
-        if batch.start is None and batch.snapshot:
-            return  # an initial snapshot or a re-snapshot replaces whatever the lake had
-        if committed is None or batch.start is None or batch.start != committed:
+        if batch.start is None:
+            return  # a snapshot unit: it replaces whatever the lake had (checked again at commit)
+        if committed is None or batch.start != committed:
             raise OffsetMismatchError(
-                f"source {self.source!r}: batch starts at {batch.start and batch.start.serialize()} but the "
+                f"source {self.source!r}: batch starts at {batch.start.serialize()} but the "
                 f"lake's last commit ends at {committed and committed.serialize()}"
             )
 
@@ -197,6 +198,13 @@ class LakeWriter:
         )
         unit.next_row += n
         data = changes.data.append_column(pa.field(SEQ_COLUMN, pa.int64(), nullable=False), seqs)
+        if changes.unchanged:
+            marks: list[list[str] | None] = [None] * n
+            for row, columns in changes.unchanged:
+                marks[row] = list(columns)
+            data = data.append_column(
+                pa.field(UNCHANGED_COLUMN, pa.list_(pa.string())), pa.array(marks, pa.list_(pa.string()))
+            )
         data = data.replace_schema_metadata(
             {"lakehouse.key": ",".join(changes.schema.key), "lakehouse.table": str(changes.table)}
         )
@@ -237,6 +245,10 @@ class LakeWriter:
 
     def _commit(self, unit: _Unit, batch: Batch) -> CommitRecord:
         assert batch.end is not None
+        if unit.start is None and not batch.snapshot:
+            raise OffsetMismatchError(
+                f"source {self.source!r}: a unit without a start offset must end with a snapshot batch"
+            )
         prev = self._state.record
         kind: CommitKind = "stream"
         if batch.snapshot:

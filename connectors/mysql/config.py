@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import zlib
 from typing import Literal
 
 from pydantic import Field
@@ -15,7 +16,10 @@ class MySQLSourceConfig(DatabaseSourceConfig):
     kind: Literal["mysql"] = "mysql"
     port: int = Field(3306, ge=1, le=65535, description="TCP port.")
     server_id: int = Field(
-        4_000_001, ge=1, le=2**32 - 1, description="Replica server id for the binlog dump; unique per reader."
+        0,
+        ge=0,
+        le=2**32 - 1,
+        description="Replica server id for the binlog dump, unique per reader; 0 derives one from the source name.",
     )
     flavor: Literal["mariadb", "mysql", "auto"] = Field(
         "auto", description="Server flavour; 'auto' asks the server."
@@ -23,3 +27,12 @@ class MySQLSourceConfig(DatabaseSourceConfig):
     min_binlog_retention_hours: float = Field(
         24.0, ge=0, description="Pre-flight fails if the server keeps binlogs for less than this."
     )
+
+    @property
+    def replica_server_id(self) -> int:
+        """The configured server id, or a stable one derived from the source name.
+
+        A MySQL/MariaDB primary drops an existing binlog dump when another replica connects with
+        the same server id, so two sources on one server must not share the default.
+        """
+        return self.server_id or 4_000_000 + zlib.crc32(self.name.encode()) % 1_000_000

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import re
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator, model_validator
 
 from connectors.config import DatabaseSourceConfig
+
+# PostgreSQL accepts only lower-case letters, digits and underscores in slot names (63 bytes max);
+# the same rule for the publication keeps both usable in replication commands without quoting.
+_PG_OBJECT_NAME = re.compile(r"^[a-z0-9_]{1,63}$")
 
 
 class PostgresSourceConfig(DatabaseSourceConfig):
@@ -17,6 +22,30 @@ class PostgresSourceConfig(DatabaseSourceConfig):
     schema_name: str = Field("public", alias="schema", description="Schema whose tables are captured.")
     slot: str = Field("", description="Replication slot name; default lakehouse_<source name>.")
     publication: str = Field("", description="Publication name; default lakehouse_<source name>.")
+    idle_heartbeat_seconds: float = Field(
+        60.0,
+        gt=0,
+        description=(
+            "While no captured table changes, yield a row-less batch carrying the server's WAL position this "
+            "often, so the lake records it and the slot can be advanced (the server keeps WAL until then)."
+        ),
+    )
+
+    @field_validator("slot", "publication")
+    @classmethod
+    def _valid_pg_name(cls, v: str) -> str:
+        if v and not _PG_OBJECT_NAME.match(v):
+            raise ValueError(f"{v!r} must be 1-63 lower-case letters, digits or underscores")
+        return v
+
+    @model_validator(mode="after")
+    def _derived_names_fit(self) -> PostgresSourceConfig:
+        for what, value in (("slot", self.slot_name), ("publication", self.publication_name)):
+            if len(value) > 63:
+                raise ValueError(
+                    f"{what} name {value!r} is longer than 63 characters; set `{what}` explicitly"
+                )
+        return self
 
     @property
     def slot_name(self) -> str:

@@ -173,3 +173,27 @@ def test_old_snapshots_and_their_files_are_expired(lake: Lake) -> None:
     data_files = [e for e in lake.storage.list_files(f"current/src/{PATIENTS.lake_name}/data")]
     assert len(data_files) <= 3
     assert rows(lake) == {1: {"id": 1, "name": "v7"}}
+
+
+def test_values_the_source_did_not_send_keep_the_lakes_value(lake: Lake) -> None:
+    """PostgreSQL leaves unchanged TOAST values out of an UPDATE; the lake keeps what it had."""
+    from connectors.events import TableChanges
+
+    sch = schema([("id", pa.int64()), ("doc", pa.string()), ("n", pa.int32())])
+    w = lake.writer("src")
+    big = "x" * 10_000
+    w.write(snapshot_batch(10, changes([("I", 10, {"id": 1, "doc": big, "n": 0}), ("I", 10, {"id": 2, "doc": "small", "n": 0})], sch)))
+    lake.current("src").merge()
+    # Two updates of id 1 without its doc (one merged on its own, one together with a sent value).
+    upd = changes([("U", 11, {"id": 1, "doc": None, "n": 1})], sch)
+    w.write(stream_batch(10, 20, TableChanges(upd.schema, upd.data, unchanged=((0, ("doc",)),))))
+    lake.current("src").merge()
+    assert rows(lake)[1] == {"id": 1, "doc": big, "n": 1}
+    both = changes([("U", 21, {"id": 2, "doc": "sent", "n": 5}), ("U", 22, {"id": 2, "doc": None, "n": 6})], sch)
+    w.write(stream_batch(20, 30, TableChanges(both.schema, both.data, unchanged=((1, ("doc",)),))))
+    lake.current("src").merge()
+    assert rows(lake)[2] == {"id": 2, "doc": "sent", "n": 6}
+    assert rows(lake)[1] == {"id": 1, "doc": big, "n": 1}
+    # The change log itself says which values were not sent.
+    log = lake.read_changelog("src", PATIENTS.lake_name)
+    assert log.filter(pa.compute.equal(log["id"], 1))["_unchanged"].to_pylist() == [None, ["doc"]]

@@ -1,0 +1,163 @@
+"""PyMySQL connections to the source, with bounded retry for transient failures.
+
+Errors name the source, host and port, never the password.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterator
+from typing import Any, TypeVar
+
+import pymysql
+import pymysql.cursors
+
+from connectors.config import RetryConfig
+from connectors.mysql.config import MySQLSourceConfig
+from connectors.source import SourceError, SourceUnavailableError
+
+logger = logging.getLogger(__name__)
+
+# CR_CONNECTION_ERROR 2002, CR_CONN_HOST_ERROR 2003, CR_SERVER_GONE_ERROR 2006,
+# CR_SERVER_LOST 2013, ER_CON_COUNT_ERROR 1040 (too many connections), ER_SERVER_SHUTDOWN 1053:
+# the server may be restarting or failing over (Aurora), so these are worth another try.
+TRANSIENT_ERROR_CODES = frozenset({1040, 1053, 2002, 2003, 2006, 2013})
+ACCESS_DENIED = 1045
+UNKNOWN_DATABASE = 1049
+
+T = TypeVar("T")
+
+
+def error_code(exc: BaseException) -> int | None:
+    """The MySQL error number of a PyMySQL error, if it has one."""
+    args = getattr(exc, "args", ())
+    return args[0] if args and isinstance(args[0], int) else None
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Whether a PyMySQL error is worth retrying (connection lost, server restarting)."""
+    return isinstance(exc, pymysql.err.OperationalError | pymysql.err.InterfaceError) and (
+        error_code(exc) in TRANSIENT_ERROR_CODES or isinstance(exc, pymysql.err.InterfaceError)
+    )
+
+
+def backoff_delays(retry: RetryConfig) -> Iterator[float]:
+    """Pauses between tries: exponential from `initial_seconds`, capped at `max_seconds`."""
+    delay = retry.initial_seconds
+    for _ in range(retry.attempts - 1):
+        yield delay
+        delay = min(delay * 2, retry.max_seconds)
+
+
+def endpoint(config: MySQLSourceConfig) -> str:
+    """``source 'name' at host:port`` for messages."""
+    return f"MySQL source {config.name!r} at {config.host}:{config.port}"
+
+
+def with_retry(config: MySQLSourceConfig, what: str, action: Callable[[], T]) -> T:
+    """Run `action`, retrying transient errors with bounded backoff, then SourceUnavailableError."""
+    delays = backoff_delays(config.retry)
+    while True:
+        try:
+            return action()
+        except (pymysql.err.OperationalError, pymysql.err.InterfaceError) as exc:
+            if not is_transient(exc):
+                raise
+            delay = next(delays, None)
+            if delay is None:
+                raise SourceUnavailableError(
+                    f"{endpoint(config)}: {what} failed after {config.retry.attempts} attempts: {_describe(exc)}"
+                ) from exc
+            logger.warning(
+                "%s: %s failed (%s); retrying in %.1f s", endpoint(config), what, _describe(exc), delay
+            )
+            time.sleep(delay)
+
+
+def _describe(exc: BaseException) -> str:
+    code = error_code(exc)
+    message = exc.args[1] if len(getattr(exc, "args", ())) > 1 else str(exc)
+    return f"error {code}: {message}" if code is not None else str(message)
+
+
+def connect(
+    config: MySQLSourceConfig,
+    *,
+    cursorclass: type[pymysql.cursors.Cursor] = pymysql.cursors.Cursor,
+    autocommit: bool = True,
+) -> pymysql.connections.Connection:
+    """A connection to the configured database as the CDC user, in UTC, with utf8mb4."""
+
+    def attempt() -> pymysql.connections.Connection:
+        return pymysql.connect(
+            host=config.host,
+            port=config.port,
+            user=config.user,
+            password=config.password.get_secret_value(),
+            database=config.database,
+            charset="utf8mb4",
+            autocommit=autocommit,
+            cursorclass=cursorclass,
+            connect_timeout=10,
+            # TIMESTAMP values are then read in UTC, whatever the server's zone is.
+            init_command="SET SESSION time_zone = '+00:00'",
+        )
+
+    try:
+        return with_retry(config, "connect", attempt)
+    except pymysql.err.OperationalError as exc:
+        code = error_code(exc)
+        if code == ACCESS_DENIED:
+            raise SourceError(
+                f"{endpoint(config)}: access denied for user {config.user!r}; check the user name and password"
+            ) from None
+        if code == UNKNOWN_DATABASE:
+            raise SourceError(f"{endpoint(config)}: database {config.database!r} does not exist") from None
+        raise SourceError(f"{endpoint(config)}: cannot connect: {_describe(exc)}") from exc
+
+
+def binlog_connection_settings(config: MySQLSourceConfig) -> dict[str, Any]:
+    """Keyword arguments for mysql-replication's reader (holds the password: never log it)."""
+    return {
+        "host": config.host,
+        "port": config.port,
+        "user": config.user,
+        "password": config.password.get_secret_value(),
+        "charset": "utf8mb4",
+        "connect_timeout": 10,
+    }
+
+
+def binlog_connect(**settings: Any) -> pymysql.connections.Connection:
+    """mysql-replication's connection factory, spelling its deprecated ``db=`` as ``database=``."""
+    if "db" in settings:
+        settings["database"] = settings.pop("db")
+    return pymysql.connect(**settings)
+
+
+def fetch_value(conn: pymysql.connections.Connection, sql: str, args: Any = None) -> Any:
+    """The first column of the first row, or None."""
+    with conn.cursor(pymysql.cursors.Cursor) as cur:
+        cur.execute(sql, args)
+        row = cur.fetchone()
+    return None if row is None else row[0]
+
+
+def fetch_all(conn: pymysql.connections.Connection, sql: str, args: Any = None) -> list[tuple[Any, ...]]:
+    """All rows as tuples."""
+    with conn.cursor(pymysql.cursors.Cursor) as cur:
+        cur.execute(sql, args)
+        return list(cur.fetchall())
+
+
+def fetch_dicts(conn: pymysql.connections.Connection, sql: str, args: Any = None) -> list[dict[str, Any]]:
+    """All rows as dicts keyed by column label."""
+    with conn.cursor(pymysql.cursors.DictCursor) as cur:
+        cur.execute(sql, args)
+        return list(cur.fetchall())
+
+
+def server_flavor(conn: pymysql.connections.Connection) -> str:
+    """'mariadb' or 'mysql', from the server's version string."""
+    return "mariadb" if "mariadb" in conn.get_server_info().lower() else "mysql"

@@ -1,0 +1,222 @@
+"""Pre-flight checks: the server settings, grants and tables that binlog CDC needs.
+
+Every check adds a message that names the setting and how to change it; all failures are
+reported together in one PreflightError, so one round of fixes is enough.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Sequence
+
+import pymysql
+
+from connectors.events import TableId
+from connectors.mysql.config import MySQLSourceConfig
+from connectors.mysql.connection import endpoint, fetch_all, fetch_dicts, fetch_value
+from connectors.mysql.schema import read_primary_key
+from connectors.source import PreflightError
+
+logger = logging.getLogger(__name__)
+
+_VARIABLES = (
+    "log_bin",
+    "binlog_format",
+    "binlog_row_image",
+    "binlog_row_metadata",
+    "gtid_mode",
+    "enforce_gtid_consistency",
+    "gtid_strict_mode",
+    "gtid_binlog_pos",
+    "binlog_expire_logs_seconds",
+    "expire_logs_days",
+)
+_AURORA = "on Aurora MySQL set it in the DB cluster parameter group and reboot the writer"
+_GRANT = re.compile(r"^GRANT (.+?) ON (\S+) TO ", re.IGNORECASE)
+# MariaDB 10.5 renamed REPLICATION CLIENT to BINLOG MONITOR and accepts REPLICA for SLAVE.
+_SYNONYMS = {
+    "REPLICATION SLAVE": ("REPLICATION SLAVE", "REPLICATION REPLICA"),
+    "REPLICATION CLIENT": ("REPLICATION CLIENT", "BINLOG MONITOR"),
+}
+
+
+def run_preflight(
+    conn: pymysql.connections.Connection, config: MySQLSourceConfig, flavor: str, tables: Sequence[str]
+) -> None:
+    """Raise PreflightError listing every setting, grant or table that stops CDC."""
+    placeholders = ", ".join(["%s"] * len(_VARIABLES))
+    variables = {
+        str(name).lower(): str(value)
+        for name, value in fetch_all(
+            conn, f"SHOW GLOBAL VARIABLES WHERE Variable_name IN ({placeholders})", _VARIABLES
+        )
+    }
+    failures: list[str] = []
+    failures += _binlog_failures(variables)
+    failures += _gtid_failures(variables, flavor)
+    failures += _retention_failures(conn, variables, config, flavor)
+    failures += _grant_failures(conn, config)
+    failures += _table_failures(conn, config, tables)
+    if failures:
+        listing = "\n".join(f"  - {f}" for f in failures)
+        raise PreflightError(f"{endpoint(config)} is not ready for binlog CDC:\n{listing}")
+
+
+def _setting(name: str, actual: str, wanted: str) -> str:
+    return f"{name} is {actual}; set {name}={wanted} in the server config (or SET GLOBAL {name}={wanted}); {_AURORA}"
+
+
+def _binlog_failures(v: dict[str, str]) -> list[str]:
+    failures = []
+    if v.get("log_bin", "OFF").upper() != "ON":
+        failures.append(
+            "log_bin is OFF; start the server with log_bin=<basename> in its config (needs a restart); "
+            "on Aurora MySQL binary logging starts once binlog_format is set in the DB cluster parameter group"
+        )
+    for name in ("binlog_format", "binlog_row_image"):
+        wanted = "ROW" if name == "binlog_format" else "FULL"
+        actual = v.get(name, "unknown")
+        if actual.upper() != wanted:
+            failures.append(_setting(name, actual, wanted))
+    metadata = v.get("binlog_row_metadata")
+    if metadata is None:
+        failures.append(
+            "the server has no binlog_row_metadata setting (needs MariaDB 10.5+ or MySQL 8.0.14+); without "
+            "column names in the binlog, schema changes cannot be followed"
+        )
+    elif metadata.upper() != "FULL":
+        failures.append(_setting("binlog_row_metadata", metadata, "FULL"))
+    return failures
+
+
+def _gtid_failures(v: dict[str, str], flavor: str) -> list[str]:
+    if flavor == "mariadb":
+        if "gtid_binlog_pos" not in v:
+            return ["the server reports no gtid_binlog_pos; MariaDB 10.0+ is needed for GTID positions"]
+        if v.get("gtid_strict_mode", "OFF").upper() != "ON":
+            logger.warning(
+                "gtid_strict_mode is OFF; setting gtid_strict_mode=ON (server config or SET GLOBAL) is advisable "
+                "so sequence numbers only grow within a replication domain"
+            )
+        return []
+    failures = []
+    for name in ("gtid_mode", "enforce_gtid_consistency"):
+        actual = v.get(name, "OFF")
+        if actual.upper() != "ON":
+            failures.append(_setting(name, actual, "ON"))
+    return failures
+
+
+def _retention_hours(
+    conn: pymysql.connections.Connection, v: dict[str, str], flavor: str
+) -> tuple[float | None, str]:
+    """How long binlogs are kept (None: forever), and the setting that says so."""
+    if flavor == "mysql":
+        aurora = _aurora_retention(conn)
+        if aurora is not None:
+            return aurora
+    seconds = float(v.get("binlog_expire_logs_seconds") or 0)
+    days = float(v.get("expire_logs_days") or 0)
+    if seconds > 0:
+        return seconds / 3600, f"binlog_expire_logs_seconds={int(seconds)}"
+    if days > 0:
+        return days * 24, f"expire_logs_days={days:g}"
+    return None, "binlog_expire_logs_seconds=0"
+
+
+def _aurora_retention(conn: pymysql.connections.Connection) -> tuple[float | None, str] | None:
+    try:
+        rows = fetch_dicts(conn, "CALL mysql.rds_show_configuration")
+    except pymysql.err.MySQLError:
+        return None  # not Aurora / RDS
+    for row in rows:
+        if str(row.get("name", "")).lower() == "binlog retention hours":
+            value = row.get("value")
+            # NULL means "purge as soon as possible": effectively no retention at all.
+            return (0.0 if value in (None, "NULL") else float(value)), f"'binlog retention hours'={value}"
+    return None
+
+
+def _retention_failures(
+    conn: pymysql.connections.Connection, v: dict[str, str], config: MySQLSourceConfig, flavor: str
+) -> list[str]:
+    wanted = config.min_binlog_retention_hours
+    hours, setting = _retention_hours(conn, v, flavor)
+    if wanted == 0 or hours is None or hours >= wanted:
+        return []
+    if setting.startswith("'binlog retention hours'"):
+        fix = f"CALL mysql.rds_set_configuration('binlog retention hours', {int(wanted + 0.999)})"
+    else:
+        seconds = int(wanted * 3600 + 0.999)
+        fix = (
+            f"set binlog_expire_logs_seconds={seconds} in the server config "
+            f"(or SET GLOBAL binlog_expire_logs_seconds={seconds})"
+        )
+    return [
+        f"binlogs are kept for {hours:g} h ({setting}) but min_binlog_retention_hours is {wanted:g}; {fix}, "
+        "so a stopped pipeline can resume before its position is purged"
+    ]
+
+
+def _grant_failures(conn: pymysql.connections.Connection, config: MySQLSourceConfig) -> list[str]:
+    on_all: set[str] = set()
+    on_db: set[str] = set()
+    db_patterns = {f"`{config.database}`.*", f"{config.database}.*"}
+    for (line,) in fetch_all(conn, "SHOW GRANTS FOR CURRENT_USER()"):
+        # Only the privilege list and the object are parsed: the line also holds the password hash.
+        match = _GRANT.match(str(line))
+        if not match:
+            continue
+        privileges = {p.strip().upper() for p in match.group(1).split(",")}
+        target = match.group(2)
+        if target == "*.*":
+            on_all |= privileges
+        elif target in db_patterns:
+            on_db |= privileges
+    if "ALL PRIVILEGES" in on_all or "ALL" in on_all:
+        return []
+    missing = [p for p, names in _SYNONYMS.items() if not on_all.intersection(names)]
+    if not ({"SELECT", "ALL PRIVILEGES", "ALL"} & (on_all | on_db)):
+        missing.append(f"SELECT on {config.database}")
+    if not missing:
+        return []
+    user = str(fetch_value(conn, "SELECT CURRENT_USER()"))
+    name, _, host = user.rpartition("@")
+    grants = ", ".join(p for p in ("REPLICATION SLAVE", "REPLICATION CLIENT") if p in missing)
+    fixes = []
+    if grants:
+        fixes.append(f"GRANT {grants} ON *.* TO '{name}'@'{host}'")
+    if any(p.startswith("SELECT") for p in missing):
+        fixes.append(f"GRANT SELECT ON `{config.database}`.* TO '{name}'@'{host}'")
+    return [f"the CDC user {user} lacks {', '.join(missing)}; as an admin run: {'; '.join(fixes)}"]
+
+
+def _table_failures(
+    conn: pymysql.connections.Connection, config: MySQLSourceConfig, tables: Sequence[str]
+) -> list[str]:
+    existing = {
+        str(name): str(kind)
+        for name, kind in fetch_all(
+            conn,
+            "SELECT TABLE_NAME, TABLE_TYPE FROM information_schema.TABLES WHERE TABLE_SCHEMA = %s",
+            (config.database,),
+        )
+    }
+    failures = []
+    for name in tables:
+        kind = existing.get(name)
+        if kind is None:
+            failures.append(
+                f"table {config.database}.{name} does not exist; fix `tables` in the source config"
+            )
+        elif kind != "BASE TABLE":
+            failures.append(
+                f"{config.database}.{name} is a {kind.lower()}, not a table; views have no binlog events"
+            )
+        elif not read_primary_key(conn, TableId(config.name, config.database, name)):
+            failures.append(
+                f"table {config.database}.{name} has no primary key; add one "
+                f"(ALTER TABLE {config.database}.{name} ADD PRIMARY KEY (...)) or leave it out of `tables`"
+            )
+    return failures

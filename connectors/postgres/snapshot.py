@@ -1,0 +1,210 @@
+"""Consistent snapshots: the initial one that creates the slot, and backfills while streaming.
+
+Both create a logical slot with ``EXPORT_SNAPSHOT`` on a replication connection and, while that
+connection stays open, import the snapshot into a ``REPEATABLE READ`` transaction on a SQL
+connection (``SET TRANSACTION SNAPSHOT``). The rows read there are exactly the state at the slot's
+consistent point: every transaction that commits later has its commit record at or after that
+point, so the stream delivers it and nothing is missed or seen twice at the hand-over.
+
+* Initial snapshot: the slot is the source's permanent slot; streaming continues from it.
+* Backfill: the slot is TEMPORARY (dropped with its connection). It only serves to get a snapshot
+  together with its exact WAL position, which becomes the tables' floor: the running stream skips
+  their changes at or below it, because the backfilled rows already contain them.
+
+Tables are read with a server-side (named) cursor, `chunk_rows` rows at a time, so memory stays
+bounded whatever the table size.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import time
+import uuid
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import psycopg2.extensions
+from psycopg2 import sql
+
+from connectors.events import Batch, QuarantinedRow, TableChanges, TableId
+from connectors.postgres.catalog import Catalog, TableLayout, qualified
+from connectors.postgres.columns import ChangeBuffer
+from connectors.postgres.config import PostgresSourceConfig
+from connectors.postgres.connection import close_quietly, connect
+from connectors.postgres.offset import Lsn
+from connectors.postgres.slot import create_slot_with_snapshot, drop_slot, ensure_publication, slot_state
+
+log = logging.getLogger(__name__)
+
+PROGRESS_EVERY_SECONDS = 5.0
+_UNIX_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+
+
+def initial_snapshot(config: PostgresSourceConfig, tables: Sequence[TableId]) -> Iterator[Batch]:
+    """Create the source's slot and yield a snapshot consistent with its starting position.
+
+    A slot that already exists is a leftover of an initial snapshot that did not finish (the
+    caller only asks for an initial snapshot while the lake holds nothing of this source), so it
+    is dropped and created again: no position in it is needed by anyone, and the new snapshot
+    captures everything the old slot would have streamed.
+    """
+    admin = connect(config)
+    try:
+        ensure_publication(admin, config.publication_name, tables)
+        if slot_state(admin, config.slot_name) is not None:
+            log.warning(
+                "replication slot %s exists before the initial snapshot: a leftover of an unfinished "
+                "snapshot; dropping and recreating it",
+                config.slot_name,
+            )
+            drop_slot(admin, config.slot_name)
+    finally:
+        close_quietly(admin)
+    yield from _exported_snapshot(config, tables, config.slot_name, temporary=False, stream_offset=None)
+
+
+def backfill(config: PostgresSourceConfig, tables: Sequence[TableId], stream_offset: Lsn) -> Iterator[Batch]:
+    """Snapshot `tables` while the stream goes on; the final batch keeps the stream at `stream_offset`."""
+    admin = connect(config)
+    try:
+        # Tables must be published before the snapshot point, so the stream carries every change after it.
+        ensure_publication(admin, config.publication_name, _published_tables(config, admin, tables))
+    finally:
+        close_quietly(admin)
+    # A temporary slot's name only has to be unique while this connection lives.
+    slot = f"{config.slot_name[:50]}_bf_{uuid.uuid4().hex[:8]}"
+    yield from _exported_snapshot(config, tables, slot, temporary=True, stream_offset=stream_offset)
+
+
+def _published_tables(config: PostgresSourceConfig, conn: Any, tables: Sequence[TableId]) -> list[TableId]:
+    """The configured tables plus the ones to backfill (a backfill may add a new table)."""
+    catalog = Catalog(conn, config.timezone)
+    names = config.tables or tuple(catalog.list_tables(config.schema_name))
+    published = [TableId(config.name, config.schema_name, n) for n in names]
+    return published + [t for t in tables if t not in published]
+
+
+def _exported_snapshot(
+    config: PostgresSourceConfig,
+    tables: Sequence[TableId],
+    slot: str,
+    *,
+    temporary: bool,
+    stream_offset: Lsn | None,
+) -> Iterator[Batch]:
+    replication = connect(config, replication=True)
+    reader = None
+    try:
+        consistent_point, snapshot_name = create_slot_with_snapshot(
+            replication.cursor(), slot, temporary=temporary
+        )
+        log.info(
+            "%s slot %s created at %s (snapshot %s)",
+            "temporary" if temporary else "replication",
+            slot,
+            consistent_point,
+            snapshot_name,
+        )
+        reader = connect(config, autocommit=False)
+        reader.set_session(isolation_level="REPEATABLE READ", readonly=True)
+        with reader.cursor() as cur:
+            # Must be the transaction's first statement (psycopg2 has just sent BEGIN).
+            cur.execute("SET TRANSACTION SNAPSHOT %s", (snapshot_name,))
+            # Block DDL on the tables for the duration, as pg_dump does, so each table is read with
+            # the layout the catalog reports.
+            cur.execute(
+                sql.SQL("LOCK TABLE {} IN ACCESS SHARE MODE").format(
+                    sql.SQL(", ").join(qualified(t) for t in tables)
+                )
+            )
+            cur.execute("SELECT now()")
+            snapshot_time: dt.datetime = cur.fetchone()[0]
+        snapshot_micros = (snapshot_time - _UNIX_EPOCH) // dt.timedelta(microseconds=1)
+        catalog = Catalog(reader, config.timezone)
+        empty: list[TableChanges] = []
+        for number, table in enumerate(tables):
+            layout = catalog.describe(table)
+            rows = 0
+            for changes, quarantined in _read_table(
+                config, reader, catalog, layout, number, consistent_point.serialize(), snapshot_micros
+            ):
+                rows += changes.num_rows + len(quarantined)
+                yield Batch(
+                    start=stream_offset,
+                    end=None,
+                    changes=(changes,),
+                    complete=False,
+                    quarantined=tuple(quarantined),
+                )
+            if rows == 0:
+                # An empty table still tells the lake its schema.
+                empty.append(ChangeBuffer(layout).build()[0])
+        reader.rollback()  # read-only: nothing to commit; ends the snapshot transaction
+        end = stream_offset if stream_offset is not None else consistent_point
+        yield Batch(
+            start=stream_offset,
+            end=end,
+            changes=tuple(empty),
+            complete=True,
+            snapshot=frozenset(tables),
+            floors={t: consistent_point for t in tables},
+        )
+    finally:
+        close_quietly(reader)
+        close_quietly(replication)  # drops a temporary slot
+
+
+def _read_table(
+    config: PostgresSourceConfig,
+    conn: Any,
+    catalog: Catalog,
+    layout: TableLayout,
+    number: int,
+    position: str,
+    snapshot_micros: int,
+) -> Iterator[tuple[TableChanges, list[QuarantinedRow]]]:
+    """Read one table in chunks of `chunk_rows` as text, converting each chunk column by column."""
+    table = layout.table
+    estimate = catalog.estimated_rows(table)
+    columns = sql.SQL(", ").join(sql.Identifier(c.name) for c in layout.schema.columns)
+    query = sql.SQL("SELECT {} FROM {}").format(columns, qualified(table))
+    started = last_report = time.monotonic()
+    done = 0
+    with conn.cursor(name=f"lakehouse_snapshot_{number}") as cur:
+        # Hand over each value exactly as the type's output function rendered it - what pgoutput
+        # sends too. (A ::text cast is not the same: bool::text is 'true', char(n)::text drops the
+        # padding, inet::text adds the netmask.)
+        raw_text = psycopg2.extensions.new_type(catalog.loaded_type_oids(), "LAKEHOUSE_RAW_TEXT", _raw_text)
+        psycopg2.extensions.register_type(raw_text, cur)
+        cur.itersize = config.chunk_rows
+        cur.execute(query)
+        while True:
+            rows = cur.fetchmany(config.chunk_rows)
+            if not rows:
+                break
+            buffer = ChangeBuffer(layout)
+            for target, values in zip(buffer.columns, zip(*rows, strict=True), strict=True):
+                target.extend(values)
+            buffer.ops.extend(["I"] * len(rows))
+            buffer.close_segment(position, snapshot_micros, None)
+            done += len(rows)
+            yield buffer.build()
+            now = time.monotonic()
+            if now - last_report >= PROGRESS_EVERY_SECONDS:
+                last_report = now
+                log.info("snapshot of %s: %s", table, _progress(done, estimate, now - started))
+    log.info("snapshot of %s finished: %d rows in %.1fs", table, done, time.monotonic() - started)
+
+
+def _raw_text(value: str | None, _cursor: Any) -> str | None:
+    return value
+
+
+def _progress(done: int, estimate: int | None, seconds: float) -> str:
+    rate = done / seconds if seconds > 0 else 0.0
+    if estimate:
+        return (
+            f"{done:,} of ~{estimate:,} rows ({min(100.0, 100.0 * done / estimate):.0f}%), {rate:,.0f} rows/s"
+        )
+    return f"{done:,} rows, {rate:,.0f} rows/s"
