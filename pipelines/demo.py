@@ -76,6 +76,7 @@ def create_world_from_config(config: LakehouseConfig, *, patients: int = 200, se
             )
             for (table,) in cur.fetchall():
                 cur.execute(f'ALTER TABLE "{pg.schema_name}"."{table}" OWNER TO "{pg.user}"')
+            cur.execute(f'GRANT CREATE ON DATABASE "{pg.database}" TO "{pg.user}"')
     state = "seeded" if summary.seeded else "already there"
     log.info("sample world %s: %s", state, dict(summary.row_counts))
 

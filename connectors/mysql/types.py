@@ -21,7 +21,7 @@ SET                                         list<string>                     mem
 BINARY / VARBINARY / *BLOB / GEOMETRY       binary                           BINARY(n) right-padded with 0x00 to n
 BIT(n)                                      int64                            BIT(64) above 2^63-1 wraps (two's complement)
 DATE                                        date32
-TIME(n)                                     duration('us')                   negative fractions decoded correctly
+TIME(n)                                     string '[-]H:MM:SS[.f]'          exact MySQL text; negative fractions decoded correctly
 YEAR                                        int16                            YEAR 0000 -> 0
 DATETIME(n)                                 timestamp('us', tz='UTC')        wall time read in `config.timezone` (*)
 TIMESTAMP(n)                                timestamp('us', tz='UTC')        the server stores UTC
@@ -170,7 +170,7 @@ class MySQLType:
         if n == "date":
             return pa.date32()
         if n == "time":
-            return pa.duration("us")
+            return pa.string()  # see _time_text
         if n == "year":
             return pa.int16()
         return UTC_MICROS  # datetime, timestamp
@@ -297,10 +297,25 @@ def _timestamp_binlog(v: Any) -> Any:
     return v
 
 
-def _time_snapshot(v: Any) -> Any:
-    if not isinstance(v, dt.timedelta):
-        raise UnconvertibleValueError("not a TIME value")
-    return v
+def _time_text(fsp: int) -> Fixup:
+    """TIME as MySQL prints it, ``[-]H:MM:SS[.ffffff]`` with the column's fractional digits.
+
+    TIME is an interval of -838:59:59..838:59:59, not a time of day, so neither Parquet's TIME nor
+    Iceberg's ``time`` can hold it, and Athena, Redshift Spectrum and Iceberg have no duration
+    type; the exact text is the one lossless representation every reader understands.
+    """
+
+    def fix(v: Any) -> str:
+        if not isinstance(v, dt.timedelta):
+            raise UnconvertibleValueError("not a TIME value")
+        micros = v // dt.timedelta(microseconds=1)
+        sign = "-" if micros < 0 else ""
+        seconds, frac = divmod(abs(micros), 1_000_000)
+        hours, rest = divmod(seconds, 3600)
+        text = f"{sign}{hours:02d}:{rest // 60:02d}:{rest % 60:02d}"
+        return f"{text}.{frac:06d}"[: len(text) + 1 + fsp] if fsp else text
+
+    return fix
 
 
 def _pad_binary(length: int) -> Fixup:
@@ -336,6 +351,8 @@ def binlog_fixup(t: MySQLType) -> Fixup | None:
         return _checked_temporal("datetime")
     if n == "timestamp":
         return _timestamp_binlog
+    if n == "time":
+        return _time_text(t.fsp)
     if n == "binary" and t.length:
         return _pad_binary(t.length)
     if n in _BINARY_TYPES:
@@ -355,7 +372,7 @@ def snapshot_fixup(t: MySQLType) -> Fixup | None:
     if n in ("date", "datetime", "timestamp"):
         return _checked_temporal(n)
     if n == "time":
-        return _time_snapshot
+        return _time_text(t.fsp)
     return None
 
 
