@@ -49,7 +49,9 @@ def rows_table(ids: list[int], rng: random.Random, tag: str) -> pa.Table:
         {
             "id": pa.array(ids, pa.int64()),
             "patient_id": pa.array([i % 50_000 for i in ids], pa.int64()),
-            "amount": pa.array([decimal.Decimal(rng.randint(100, 10_000_000)).scaleb(-2) for _ in ids], pa.decimal128(12, 2)),
+            "amount": pa.array(
+                [decimal.Decimal(rng.randint(100, 10_000_000)).scaleb(-2) for _ in ids], pa.decimal128(12, 2)
+            ),
             "status": pa.array([tag] * n, pa.string()),
             "note": pa.array([f"note {i} {tag}" for i in ids], pa.string()),
             "updated_at": pa.array([NOW] * n, pa.timestamp("us", tz="UTC")),
@@ -87,7 +89,13 @@ def run_ours(base: pa.Table, batches: list[tuple[pa.Table, pa.Table]], workdir: 
     lake = Lake(LakeConfig(root=f"{workdir}/ours"))
     writer = lake.writer("bench")
     writer.write(
-        Batch(start=None, end=Lsn(1), changes=(as_changes(base, "I", 1),), snapshot=frozenset({TABLE}), floors={TABLE: Lsn(1)})
+        Batch(
+            start=None,
+            end=Lsn(1),
+            changes=(as_changes(base, "I", 1),),
+            snapshot=frozenset({TABLE}),
+            floors={TABLE: Lsn(1)},
+        )
     )
     current = lake.current("bench")
     current.merge()
@@ -95,7 +103,13 @@ def run_ours(base: pa.Table, batches: list[tuple[pa.Table, pa.Table]], workdir: 
     started = time.perf_counter()
     for i, (upd, ins) in enumerate(batches):
         lsn = 2 + i
-        writer.write(Batch(start=Lsn(lsn - 1), end=Lsn(lsn), changes=(as_changes(upd, "U", lsn), as_changes(ins, "I", lsn))))
+        writer.write(
+            Batch(
+                start=Lsn(lsn - 1),
+                end=Lsn(lsn),
+                changes=(as_changes(upd, "U", lsn), as_changes(ins, "I", lsn)),
+            )
+        )
         current.merge()
         changed += upd.num_rows + ins.num_rows
     elapsed = time.perf_counter() - started
@@ -103,7 +117,9 @@ def run_ours(base: pa.Table, batches: list[tuple[pa.Table, pa.Table]], workdir: 
     return elapsed, changed
 
 
-def run_pyiceberg(base: pa.Table, batches: list[tuple[pa.Table, pa.Table]], workdir: str) -> tuple[float, int]:
+def run_pyiceberg(
+    base: pa.Table, batches: list[tuple[pa.Table, pa.Table]], workdir: str
+) -> tuple[float, int]:
     catalog = SqlCatalog("b", uri=f"sqlite:///{workdir}/pyice.db", warehouse=f"file://{workdir}/pyice")
     catalog.create_namespace("b")
     schema = pa.schema([f.with_nullable(True) for f in base.schema])
@@ -135,10 +151,14 @@ def main() -> None:
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     ours_rate, base_rate = ours_n / ours_s, base_n / base_s
-    print(f"table rows: {args.rows:,}; batches: {args.batches} x {args.batch_rows:,} changed rows (80% updates)")
+    print(
+        f"table rows: {args.rows:,}; batches: {args.batches} x {args.batch_rows:,} changed rows (80% updates)"
+    )
     print(f"ours (change log commit + Iceberg merge): {ours_rate:12,.0f} changed rows/s  ({ours_s:.2f} s)")
     print(f"baseline pyiceberg Table.upsert:          {base_rate:12,.0f} changed rows/s  ({base_s:.2f} s)")
-    print(f"ratio: {ours_rate / base_rate:.1f}x   peak RSS: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB")
+    print(
+        f"ratio: {ours_rate / base_rate:.1f}x   peak RSS: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB"
+    )
 
 
 if __name__ == "__main__":

@@ -86,12 +86,18 @@ class Writer(threading.Thread):
                         i = self.next_id
                         self.next_id += 1
                         pending["I"] += self._exec(
-                            cur, "INSERT INTO ledger (id, n, note, amount) VALUES (%s, %s, %s, %s)", (i, 0, f"r{i}", Decimal("1.25"))
+                            cur,
+                            "INSERT INTO ledger (id, n, note, amount) VALUES (%s, %s, %s, %s)",
+                            (i, 0, f"r{i}", Decimal("1.25")),
                         )
                         new_live.append(i)
                     elif op < 0.85:
                         i = self.rng.choice(self.live)
-                        pending["U"] += self._exec(cur, "UPDATE ledger SET n = n + 1, note = %s WHERE id = %s", (f"u{time.time_ns()}", i))
+                        pending["U"] += self._exec(
+                            cur,
+                            "UPDATE ledger SET n = n + 1, note = %s WHERE id = %s",
+                            (f"u{time.time_ns()}", i),
+                        )
                     else:
                         i = self.live.pop(self.rng.randrange(len(self.live)))
                         pending["D"] += self._exec(cur, "DELETE FROM ledger WHERE id = %s", (i,))
@@ -136,7 +142,9 @@ def _lakehouse(config: Path, *args: str, env: dict[str, str]) -> subprocess.Pope
 
 @pytest.mark.slow
 @pytest.mark.parametrize("kind", ["mysql", "postgres"])
-def test_sigkill_at_random_points_loses_and_duplicates_nothing(kind: str, request: pytest.FixtureRequest, tmp_path: Path) -> None:
+def test_sigkill_at_random_points_loses_and_duplicates_nothing(
+    kind: str, request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
     db = request.getfixturevalue("mysql_db" if kind == "mysql" else "pg_db")
     admin = db.admin_connect()
     with admin.cursor() as cur:
@@ -153,7 +161,12 @@ def test_sigkill_at_random_points_loses_and_duplicates_nothing(kind: str, reques
     env = {**os.environ, "CRASH_PW": db.cdc_password.get_secret_value(), "PYTHONPATH": str(REPO)}
 
     # The initial snapshot first (a first attempt may be killed mid-way), then the writer starts.
-    crashy = _lakehouse(config, "sync", "--once", env={**env, "LAKEHOUSE_CRASH_AT": "staged", "LAKEHOUSE_CRASH_PROBABILITY": "0.5"})
+    crashy = _lakehouse(
+        config,
+        "sync",
+        "--once",
+        env={**env, "LAKEHOUSE_CRASH_AT": "staged", "LAKEHOUSE_CRASH_PROBABILITY": "0.5"},
+    )
     crashy.wait(timeout=120)
     clean = _lakehouse(config, "sync", "--once", env=env)
     assert clean.wait(timeout=120) == 0, clean.stderr.read().decode()[-3000:] if clean.stderr else ""
@@ -177,7 +190,9 @@ def test_sigkill_at_random_points_loses_and_duplicates_nothing(kind: str, reques
             if proc.returncode == -signal.SIGKILL:
                 kills[point or "random"] += 1
             elif proc.returncode not in (0,):
-                pytest.fail(f"stream exited with {proc.returncode}: {proc.stderr.read().decode()[-3000:] if proc.stderr else ''}")
+                pytest.fail(
+                    f"stream exited with {proc.returncode}: {proc.stderr.read().decode()[-3000:] if proc.stderr else ''}"
+                )
     finally:
         writer.stop.set()
         writer.join(timeout=30)
@@ -203,6 +218,10 @@ def test_sigkill_at_random_points_loses_and_duplicates_nothing(kind: str, reques
     assert snapshot.num_rows == 500 and set(snapshot["Op"].to_pylist()) == {"I"}
     streamed = log.filter(pc.greater_equal(log["_seq"], 2 << 32))
     ops = Counter(streamed["Op"].to_pylist())
-    assert dict(ops) == dict(writer.counts), f"change log {dict(ops)} vs committed {dict(writer.counts)}; kills {dict(kills)}"
-    inserted = [i for op, i in zip(streamed["Op"].to_pylist(), streamed["id"].to_pylist(), strict=True) if op == "I"]
+    assert dict(ops) == dict(writer.counts), (
+        f"change log {dict(ops)} vs committed {dict(writer.counts)}; kills {dict(kills)}"
+    )
+    inserted = [
+        i for op, i in zip(streamed["Op"].to_pylist(), streamed["id"].to_pylist(), strict=True) if op == "I"
+    ]
     assert len(inserted) == len(set(inserted))

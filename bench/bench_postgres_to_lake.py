@@ -1,16 +1,18 @@
-"""Decode rate of the PostgreSQL source next to psycopg2 + wal2json over the same WAL, same run.
+"""PostgreSQL -> lake change log rows/s, next to psycopg2 + wal2json decode-only over the same WAL.
 
 Loads 200,000 rows (11 columns: ints, numeric, text, timestamps, jsonb, bool, bytea, uuid) in
 transactions of 1,000 rows into a throw-away database on the local stack, with two slots created
 before the load: the source's own pgoutput slot and a wal2json slot. Neither is ever confirmed, so
 every round re-reads the same WAL. Each round times
 
-* ours: `PostgresSource.stream(..., until=<position after the load>)` until it ends, i.e. receive,
-  pgoutput decode, and conversion to typed Arrow `TableChanges` (what the lake gets);
+* ours to the lake: `PostgresSource.stream(..., until=<position after the load>)` into a
+  `LakeWriter` on a fresh local lake: receive, pgoutput decode, typed Arrow, Parquet change-log
+  files and commits (what `lakehouse sync` does, less the current-state merge);
+* ours decode only: the same stream without the lake (to show where the time goes);
 * baseline: psycopg2 + wal2json format-version 2, one ``json.loads(parse_float=Decimal)`` per row
   (decode only: no conversion to typed columns), until 200,000 inserts were counted.
 
-Run by hand with the stack up:  .venv/bin/python bench/bench_postgres_decode.py [rows] [rounds]
+Run by hand with the stack up:  .venv/bin/python bench/bench_postgres_to_lake.py [rows] [rounds]
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import os
 import resource
 import select
 import sys
+import tempfile
 import time
 import uuid
 from decimal import Decimal
@@ -27,6 +30,9 @@ from decimal import Decimal
 import psycopg2
 import psycopg2.extras
 
+from connectors.events import Batch
+from connectors.lake.storage import Storage
+from connectors.lake.writer import LakeWriter
 from connectors.postgres import Lsn, PostgresSource, PostgresSourceConfig
 from devstack.settings import load_settings
 
@@ -89,6 +95,19 @@ def _ours(source: PostgresSource, since: Lsn, floors: dict, until: Lsn) -> tuple
     for batch in source.stream(since, floors, until=until):
         rows += batch.num_rows
     return time.perf_counter() - started, rows
+
+
+def _ours_to_lake(source: PostgresSource, since: Lsn, floors: dict, until: Lsn) -> tuple[float, int]:
+    with tempfile.TemporaryDirectory() as lake_dir:
+        writer = LakeWriter(Storage(lake_dir), "bench")
+        # Seed the lake with the position the stream starts from (an empty snapshot commit).
+        writer.write(Batch(start=None, end=since, snapshot=frozenset(source.tables())))
+        started = time.perf_counter()
+        rows = 0
+        for batch in source.stream(since, floors, until=until):
+            record = writer.write(batch)
+            rows += record.rows if record is not None else 0
+        return time.perf_counter() - started, rows
 
 
 def _wal2json(dsn: dict, slot: str) -> tuple[float, int]:
@@ -157,14 +176,16 @@ def main() -> None:
         print(f"loaded {ROWS:,} rows in {time.perf_counter() - started:.1f}s")
         until = source.current_position()
         for round_number in range(1, ROUNDS + 1):
+            lake, n_lake = _ours_to_lake(source, final.end, dict(final.floors), until)
             ours, n_ours = _ours(source, final.end, dict(final.floors), until)
             base, n_base = _wal2json(cdc_dsn, "bench_w2j")
             print(
-                f"round {round_number}: ours (pgoutput -> typed Arrow) {n_ours / ours:>9,.0f} rows/s ({ours:.2f}s)"
+                f"round {round_number}: ours to lake change log {n_lake / lake:>9,.0f} rows/s ({lake:.2f}s)"
+                f" | ours decode only {n_ours / ours:>9,.0f} rows/s"
                 f" | psycopg2+wal2json decode-only {n_base / base:>9,.0f} rows/s ({base:.2f}s)"
-                f" | ratio {base / ours:.2f}x"
+                f" | ratio to lake/baseline {base / lake:.2f}x"
             )
-            assert n_ours == ROWS and n_base == ROWS, (n_ours, n_base)
+            assert n_lake == ROWS and n_ours == ROWS and n_base == ROWS, (n_lake, n_ours, n_base)
         print(f"max RSS of this process: {_rss_mb():.0f} MB")
         conn.close()
     finally:
