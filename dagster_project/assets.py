@@ -7,6 +7,7 @@ Each body is one call into `pipelines` plus the metadata it reports.
 
 
 from collections.abc import Iterator
+from typing import Any
 
 import dagster as dg
 
@@ -75,7 +76,7 @@ def build_source_assets(source: str, schema: str, tables: list[str]) -> list[dg.
     return [changelog, current]
 
 
-def _sync_metadata(report: SyncReport, lake_table: str) -> dict[str, object]:
+def _sync_metadata(report: SyncReport, lake_table: str) -> dict[str, Any]:
     return {
         "rows": report.rows_by_table.get(lake_table, 0),
         "source_rows_total": report.rows,
@@ -90,7 +91,7 @@ def _sync_metadata(report: SyncReport, lake_table: str) -> dict[str, object]:
     }
 
 
-def _merge_metadata(result: MergeResult | None) -> dict[str, object]:
+def _merge_metadata(result: MergeResult | None) -> dict[str, Any]:
     if result is None:
         return {"changed": False}
     return {

@@ -44,8 +44,20 @@ def _cmd_sync(args: argparse.Namespace) -> int:
     from pipelines.runner import sync_all
 
     config = load_config(args.config)
-    reports = sync_all(config, _selected(config, args.source))
+    reports = sync_all(config, _selected(config, args.source), merge=not args.no_merge)
     print_reports(reports)
+    return 0
+
+
+def _cmd_merge(args: argparse.Namespace) -> int:
+    from connectors.lake.lake import Lake
+
+    config = load_config(args.config)
+    lake = Lake(config.lake)
+    for name in _selected(config, args.source):
+        for result in lake.current(name).merge():
+            print(f"{name}.{result.table}: merged to commit {result.commit_seq}: {result.rows} rows "
+                  f"({result.upserts} upserts, {result.deletes} deletes)")  # fmt: skip
     return 0
 
 
@@ -96,12 +108,27 @@ def _cmd_stream(args: argparse.Namespace) -> int:
 
 def _cmd_backfill(args: argparse.Namespace) -> int:
     from connectors.lake.lake import Lake
+    from pipelines import requests
     from pipelines.report import print_reports
     from pipelines.runner import backfill_tables
     from pipelines.sources import open_source
 
     config = load_config(args.config)
     source_config = config.source(args.source)
+    lake = Lake(config.lake)
+    if requests.runner_alive(lake.storage, args.source):
+        # A stream runner owns the source's commit log: hand the backfill to it.
+        request_id = requests.submit(lake.storage, args.source, list(args.tables))
+        log.info(
+            "a stream runner is active for %s; backfill request %s handed to it", args.source, request_id
+        )
+        outcome = requests.wait(lake.storage, args.source, request_id)
+        if not outcome["ok"]:
+            raise ConfigError(f"backfill of {args.tables} failed in the stream runner: {outcome['error']}")
+        print(
+            f"{args.source}: backfill of {', '.join(args.tables)} committed as commit {outcome['commit']} ({outcome['rows']} rows)"
+        )
+        return 0
     source = open_source(source_config)
     try:
         known = {t.name: t for t in source.tables()}
@@ -111,7 +138,7 @@ def _cmd_backfill(args: argparse.Namespace) -> int:
                 f"source {args.source!r} does not capture table(s) {unknown}; it captures {sorted(known)}"
             )
         tables: list[TableId] = [known[t] for t in args.tables]
-        print_reports([backfill_tables(Lake(config.lake), source, tables)])
+        print_reports([backfill_tables(lake, source, tables)])
     finally:
         source.close()
     return 0
@@ -199,7 +226,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     s.add_argument("--once", action="store_true", help="run once and exit (the default and only mode)")
     s.add_argument("--source", action="append", help="only this source (repeatable)")
+    s.add_argument(
+        "--no-merge", action="store_true", help="only the change log; leave current state to `merge`"
+    )
     s.set_defaults(func=_cmd_sync)
+
+    s = sub.add_parser("merge", help="merge committed changes into the current-state tables")
+    s.add_argument("--source", action="append", help="only this source (repeatable)")
+    s.set_defaults(func=_cmd_merge)
 
     s = sub.add_parser("stream", help="stream continuously with low latency until Ctrl-C / SIGTERM")
     s.add_argument("--source", action="append", help="only this source (repeatable)")

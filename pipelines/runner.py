@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 from connectors.events import Batch, TableId
@@ -22,12 +22,14 @@ from connectors.lake.lake import Lake
 from connectors.lake.writer import LakeWriter
 from connectors.offsets import Offset
 from connectors.source import Source
+from pipelines import requests
 from pipelines.config import LakehouseConfig
 from pipelines.sources import open_source
 
 log = logging.getLogger(__name__)
 
 CommitCallback = Callable[[CommitRecord], None]
+REQUEST_CHECK_SECONDS = 2.0
 
 
 @dataclass
@@ -62,28 +64,34 @@ class SyncReport:
 def _commit_all(
     writer: LakeWriter,
     source: Source,
-    batches: Iterable[Batch],
+    batches: Iterator[Batch],
     report: SyncReport,
     on_commit: CommitCallback | None,
     stop: threading.Event | None = None,
+    pause: Callable[[], bool] | None = None,
 ) -> None:
-    for batch in batches:
-        record = writer.write(batch)
-        if record is None:
-            # Idle keep-alives and staged parts of a unit come through here: a stop request is
-            # honoured between units only (a staged, uncommitted unit is simply re-read later).
-            if stop is not None and stop.is_set() and batch.complete:
+    """Write every batch; acknowledge the source after each commit.
+
+    Returns early when `stop` is set or `pause()` says so, always between two commit units (a
+    staged, uncommitted unit is simply re-read later), and closes the source's iterator.
+    """
+    try:
+        for batch in batches:
+            record = writer.write(batch)
+            if record is not None:
+                assert batch.end is not None
+                crash_point("published")
+                source.acknowledge(batch.end)  # only after the lake commit: see the module docstring
+                crash_point("acknowledged")
+                report.add(record)
+                if on_commit:
+                    on_commit(record)
+            if batch.complete and ((stop is not None and stop.is_set()) or (pause is not None and pause())):
                 return
-            continue
-        assert batch.end is not None
-        crash_point("published")
-        source.acknowledge(batch.end)  # only after the lake commit: see the module docstring
-        crash_point("acknowledged")
-        report.add(record)
-        if on_commit:
-            on_commit(record)
-        if stop is not None and stop.is_set():
-            return
+    finally:
+        close = getattr(batches, "close", None)
+        if close is not None:
+            close()
 
 
 def sync_source(
@@ -143,21 +151,68 @@ def stream_source(
             report.merged.extend(current.merge(record))
             last_merge = time.monotonic()
 
-    while not stop.is_set():
-        state = writer.last_committed()
-        if report.offset_before is None and state.offset is not None:
-            report.offset_before = state.offset.serialize()
-        try:
-            if state.offset is None:
-                _commit_all(writer, source, source.snapshot(), report, committed, stop)
-                continue
-            _commit_all(writer, source, source.stream(state.offset, state.floors), report, committed, stop)
-        except CommitConflictError as e:
-            log.warning("%s; re-reading the lake's position and resuming", e)
-            writer.reload()
+    next_check = 0.0
+    waiting = False
+
+    def requests_waiting() -> bool:
+        """Heartbeat, and whether a backfill request waits (looked up every couple of seconds)."""
+        nonlocal next_check, waiting
+        if not waiting and time.monotonic() >= next_check:
+            next_check = time.monotonic() + REQUEST_CHECK_SECONDS
+            requests.beat(lake.storage, source.name)
+            waiting = bool(requests.pending(lake.storage, source.name))
+        return waiting
+
+    try:
+        while not stop.is_set():
+            if requests_waiting():
+                _serve_backfill_requests(lake, source, report)
+                waiting = False
+                writer.reload()
+            state = writer.last_committed()
+            if report.offset_before is None and state.offset is not None:
+                report.offset_before = state.offset.serialize()
+            try:
+                if state.offset is None:
+                    _commit_all(writer, source, source.snapshot(), report, committed, stop)
+                    continue
+                batches = source.stream(state.offset, state.floors)
+                _commit_all(writer, source, batches, report, committed, stop, pause=requests_waiting)
+            except CommitConflictError as e:
+                log.warning("%s; re-reading the lake's position and resuming", e)
+                writer.reload()
+    finally:
+        requests.clear_beat(lake.storage, source.name)
     report.merged.extend(current.merge())
     report.seconds = time.monotonic() - started
     return report
+
+
+def _serve_backfill_requests(lake: Lake, source: Source, report: SyncReport) -> None:
+    """Run the backfills other processes asked this stream runner for, and record each outcome."""
+    known = {t.name: t for t in source.tables()}
+    for request in requests.pending(lake.storage, source.name):
+        unknown = [t for t in request.tables if t not in known]
+        if unknown:
+            requests.finish(
+                lake.storage, source.name, request.request_id,
+                error=f"unknown table(s) {unknown}; the source captures {sorted(known)}", commit=None, rows=0,
+            )  # fmt: skip
+            continue
+        log.info(
+            "%s: backfill of %s requested; re-snapshotting between two commits", source.name, request.tables
+        )
+        try:
+            done = backfill_tables(lake, source, [known[t] for t in request.tables])
+        except Exception as e:  # reported to the requester; the stream goes on
+            requests.finish(lake.storage, source.name, request.request_id, error=str(e), commit=None, rows=0)
+            log.error("%s: backfill of %s failed: %s", source.name, request.tables, e)
+            continue
+        report.snapshot_tables.extend(done.snapshot_tables)
+        latest = lake.writer(source.name).log.latest_seq()
+        requests.finish(
+            lake.storage, source.name, request.request_id, error=None, commit=latest, rows=done.rows
+        )
 
 
 def backfill_tables(lake: Lake, source: Source, tables: Sequence[TableId]) -> SyncReport:
@@ -189,7 +244,9 @@ def resnapshot_source(lake: Lake, source: Source) -> SyncReport:
     return report
 
 
-def sync_all(config: LakehouseConfig, names: Sequence[str] | None = None) -> list[SyncReport]:
+def sync_all(
+    config: LakehouseConfig, names: Sequence[str] | None = None, *, merge: bool = True
+) -> list[SyncReport]:
     """`lakehouse sync --once`: a bounded run of every configured source (or the named ones)."""
     lake = Lake(config.lake)
     reports = []
@@ -198,7 +255,7 @@ def sync_all(config: LakehouseConfig, names: Sequence[str] | None = None) -> lis
             continue
         source = open_source(source_config)
         try:
-            reports.append(sync_source(lake, source))
+            reports.append(sync_source(lake, source, merge=merge))
         finally:
             source.close()
     return reports

@@ -150,7 +150,9 @@ class LakeWriter:
             self._unit = _Unit(uuid.uuid4().hex, self._state.seq + 1, batch.start)
         unit = self._unit
         for changes in batch.changes:
-            if changes.num_rows:
+            # A zero-row TableChanges (an empty table in a snapshot) is staged too: it records
+            # the table's schema and key, so its current-state table exists and can be checked.
+            if changes.num_rows or changes.table in batch.snapshot:
                 self._stage_changes(unit, changes)
         if batch.quarantined:
             self._stage_quarantine(unit, batch.quarantined)
@@ -320,6 +322,8 @@ def _day(ts: dt.datetime) -> str:
 
 def _split_by_day(data: pa.Table) -> list[tuple[str, pa.Table]]:
     """Split rows by the UTC date of their commit timestamp (the change log's partition)."""
+    if data.num_rows == 0:
+        return [(dt.datetime.now(dt.UTC).date().isoformat(), data)]
     days = pc.strftime(data[COMMIT_TS_COLUMN], format="%Y-%m-%d")
     unique = pc.unique(days).to_pylist()
     if len(unique) == 1:

@@ -200,7 +200,12 @@ class ChangeStream:
                     if self.seen > self.last_end and now - last_yield >= config.idle_heartbeat_seconds:
                         yield self._heartbeat()
                         last_yield = now
-                    elif now - last_probe >= config.idle_heartbeat_seconds / 2:
+                    elif now - last_yield >= config.batch_max_seconds:
+                        # Nothing to hand out: an idle batch (end = start) gives the caller control
+                        # back, to notice a stop or a backfill request, without moving any offset.
+                        yield self._idle()
+                        last_yield = now
+                    if now - last_probe >= config.idle_heartbeat_seconds / 2:
                         cursor.send_feedback(reply=True, force=True)  # refresh wal_end
                         last_probe = now
                 timeout = PROBE_SECONDS if self._until is not None else 1.0
@@ -447,6 +452,9 @@ class ChangeStream:
         )
         self.last_end = end
         return batch
+
+    def _idle(self) -> Batch:
+        return Batch(start=Lsn(self.last_end), end=Lsn(self.last_end), changes=(), complete=True)
 
     def _heartbeat(self) -> Batch:
         """A row-less batch that moves the lake's offset to where the server has been read to."""

@@ -175,3 +175,12 @@ def pa_concat(a, b):  # type: ignore[no-untyped-def]
     from connectors.events import TableChanges
 
     return TableChanges(a.schema, pa.concat_tables([a.data, b.data]))
+
+
+def test_an_empty_table_in_a_snapshot_records_its_schema(storage: Storage) -> None:
+    w = LakeWriter(storage, "src")
+    rec = w.write(snapshot_batch(10, changes([])))
+    assert rec is not None and rec.tables[PATIENTS.lake_name].rows == 0
+    [ref] = rec.tables[PATIENTS.lake_name].files
+    written = storage.read_parquet(ref.path)
+    assert written.num_rows == 0 and written.schema.metadata[b"lakehouse.key"] == b"id"

@@ -220,3 +220,52 @@ def test_one_million_row_transaction(world: World) -> None:
     assert log.num_rows == 50 + rows
     assert pc.count_distinct(log["_txid"].slice(50)).as_py() == 1  # one transaction, not split in the lake
     assert world.lake.current(world.config.name).read(f"{world.schema}__visits".lower()).num_rows == 50 + rows
+
+
+def test_backfill_requested_from_another_process_runs_inside_the_stream(world: World) -> None:
+    import threading
+    import time
+
+    from pipelines import requests
+    from pipelines.runner import stream_source
+
+    world.sync()
+    stop = threading.Event()
+    source = open_source(world.config)
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            stream_source(world.lake, source, stop=stop, merge_every_seconds=0.5)
+        except BaseException as e:  # surfaced below
+            errors.append(e)
+
+    streamer = threading.Thread(target=run)
+    streamer.start()
+    try:
+        deadline = time.monotonic() + 30
+        while not requests.runner_alive(world.lake.storage, world.config.name):
+            assert time.monotonic() < deadline and not errors, errors
+            world.sql("INSERT INTO visits VALUES (900, 1, 'wake')") if time.monotonic() > deadline - 25 else None
+            time.sleep(0.2)
+        world.sql("UPDATE accounts SET score = -7 WHERE id = 7", "INSERT INTO visits VALUES (600, 1, 'before')")
+        request_id = requests.submit(world.lake.storage, world.config.name, ["accounts"])
+        for i in range(601, 611):  # the other table keeps changing while the backfill is served
+            world.sql(f"INSERT INTO visits VALUES ({i}, 2, 'during')")
+            time.sleep(0.05)
+        outcome = requests.wait(world.lake.storage, world.config.name, request_id, timeout=60)
+        assert outcome["ok"] and outcome["rows"] == 100, outcome
+        world.sql("UPDATE accounts SET score = -8 WHERE id = 8", "INSERT INTO visits VALUES (700, 3, 'after')")
+        time.sleep(2)
+    finally:
+        stop.set()
+        world.sql("INSERT INTO visits VALUES (999, 9, 'stop')")  # wake an idle stream
+        streamer.join(timeout=60)
+        source.close()
+    assert not errors, errors
+    assert not requests.runner_alive(world.lake.storage, world.config.name)
+    world.sync()
+    assert world.lake_rows("accounts", COLS) == world.source_rows("accounts", COLS)
+    assert world.lake_rows("visits", "id, note") == world.source_rows("visits", "id, note")
+    commits = [world.lake.writer(world.config.name).log.read(s) for s in range(1, outcome["commit"] + 1)]  # type: ignore[operator]
+    assert [c.kind for c in commits].count("backfill") == 1

@@ -1,0 +1,102 @@
+"""Backfill requests handed to a running `lakehouse stream`, and the runner's heartbeat.
+
+A source has one writer at a time. When `lakehouse stream` runs, it owns the source's commit log,
+so a backfill asked for from elsewhere (`lakehouse backfill`, a Dagster run) is written as a request
+file in the lake; the stream picks it up between two commits, re-snapshots the tables and records
+the outcome. Files:
+
+    _runners/<source>.json                 {"pid", "host", "heartbeat_at"} while a stream runs
+    _requests/<source>/<id>.json           {"tables": [...], "requested_at"}
+    _requests/<source>/<id>.done.json      {"ok", "error", "commit", "rows", "finished_at"}
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import socket
+import time
+import uuid
+from dataclasses import dataclass
+
+from connectors.lake.storage import Storage
+
+HEARTBEAT_FRESH_SECONDS = 30.0
+
+
+@dataclass(frozen=True, slots=True)
+class BackfillRequest:
+    request_id: str
+    tables: tuple[str, ...]
+
+
+class RequestTimeoutError(TimeoutError):
+    """The running stream did not finish a backfill request in time."""
+
+
+def _now() -> str:
+    return dt.datetime.now(dt.UTC).isoformat()
+
+
+def beat(storage: Storage, source: str) -> None:
+    """Record that a stream runner for `source` is alive."""
+    payload = {"pid": os.getpid(), "host": socket.gethostname(), "heartbeat_at": _now()}
+    storage.write_bytes(f"_runners/{source}.json", json.dumps(payload).encode())
+
+
+def clear_beat(storage: Storage, source: str) -> None:
+    storage.delete(f"_runners/{source}.json")
+
+
+def runner_alive(storage: Storage, source: str) -> bool:
+    """Whether a stream runner for `source` sent a heartbeat recently."""
+    try:
+        data = json.loads(storage.read_bytes(f"_runners/{source}.json"))
+    except (FileNotFoundError, OSError, ValueError):
+        return False
+    age = dt.datetime.now(dt.UTC) - dt.datetime.fromisoformat(data["heartbeat_at"])
+    return age.total_seconds() < HEARTBEAT_FRESH_SECONDS
+
+
+def submit(storage: Storage, source: str, tables: list[str]) -> str:
+    request_id = f"{int(time.time() * 1000):015d}-{uuid.uuid4().hex[:8]}"
+    payload = {"tables": tables, "requested_at": _now()}
+    storage.write_bytes(f"_requests/{source}/{request_id}.json", json.dumps(payload).encode())
+    return request_id
+
+
+def pending(storage: Storage, source: str) -> list[BackfillRequest]:
+    """Requests without an outcome, oldest first."""
+    files = sorted(e.path for e in storage.list_files(f"_requests/{source}/"))
+    done = {p.removesuffix(".done.json") for p in files if p.endswith(".done.json")}
+    out = []
+    for path in files:
+        if path.endswith(".done.json") or not path.endswith(".json"):
+            continue
+        if path.removesuffix(".json") in done:
+            continue
+        data = json.loads(storage.read_bytes(path))
+        out.append(BackfillRequest(path.rsplit("/", 1)[1].removesuffix(".json"), tuple(data["tables"])))
+    return out
+
+
+def finish(
+    storage: Storage, source: str, request_id: str, *, error: str | None, commit: int | None, rows: int
+) -> None:
+    payload = {"ok": error is None, "error": error, "commit": commit, "rows": rows, "finished_at": _now()}
+    storage.write_bytes(f"_requests/{source}/{request_id}.done.json", json.dumps(payload).encode())
+
+
+def wait(storage: Storage, source: str, request_id: str, timeout: float = 3600.0) -> dict[str, object]:
+    """Block until the runner has handled the request; returns its outcome."""
+    deadline = time.monotonic() + timeout
+    path = f"_requests/{source}/{request_id}.done.json"
+    while time.monotonic() < deadline:
+        if storage.exists(path):
+            result: dict[str, object] = json.loads(storage.read_bytes(path))
+            return result
+        time.sleep(0.5)
+    raise RequestTimeoutError(
+        f"the stream runner of {source!r} did not finish backfill request {request_id} in {timeout:.0f} s"
+    )
