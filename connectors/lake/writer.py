@@ -324,8 +324,10 @@ def _split_by_day(data: pa.Table) -> list[tuple[str, pa.Table]]:
     """Split rows by the UTC date of their commit timestamp (the change log's partition)."""
     if data.num_rows == 0:
         return [(dt.datetime.now(dt.UTC).date().isoformat(), data)]
-    days = pc.strftime(data[COMMIT_TS_COLUMN], format="%Y-%m-%d")
+    # The column is timestamp[us, tz=UTC]; casting to date32 gives the UTC date, and is far
+    # cheaper than formatting a string per row.
+    days = pc.cast(data[COMMIT_TS_COLUMN], pa.date32())
     unique = pc.unique(days).to_pylist()
     if len(unique) == 1:
-        return [(unique[0], data)]
-    return [(d, data.filter(pc.equal(days, d))) for d in sorted(unique)]
+        return [(unique[0].isoformat(), data)]
+    return [(d.isoformat(), data.filter(pc.equal(days, pa.scalar(d, pa.date32())))) for d in sorted(unique)]

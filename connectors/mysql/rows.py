@@ -1,13 +1,17 @@
 """Binlog row images -> Arrow columns: the one place that decodes row events.
 
-`decode_rows_event` is the seam for a faster decoder: mysql-replication decodes every value in
-pure Python (about 20k rows/s per core, PITFALLS.md) while fetching the binlog costs under 2% of
-that. A replacement only has to turn a rows event of a `BinlogTable` into `ConvertedRows`.
+mysql-replication decodes every value in pure Python (about 20k rows/s per core, PITFALLS.md)
+while fetching the binlog costs under 2% of that, so events are decoded by the fast decoder in
+connectors.mysql.fastrows by default. Whatever it does not handle (a type left to the library,
+a value that must be quarantined, a non-FULL row image) is decoded by mysql-replication, event
+by event; both paths give identical `ConvertedRows` (tests/connectors/test_mysql_fastrows.py).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import contextlib
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 from typing import Any
 
 from pymysqlreplication.constants import NONE_SOURCE
@@ -15,10 +19,23 @@ from pymysqlreplication.row_event import DeleteRowsEvent, RowsEvent, UpdateRowsE
 
 from connectors.events import Op
 from connectors.mysql.columns import ConvertedRows, RowConverter
+from connectors.mysql.fastrows import FastPathUnsupported, FastRowDecoder, note_fallback
 from connectors.mysql.schema import TableDefinition
 
 _NOT_A_VALUE_PROBLEM = frozenset({NONE_SOURCE.NULL, NONE_SOURCE.COLS_BITMAP})
 _INSERT, _UPDATE, _DELETE = Op.INSERT.value, Op.UPDATE.value, Op.DELETE.value
+_fast_decoding = True  # switched off only by `library_decoding` (tests, benchmarks, a suspected bug)
+
+
+@contextlib.contextmanager
+def library_decoding() -> Iterator[None]:
+    """Decode every rows event with mysql-replication while the block runs (the reference path)."""
+    global _fast_decoding
+    previous, _fast_decoding = _fast_decoding, False
+    try:
+        yield
+    finally:
+        _fast_decoding = previous
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,6 +45,7 @@ class BinlogTable:
     definition: TableDefinition
     converter: RowConverter
     key_indexes: tuple[int, ...]
+    fast: FastRowDecoder = field(compare=False)
 
     @classmethod
     def build(cls, definition: TableDefinition, zone: str) -> BinlogTable:
@@ -36,6 +54,7 @@ class BinlogTable:
             definition,
             RowConverter.for_binlog(definition, zone),
             tuple(names.index(k) for k in definition.schema.key),
+            FastRowDecoder(definition, zone),
         )
 
 
@@ -47,6 +66,41 @@ def decode_rows_event(event: RowsEvent, table: BinlogTable) -> ConvertedRows:
     then 'I' (new key, after-image), so the lake drops the old key. Rows with a value that
     cannot be converted are returned in `rejected`, not dropped silently.
     """
+    if _fast_decoding:
+        try:
+            return _decode_fast(event, table)
+        except FastPathUnsupported as exc:
+            note_fallback(str(exc))
+    return _decode_with_library(event, table)
+
+
+def _decode_fast(event: RowsEvent, table: BinlogTable) -> ConvertedRows:
+    """`decode_rows_event` by connectors.mysql.fastrows; FastPathUnsupported if it cannot."""
+    if isinstance(event, UpdateRowsEvent):
+        afters, moved = table.fast.decode_updates(event, table.key_indexes)
+        if moved:
+            rows: list[tuple[Any, ...]] = []
+            ops: list[str] = []
+            for r, after in enumerate(afters):
+                before = moved.get(r)
+                if before is None:
+                    rows.append(after)
+                    ops.append(_UPDATE)
+                else:
+                    rows += (before, after)
+                    ops += (_DELETE, _INSERT)
+        else:
+            rows, ops = afters, [_UPDATE] * len(afters)
+    else:
+        rows = table.fast.decode_images(event)
+        ops = [_DELETE if isinstance(event, DeleteRowsEvent) else _INSERT] * len(rows)
+    if not rows:
+        return table.converter.convert([], [], {})
+    return ConvertedRows(ops, table.fast.convert(rows))
+
+
+def _decode_with_library(event: RowsEvent, table: BinlogTable) -> ConvertedRows:
+    """`decode_rows_event` by mysql-replication's own decoding plus the types.py fix-ups."""
     rows: list[list[Any]] = []
     ops: list[str] = []
     rejected: dict[int, str] = {}
