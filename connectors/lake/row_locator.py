@@ -33,6 +33,19 @@ def key_array(table: pa.Table, key: Sequence[str]) -> pa.Array:
     return pc.binary_join_element_wise(*parts, "\x1f").combine_chunks()
 
 
+def _searchable(t: pa.DataType) -> bool:
+    """Types Arrow's `search_sorted` supports (pyarrow 26 has no kernel for decimals, e.g. the
+    decimal(20,0) that BIGINT UNSIGNED keys become): the others use the hash lookup."""
+    return bool(
+        pa.types.is_integer(t)
+        or pa.types.is_floating(t)
+        or pa.types.is_temporal(t)
+        or pa.types.is_string(t)
+        or pa.types.is_large_string(t)
+        or pa.types.is_binary(t)
+    )
+
+
 class _FileKeys:
     """The key values of one data file, row by row, and how to find rows by key in them."""
 
@@ -42,8 +55,10 @@ class _FileKeys:
         self.keys = keys
         # The merge writes data files sorted by key, so most files allow a binary search (a
         # few ms for a million keys) instead of hashing every key (`is_in`, several times slower).
-        self.ascending = keys.null_count == 0 and (
-            len(keys) < 2 or bool(pc.all(pc.greater(keys.slice(1), keys.slice(0, len(keys) - 1))).as_py())
+        self.ascending = (
+            _searchable(keys.type)
+            and keys.null_count == 0
+            and (len(keys) < 2 or bool(pc.all(pc.greater(keys.slice(1), keys.slice(0, len(keys) - 1))).as_py()))
         )
 
     def find(self, needles: pa.Array) -> pa.Array:

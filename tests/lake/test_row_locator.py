@@ -1,0 +1,26 @@
+"""Merge-on-read with key types Arrow cannot binary-search (BIGINT UNSIGNED keys are decimal(20,0))."""
+
+from __future__ import annotations
+
+import decimal
+from pathlib import Path
+
+import pyarrow as pa
+
+from connectors.lake.config import LakeConfig
+from connectors.lake.lake import Lake
+from tests.lake.helpers import PATIENTS, changes, schema, snapshot_batch, stream_batch
+
+
+def test_decimal_keys_merge_on_read(tmp_path: Path) -> None:
+    lake = Lake(LakeConfig(root=str(tmp_path / "lake")))
+    sch = schema([("id", pa.decimal128(20, 0)), ("name", pa.string())])
+    big = decimal.Decimal(2**64 - 1)
+    ids = [decimal.Decimal(i) for i in range(1, 50)] + [big]
+    w = lake.writer("src")
+    w.write(snapshot_batch(10, changes([("I", 10, {"id": i, "name": "v0"}) for i in ids], sch)))
+    lake.current("src").merge()
+    w.write(stream_batch(10, 20, changes([("U", 11, {"id": big, "name": "v1"}), ("D", 12, {"id": decimal.Decimal(3), "name": None})], sch)))
+    lake.current("src").merge()
+    state = {r["id"]: r["name"] for r in lake.current("src").read(PATIENTS.lake_name).to_pylist()}
+    assert state[big] == "v1" and decimal.Decimal(3) not in state and len(state) == 49
