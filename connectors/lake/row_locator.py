@@ -63,6 +63,8 @@ class _FileKeys:
 
     def find(self, needles: pa.Array) -> pa.Array:
         """Row positions (int64, ascending) whose key is one of `needles` (sorted, unique)."""
+        if needles.type != self.keys.type:  # e.g. composite keys joined as string vs large_string
+            needles = pc.cast(needles, self.keys.type)
         if not self.ascending:
             return pc.cast(pc.indices_nonzero(pc.is_in(self.keys, value_set=needles)), pa.int64())
         at = pc.search_sorted(self.keys, needles)
