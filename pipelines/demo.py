@@ -109,4 +109,18 @@ def run_demo(config_path: str | None, *, seconds: float, rate: float) -> None:
     print("4/4 capturing the changes (binlog and logical replication) and merging current state", flush=True)
     print_reports(sync_all(config))
     print()
-    print_lake(Lake(config.lake), [s.name for s in config.sources], sample=0)
+    print_lake(Lake(config.lake), [s.name for s in config.sources], source_rows=_source_rows(config))
+
+
+def _source_rows(config: LakehouseConfig) -> dict[str, dict[str, int]]:
+    """Each captured table's row count in the source now, to set beside the lake's."""
+    from pipelines.sources import open_source
+
+    out: dict[str, dict[str, int]] = {}
+    for source_config in config.sources:
+        source = open_source(source_config)
+        try:
+            out[source.name] = {t.lake_name: source.count_rows(t) for t in source.tables()}
+        finally:
+            source.close()
+    return out

@@ -5,6 +5,8 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Sequence
 
+import pyarrow.compute as pc
+
 from connectors.lake.lake import Lake
 from pipelines.runner import SyncReport
 
@@ -36,8 +38,13 @@ def print_reports(reports: Sequence[SyncReport]) -> None:
     )
 
 
-def print_lake(lake: Lake, sources: Sequence[str], sample: int = 0) -> None:
-    """Per table: change-log rows by operation, current-state rows, and the last commit."""
+def print_lake(
+    lake: Lake, sources: Sequence[str], sample: int = 0, source_rows: dict[str, dict[str, int]] | None = None
+) -> None:
+    """Per table: change-log rows by operation, current-state rows, and the last commit.
+
+    With `source_rows` ({source: {lake table: rows}}) a column shows the source's own count too.
+    """
     print(f"lake: {lake.storage.root_uri}")
     for source in sources:
         writer_log = lake.writer(source).log
@@ -52,26 +59,21 @@ def print_lake(lake: Lake, sources: Sequence[str], sample: int = 0) -> None:
         samples = []
         for name in sorted(latest.heads):
             log_rows = lake.read_changelog(source, name)
-            ops = {}
+            ops: dict[str, int] = {}
             if log_rows.num_rows:
-                for op in ("I", "U", "D"):
-                    ops[op] = sum(1 for v in log_rows["Op"].to_pylist() if v == op)
+                counts = pc.value_counts(log_rows["Op"])
+                ops = dict(zip(counts.field("values").to_pylist(), counts.field("counts").to_pylist(), strict=True))
             state = current.read(name)
             applied = current.applied_seq(current.load(name))
-            rows.append(
-                (
-                    name,
-                    log_rows.num_rows,
-                    ops.get("I", 0),
-                    ops.get("U", 0),
-                    ops.get("D", 0),
-                    state.num_rows,
-                    applied,
-                )
-            )
+            row: list[object] = [name, log_rows.num_rows, ops.get("I", 0), ops.get("U", 0), ops.get("D", 0)]
+            row += [state.num_rows, applied]
+            if source_rows is not None:
+                row.append(source_rows.get(source, {}).get(name, "?"))
+            rows.append(row)
             if sample and state.num_rows:
                 samples.append((name, state.slice(0, sample).to_pylist()))
-        print(_table(["table", "changes", "I", "U", "D", "current rows", "merged to"], rows))
+        headers = ["table", "changes", "I", "U", "D", "current rows", "merged to"]
+        print(_table([*headers, "source rows"] if source_rows is not None else headers, rows))
         for name, recs in samples:
             print(f"\n  {name} (first {len(recs)} current rows):")
             for rec in recs:

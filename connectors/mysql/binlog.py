@@ -291,12 +291,12 @@ class _StreamSession:
             floor = self.floors.get(table.definition.table)
             if floor is not None and floor.contains(trx.gtid):
                 return  # the lake's snapshot of this table already contains this transaction
-            converted = decode_rows_event(event, table)
-            if self.assembler.spill_due(trx, converted.num_rows):
+            decoded = decode_rows_event(event, table)
+            if self.assembler.spill_due(trx, decoded.num_rows):
                 # Hand out what is held before this event's rows would pass chunk_rows; this
                 # event is not handed out yet (a restart must decode it again).
                 yield self.assembler.spill(trx, events=trx.events_seen - 1)
-            trx.add(table.definition, converted)
+            trx.add(table, decoded)
             return
         if isinstance(event, TableMapEvent):
             self.captured.on_table_map(event)

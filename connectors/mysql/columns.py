@@ -8,6 +8,7 @@ conversion is shared, so both give the lake identical values.
 from __future__ import annotations
 
 import datetime as dt
+from array import array
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -154,5 +155,43 @@ def changes_table(
         pa.repeat(pa.scalar(commit_ts, UTC_MICROS), n),
         pa.repeat(pa.scalar(position, pa.string()), n),
         pa.nulls(n, pa.string()) if txid is None else pa.repeat(pa.scalar(txid, pa.string()), n),
+    ]
+    return pa.Table.from_arrays([*meta, *converted.arrays], schema=definition.schema.arrow_schema())
+
+
+@dataclass(frozen=True, slots=True)
+class RowsOrigin:
+    """The transaction a span of change rows belongs to: the metadata column values of its rows."""
+
+    commit_ts: dt.datetime
+    position: str
+    txid: str | None
+
+
+def spans_changes_table(
+    definition: TableDefinition, converted: ConvertedRows, spans: Sequence[tuple[int, RowsOrigin]]
+) -> pa.Table:
+    """`changes_table` for rows of several transactions: `spans` are (row count, origin), in order.
+
+    The metadata columns are built by one `take` from the few distinct origins, not per row.
+    """
+    if len(spans) == 1:
+        origin = spans[0][1]
+        return changes_table(definition, converted, origin.commit_ts, origin.position, origin.txid)
+    origins: list[RowsOrigin] = []
+    indexes = array("i")
+    for count, origin in spans:
+        if not origins or origins[-1] is not origin:
+            origins.append(origin)
+        indexes += array("i", [len(origins) - 1]) * count
+    n = converted.num_rows
+    if len(indexes) != n:
+        raise ValueError(f"{definition.table}: spans cover {len(indexes)} rows, the columns {n}")
+    take = pa.Array.from_buffers(pa.int32(), n, [None, pa.py_buffer(indexes)], 0)
+    meta = [
+        pa.array(converted.ops, pa.string()),
+        pa.array([o.commit_ts for o in origins], UTC_MICROS).take(take),
+        pa.array([o.position for o in origins], pa.string()).take(take),
+        pa.array([o.txid for o in origins], pa.string()).take(take),
     ]
     return pa.Table.from_arrays([*meta, *converted.arrays], schema=definition.schema.arrow_schema())

@@ -6,6 +6,8 @@ Errors name the source, host and port, never the password.
 from __future__ import annotations
 
 import logging
+import ssl
+import threading
 import time
 from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
@@ -27,6 +29,28 @@ ACCESS_DENIED = 1045
 UNKNOWN_DATABASE = 1049
 
 T = TypeVar("T")
+
+
+class _Connection(pymysql.connections.Connection):
+    """A PyMySQL connection that shares one TLS context among connections without TLS options.
+
+    Without `ssl*` options PyMySQL uses "preferred" TLS: it builds a default context (no
+    verification, as no CA is given) for every connection, in case the server offers TLS, and
+    loading the system's CA store for it costs ~0.1 s per connection. The context is the same
+    every time, and an ``SSLContext`` may be shared by any number of sockets, so it is built
+    once. Connections given TLS options build theirs as PyMySQL always does.
+    """
+
+    _preferred_tls: ssl.SSLContext | None = None
+    _lock = threading.Lock()
+
+    def _create_ssl_ctx(self, sslp: Any) -> ssl.SSLContext:
+        if sslp != {}:
+            return super()._create_ssl_ctx(sslp)
+        with _Connection._lock:
+            if _Connection._preferred_tls is None:
+                _Connection._preferred_tls = super()._create_ssl_ctx({})
+            return _Connection._preferred_tls
 
 
 def error_code(exc: BaseException) -> int | None:
@@ -90,7 +114,7 @@ def connect(
     """A connection to the configured database as the CDC user, in UTC, with utf8mb4."""
 
     def attempt() -> pymysql.connections.Connection:
-        return pymysql.connect(
+        return _Connection(
             host=config.host,
             port=config.port,
             user=config.user,
@@ -133,7 +157,7 @@ def binlog_connect(**settings: Any) -> pymysql.connections.Connection:
     """mysql-replication's connection factory, spelling its deprecated ``db=`` as ``database=``."""
     if "db" in settings:
         settings["database"] = settings.pop("db")
-    return pymysql.connect(**settings)
+    return _Connection(**settings)
 
 
 def fetch_value(conn: pymysql.connections.Connection, sql: str, args: Any = None) -> Any:

@@ -190,9 +190,12 @@ class FastRowDecoder:
         return afters, moved
 
     def convert(self, images: Sequence[RowImage]) -> list[pa.Array]:
-        """Row images (as `decode_images` gives them) -> one Arrow array per column."""
+        """Row images (as `decode_images` gives them, of any number of events) -> one Arrow array per column.
+
+        Raises FastPathRejected if a value is one the library path quarantines or fails on.
+        """
         assert self._plans is not None
-        columns = list(zip(*images, strict=True))
+        columns = list(zip(*images, strict=True)) if images else [()] * len(self._plans)
         return [plan.convert(values) for plan, values in zip(self._plans, columns, strict=True)]
 
 

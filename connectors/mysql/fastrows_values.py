@@ -275,10 +275,24 @@ def datetime2(fsp: int, t: MySQLType, zone: str) -> Converter:
         try:
             local = pc.assume_timezone(naive, timezone=zone, ambiguous="earliest", nonexistent="raise")
         except pa.ArrowInvalid:
-            return to_arrow(naive.to_pylist(), t, zone)  # a DST gap: types.py's exact per-value path
+            return _with_gap_times(naive, t, zone)
         return _relabel(local, UTC_MICROS)
 
     return convert
+
+
+def _with_gap_times(naive: pa.Array, t: MySQLType, zone: str) -> pa.Array:
+    """Wall times of which some fall in a DST gap: only those take types.py's exact per-value path.
+
+    Not the whole column: the exact path goes through Python datetimes, which cannot shift a
+    wall time near 9999-12-31 to UTC in a zone west of it (and it is slow).
+    """
+    earliest = pc.assume_timezone(naive, timezone=zone, ambiguous="earliest", nonexistent="earliest")
+    latest = pc.assume_timezone(naive, timezone=zone, ambiguous="earliest", nonexistent="latest")
+    in_gap = pc.fill_null(pc.not_equal(earliest, latest), False)
+    gap_times = naive.filter(in_gap).to_pylist()
+    exact = to_arrow(gap_times, t, zone).cast(earliest.type)
+    return _relabel(pc.replace_with_mask(earliest, in_gap, exact), UTC_MICROS)
 
 
 def _relabel(instants: pa.Array, arrow_type: pa.DataType) -> pa.Array:

@@ -5,12 +5,20 @@ while fetching the binlog costs under 2% of that, so events are decoded by the f
 connectors.mysql.fastrows by default. Whatever it does not handle (a type left to the library,
 a value that must be quarantined, a non-FULL row image) is decoded by mysql-replication, event
 by event; both paths give identical `ConvertedRows` (tests/connectors/test_mysql_fastrows.py).
+
+The fast decoder reads an event's row images into tuples (`RowImages`) and leaves the Arrow
+conversion for later: building Arrow arrays has a fixed cost per call that dominates for the
+~50-row events the server writes, so `convert_run` converts the images of many events of one
+table at once (batching.py decides when). A value the library path would quarantine is only
+found then; the events concerned are decoded again by the library (`RowImages.event` is kept,
+its packet unread), so quarantine reasons stay the library's own.
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+import itertools
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,7 +27,7 @@ from pymysqlreplication.row_event import DeleteRowsEvent, RowsEvent, UpdateRowsE
 
 from connectors.events import Op
 from connectors.mysql.columns import ConvertedRows, RowConverter
-from connectors.mysql.fastrows import FastPathUnsupported, FastRowDecoder, note_fallback
+from connectors.mysql.fastrows import FastPathUnsupported, FastRowDecoder, RowImage, note_fallback
 from connectors.mysql.schema import TableDefinition
 
 _NOT_A_VALUE_PROBLEM = frozenset({NONE_SOURCE.NULL, NONE_SOURCE.COLS_BITMAP})
@@ -58,13 +66,31 @@ class BinlogTable:
         )
 
 
-def decode_rows_event(event: RowsEvent, table: BinlogTable) -> ConvertedRows:
-    """Decode every row of a write/update/delete rows event into Arrow columns.
+@dataclass(slots=True)
+class RowImages:
+    """One rows event decoded by the fast decoder but not converted yet: ops and raw row images.
+
+    `event` is kept (its packet unread) so that the library can decode it if one of its values
+    turns out, at conversion, to be one the library path quarantines.
+    """
+
+    event: RowsEvent
+    ops: list[str]
+    images: list[RowImage]
+
+    @property
+    def num_rows(self) -> int:
+        return len(self.ops)
+
+
+def decode_rows_event(event: RowsEvent, table: BinlogTable) -> RowImages | ConvertedRows:
+    """Decode every row of a write/update/delete rows event (fast: `RowImages`; library: converted).
 
     Inserts give 'I' with the after-image, deletes 'D' with the before-image, updates 'U' with
     the after-image. An update that changes the primary key gives 'D' (old key, before-image)
     then 'I' (new key, after-image), so the lake drops the old key. Rows with a value that
-    cannot be converted are returned in `rejected`, not dropped silently.
+    cannot be converted are returned in `rejected` (by `convert_run` for `RowImages`), not
+    dropped silently.
     """
     if _fast_decoding:
         try:
@@ -74,12 +100,40 @@ def decode_rows_event(event: RowsEvent, table: BinlogTable) -> ConvertedRows:
     return _decode_with_library(event, table)
 
 
-def _decode_fast(event: RowsEvent, table: BinlogTable) -> ConvertedRows:
+def convert_run(table: BinlogTable, pieces: Sequence[RowImages]) -> Iterator[tuple[int, int, ConvertedRows]]:
+    """Convert the row images of consecutive events of one table: ``(first, end, converted)`` parts.
+
+    Normally one part for all of `pieces` (one Arrow conversion for all their rows). If a value
+    is one the library path quarantines, each event is converted on its own and those that still
+    fail are decoded by the library, each as a part of its own with its rejected rows.
+    """
+    if not pieces:
+        return
+    ops = list(itertools.chain.from_iterable(p.ops for p in pieces)) if len(pieces) > 1 else pieces[0].ops
+    try:
+        arrays = table.fast.convert(list(itertools.chain.from_iterable(p.images for p in pieces)))
+    except FastPathUnsupported:
+        for i, piece in enumerate(pieces):  # rare: find the events with the rejected values
+            yield i, i + 1, _convert_or_fall_back(table, piece)
+        return
+    yield 0, len(pieces), ConvertedRows(ops, arrays)
+
+
+def _convert_or_fall_back(table: BinlogTable, piece: RowImages) -> ConvertedRows:
+    """One event's images converted, or the event decoded by the library if a value is rejected."""
+    try:
+        return ConvertedRows(piece.ops, table.fast.convert(piece.images))
+    except FastPathUnsupported as exc:
+        note_fallback(str(exc))
+    return _decode_with_library(piece.event, table)
+
+
+def _decode_fast(event: RowsEvent, table: BinlogTable) -> RowImages:
     """`decode_rows_event` by connectors.mysql.fastrows; FastPathUnsupported if it cannot."""
     if isinstance(event, UpdateRowsEvent):
         afters, moved = table.fast.decode_updates(event, table.key_indexes)
         if moved:
-            rows: list[tuple[Any, ...]] = []
+            rows: list[RowImage] = []
             ops: list[str] = []
             for r, after in enumerate(afters):
                 before = moved.get(r)
@@ -94,9 +148,10 @@ def _decode_fast(event: RowsEvent, table: BinlogTable) -> ConvertedRows:
     else:
         rows = table.fast.decode_images(event)
         ops = [_DELETE if isinstance(event, DeleteRowsEvent) else _INSERT] * len(rows)
-    if not rows:
-        return table.converter.convert([], [], {})
-    return ConvertedRows(ops, table.fast.convert(rows))
+    # The library looks the event's columns up in the reader's table map when it decodes, which
+    # may be later (convert_run) and after a newer TABLE_MAP reused the id: keep this one.
+    event.table_map = {event.table_id: event.table_map[event.table_id]}
+    return RowImages(event, ops, rows)
 
 
 def _decode_with_library(event: RowsEvent, table: BinlogTable) -> ConvertedRows:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import ssl
 from collections.abc import Callable, Iterator
 from decimal import Decimal
 from typing import Any
@@ -169,7 +170,8 @@ def both_paths(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[tuple[str, int]
     decoded: list[tuple[str, int]] = []
 
     def decode(event: Any, table: rows.BinlogTable) -> ConvertedRows:
-        fast = rows._decode_fast(event, table)  # raises FastPathUnsupported if it would fall back
+        images = rows._decode_fast(event, table)  # raises FastPathUnsupported if it would fall back
+        fast = ConvertedRows(images.ops, table.fast.convert(images.images))
         library = rows._decode_with_library(event, table)
         assert_same(fast, library)
         decoded.append((type(event).__name__, library.num_rows))
@@ -374,3 +376,71 @@ def test_updates_of_a_composite_key_out_of_column_order(
         ("I", "y", 10, Decimal("-1.250")),
         ("U", "z", 3, Decimal("1.000")),
     ]
+
+
+def test_batches_mixing_deferred_and_library_rows_match_the_library(mysql_db: TestDatabase) -> None:
+    # Fast-path rows are converted per run of events when a batch (or chunk) is handed out; a
+    # quarantined value makes its event go to the library then, amid rows of other events and
+    # tables, a schema change and incomplete batches of a transaction bigger than chunk_rows.
+    execute(
+        mysql_db,
+        "CREATE TABLE a (id INT PRIMARY KEY, d DATE, v VARCHAR(20))",
+        "CREATE TABLE b (id INT PRIMARY KEY, n INT)",
+    )
+    source = make_source(mysql_db, chunk_rows=100)
+    start = position_of(source)
+
+    def values(ids: range, row: Callable[[int], str]) -> str:
+        return ", ".join(row(i) for i in ids)
+
+    in_one_transaction(
+        mysql_db,
+        "SET SESSION sql_mode = ''",  # a zero date, as legacy applications write them
+        f"INSERT INTO a VALUES {values(range(1, 31), lambda i: f'({i}, NULL, {str(i)!r})')}",
+        f"INSERT INTO b VALUES {values(range(1, 31), lambda i: f'({i}, {i})')}",
+        "INSERT INTO a VALUES (31, '0000-00-00', 'zero'), (32, '2024-01-01', 'ok')",
+        "UPDATE a SET id = id + 100 WHERE id <= 5",  # key change: D old key, I new key
+        "UPDATE b SET n = -n WHERE id > 25",
+    )
+    execute(mysql_db, "ALTER TABLE a ADD COLUMN w INT")
+    in_one_transaction(
+        mysql_db,
+        f"INSERT INTO a VALUES {values(range(200, 450), lambda i: f'({i}, DATE(20240229), UPPER(0x626967), {i})')}",
+        "UPDATE b SET n = n + 1",
+        "DELETE FROM a WHERE id BETWEEN 300 AND 320",
+    )
+    until = position_of(source)
+    before = sum(fallback_counts().values())
+    fast = stream_all(source, start, until=until)
+    assert sum(fallback_counts().values()) - before == 1  # only the event with the zero date
+    with rows.library_decoding():
+        library = stream_all(source, start, until=until)
+
+    assert any(not b.complete for b in fast)  # the big transaction was handed out in chunks
+    assert [b.end for b in fast if b.complete] == [b.end for b in library if b.complete]
+    for table in ("a", "b"):
+        assert rows_of(fast, table, meta=True) == rows_of(library, table, meta=True)
+    versions = [c.schema for c in changes_of(fast, "a")]
+    assert versions == [c.schema for c in changes_of(library, "a")]
+    assert len(set(versions)) == 2 and versions.index(versions[-1]) > 0  # v1 rows before v2 rows
+    assert [q for b in fast for q in b.quarantined] == [q for b in library for q in b.quarantined]
+    assert [q.reason for b in fast for q in b.quarantined] == [
+        next(q.reason for b in library for q in b.quarantined)
+    ]
+    ids = [r["id"] for r in rows_of(fast, "a")]
+    assert 31 not in ids and ids.count(32) == 1 and len(ids) == 30 + 1 + 10 + 250 + 21
+
+
+def test_connections_without_tls_options_share_one_tls_context() -> None:
+    # PyMySQL's "preferred" TLS builds a default context per connection (loading the CA store);
+    # it is built once. A connection with TLS options keeps a context of its own, as configured.
+    from connectors.mysql.connection import _Connection
+
+    first = _Connection(host="127.0.0.1", defer_connect=True)
+    second = _Connection(host="127.0.0.1", defer_connect=True)
+    assert first.ssl and not first._ssl_required and first.ctx is second.ctx
+    verified = _Connection(host="127.0.0.1", defer_connect=True, ssl_verify_identity=True)
+    assert verified._ssl_required and verified.ctx is not first.ctx
+    assert verified.ctx.verify_mode == ssl.CERT_REQUIRED and first.ctx.verify_mode == ssl.CERT_NONE
+    disabled = _Connection(host="127.0.0.1", defer_connect=True, ssl_disabled=True)
+    assert not disabled.ssl
