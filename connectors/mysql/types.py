@@ -403,6 +403,9 @@ def to_arrow(values: list[Any], t: MySQLType, zone: str) -> pa.Array:
     return pa.array(values, t.arrow_type)
 
 
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+
+
 def _wall_times_to_utc(values: list[Any], zone: str) -> pa.Array:
     """DATETIME wall times read in `zone` -> UTC instants, as Python's zoneinfo reads them.
 
@@ -418,7 +421,16 @@ def _wall_times_to_utc(values: list[Any], zone: str) -> pa.Array:
         local = pc.assume_timezone(naive, timezone=zone, ambiguous="earliest", nonexistent="raise")
         return local.cast(UTC_MICROS)
     except pa.ArrowInvalid:
-        pass  # a value in a DST gap: the exact per-value path below (rare)
+        pass  # some value lies in a DST gap (rare)
+    # Only the gap values take the exact per-value path: Python datetimes cannot hold every
+    # instant Arrow can (9999-12-31 late in the day west of UTC is past year 9999 in UTC).
+    earliest = pc.assume_timezone(naive, timezone=zone, ambiguous="earliest", nonexistent="earliest")
+    latest = pc.assume_timezone(naive, timezone=zone, ambiguous="earliest", nonexistent="latest")
+    in_gap = pc.fill_null(pc.not_equal(earliest, latest), False).to_pylist()
     tz = zoneinfo.ZoneInfo(zone)
-    utc = [None if v is None else v.replace(tzinfo=tz).astimezone(dt.UTC) for v in values]
-    return pa.array(utc, UTC_MICROS)
+    micros = pc.cast(earliest.cast(UTC_MICROS), pa.int64()).to_pylist()
+    for i, gap in enumerate(in_gap):
+        if gap:
+            exact = values[i].replace(tzinfo=tz).astimezone(dt.UTC)
+            micros[i] = (exact - _EPOCH) // dt.timedelta(microseconds=1)
+    return pa.array(micros, pa.int64()).cast(UTC_MICROS)

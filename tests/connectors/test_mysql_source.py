@@ -670,3 +670,20 @@ def test_count_rows_and_acknowledge(mysql_db: TestDatabase) -> None:
     source.acknowledge(position_of(source))  # nothing to tell the server; must not fail
     source.close()
     assert source.count_rows(table) == 7  # reconnects after close
+
+
+def test_wall_times_in_a_dst_gap_and_near_year_9999_convert_together() -> None:
+    """A DST-gap value forces the exact path; a value that is past 9999 in UTC must not break it."""
+    from connectors.mysql.types import _wall_times_to_utc
+
+    values = [dt.datetime(2024, 3, 10, 2, 30, 0, 123456), dt.datetime(9999, 12, 31, 23, 59, 59, 999999), None]
+    micros = pc.cast(_wall_times_to_utc(values, "America/St_Johns"), pa.int64()).to_pylist()
+    # 02:30 does not exist in St. John's that night: read with the offset before the gap (-03:30).
+    assert (
+        micros[0]
+        == int(dt.datetime(2024, 3, 10, 6, 0, 0, 123456, tzinfo=dt.UTC).timestamp()) * 10**6 + 123456
+    )
+    assert micros[1] == (
+        dt.datetime(9999, 12, 31, 23, 59, 59, 999999) - dt.datetime(1970, 1, 1)
+    ) // dt.timedelta(microseconds=1) + int(3.5 * 3600 * 10**6)
+    assert micros[2] is None
