@@ -246,16 +246,22 @@ def test_backfill_requested_from_another_process_runs_inside_the_stream(world: W
         deadline = time.monotonic() + 30
         while not requests.runner_alive(world.lake.storage, world.config.name):
             assert time.monotonic() < deadline and not errors, errors
-            world.sql("INSERT INTO visits VALUES (900, 1, 'wake')") if time.monotonic() > deadline - 25 else None
+            world.sql(
+                "INSERT INTO visits VALUES (900, 1, 'wake')"
+            ) if time.monotonic() > deadline - 25 else None
             time.sleep(0.2)
-        world.sql("UPDATE accounts SET score = -7 WHERE id = 7", "INSERT INTO visits VALUES (600, 1, 'before')")
+        world.sql(
+            "UPDATE accounts SET score = -7 WHERE id = 7", "INSERT INTO visits VALUES (600, 1, 'before')"
+        )
         request_id = requests.submit(world.lake.storage, world.config.name, ["accounts"])
         for i in range(601, 611):  # the other table keeps changing while the backfill is served
             world.sql(f"INSERT INTO visits VALUES ({i}, 2, 'during')")
             time.sleep(0.05)
         outcome = requests.wait(world.lake.storage, world.config.name, request_id, timeout=60)
         assert outcome["ok"] and outcome["rows"] == 100, outcome
-        world.sql("UPDATE accounts SET score = -8 WHERE id = 8", "INSERT INTO visits VALUES (700, 3, 'after')")
+        world.sql(
+            "UPDATE accounts SET score = -8 WHERE id = 8", "INSERT INTO visits VALUES (700, 3, 'after')"
+        )
         time.sleep(2)
     finally:
         stop.set()
@@ -271,7 +277,9 @@ def test_backfill_requested_from_another_process_runs_inside_the_stream(world: W
     assert [c.kind for c in commits].count("backfill") == 1
 
 
-def test_the_same_pipeline_on_an_s3_lake(world: World, request: pytest.FixtureRequest, tmp_path: Path) -> None:
+def test_the_same_pipeline_on_an_s3_lake(
+    world: World, request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
     """Storage on S3 (the moto server) through the same storage layer: same results."""
     import uuid
 
@@ -282,7 +290,11 @@ def test_the_same_pipeline_on_an_s3_lake(world: World, request: pytest.FixtureRe
     endpoint = request.getfixturevalue("moto_endpoint")
     bucket = f"lake-{uuid.uuid4().hex[:10]}"
     boto3.client(
-        "s3", endpoint_url=endpoint, region_name="us-east-1", aws_access_key_id="testing", aws_secret_access_key="testing"
+        "s3",
+        endpoint_url=endpoint,
+        region_name="us-east-1",
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
     ).create_bucket(Bucket=bucket)
     world.lake = Lake(
         LakeConfig(
@@ -299,3 +311,26 @@ def test_the_same_pipeline_on_an_s3_lake(world: World, request: pytest.FixtureRe
         "s3", endpoint_url=endpoint, region_name="us-east-1", aws_access_key_id="testing", aws_secret_access_key="testing"
     ).list_objects_v2(Bucket=bucket, Prefix="cdc/changelog/")["Contents"]]  # fmt: skip
     assert any("/commit_date=" in k and k.endswith(".parquet") for k in keys)
+
+
+def test_resnapshot_replaces_every_table_and_streaming_resumes(world: World) -> None:
+    from pipelines.runner import resnapshot_source
+
+    world.sync()
+    world.sql("UPDATE accounts SET score = 0 WHERE id < 50", "DELETE FROM visits WHERE id > 40")
+    source = open_source(world.config)
+    try:
+        report = resnapshot_source(world.lake, source)
+    finally:
+        source.close()
+    assert sorted(set(report.snapshot_tables)) == [
+        f"{world.schema}__accounts".lower(),
+        f"{world.schema}__visits".lower(),
+    ]
+    latest = world.lake.writer(world.config.name).log.latest()
+    assert latest is not None and latest.kind == "snapshot"
+    assert world.lake_rows("accounts", COLS) == world.source_rows("accounts", COLS)
+    assert world.lake_rows("visits", "id, note") == world.source_rows("visits", "id, note")
+    world.sql("INSERT INTO visits VALUES (800, 1, 'after resnapshot')")
+    assert world.sync().rows == 1
+    assert world.lake_rows("visits", "id, note") == world.source_rows("visits", "id, note")
