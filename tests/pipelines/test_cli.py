@@ -22,7 +22,9 @@ def lakehouse(*args: str, env: dict[str, str] | None = None) -> subprocess.Compl
     )
 
 
-def write_config(path: Path, db: Any, lake: Path, password_var: str = "T_PW", port: int | None = None) -> Path:
+def write_config(
+    path: Path, db: Any, lake: Path, password_var: str = "T_PW", port: int | None = None
+) -> Path:
     path.write_text(
         f"""
 [lake]
@@ -49,7 +51,9 @@ max_seconds = 0.2
 
 def test_a_bad_config_names_the_field(tmp_path: Path) -> None:
     cfg = tmp_path / "bad.toml"
-    cfg.write_text('[[sources]]\nname = "Bad Name"\nkind = "mysql"\nport = 70000\nuser = "u"\ndatabase = "d"\nbogus = 1\n')
+    cfg.write_text(
+        '[[sources]]\nname = "Bad Name"\nkind = "mysql"\nport = 70000\nuser = "u"\ndatabase = "d"\nbogus = 1\n'
+    )
     out = lakehouse("--config", str(cfg), "sync", "--once")
     assert out.returncode == 2
     assert "sources[0].mysql.name" in out.stderr and "lower_snake_case" in out.stderr
@@ -59,11 +63,18 @@ def test_a_bad_config_names_the_field(tmp_path: Path) -> None:
 
 def test_a_missing_environment_variable_is_named(tmp_path: Path, mysql_db: Any) -> None:
     cfg = write_config(tmp_path / "c.toml", mysql_db, tmp_path / "lake", password_var="NOT_SET_ANYWHERE")
-    out = lakehouse("--config", str(cfg), "sync", "--once", )
+    out = lakehouse(
+        "--config",
+        str(cfg),
+        "sync",
+        "--once",
+    )
     assert out.returncode == 2 and "NOT_SET_ANYWHERE is not set" in out.stderr
 
 
-def test_wrong_password_and_unreachable_source_fail_clearly_without_the_secret(tmp_path: Path, mysql_db: Any) -> None:
+def test_wrong_password_and_unreachable_source_fail_clearly_without_the_secret(
+    tmp_path: Path, mysql_db: Any
+) -> None:
     secret = "Sup3r-Secret-Value-123"
     cfg = write_config(tmp_path / "c.toml", mysql_db, tmp_path / "lake")
     out = lakehouse("--config", str(cfg), "sync", "--once", env={"T_PW": secret})
@@ -95,3 +106,42 @@ def test_sync_then_show_and_no_secret_in_the_lake(tmp_path: Path, mysql_db: Any)
     for path in lake.rglob("*"):
         if path.is_file():
             assert password.encode() not in path.read_bytes(), path
+
+
+def test_a_lost_position_is_a_clear_error_naming_the_resnapshot_command(tmp_path: Path, pg_db: Any) -> None:
+    conn = pg_db.admin_connect()
+    with conn.cursor() as cur:
+        cur.execute("CREATE TABLE people (id INT PRIMARY KEY, name VARCHAR(40))")
+        cur.execute("INSERT INTO people VALUES (1, 'Zoë')")
+    cfg = tmp_path / "pg.toml"
+    cfg.write_text(
+        f"""
+[lake]
+root = "{tmp_path / "lake"}"
+
+[[sources]]
+name = "cli_pg"
+kind = "postgres"
+host = "{pg_db.host}"
+port = {pg_db.port}
+user = "{pg_db.cdc_user}"
+password = "${{T_PW}}"
+database = "{pg_db.name}"
+tables = ["people"]
+"""
+    )
+    env = {"T_PW": pg_db.cdc_password.get_secret_value()}
+    assert lakehouse("--config", str(cfg), "sync", "--once", env=env).returncode == 0
+    with conn.cursor() as cur:  # someone drops our slot: the server forgets our position
+        cur.execute("SELECT pg_drop_replication_slot('lakehouse_cli_pg')")
+        cur.execute("INSERT INTO people VALUES (2, 'Søren')")
+    lost = lakehouse("--config", str(cfg), "sync", "--once", env=env)
+    assert lost.returncode == 2
+    assert "lakehouse resnapshot --source cli_pg" in lost.stderr
+    # Never a silent restart from now: the lake did not move, and the row is not there yet.
+    again = lakehouse("--config", str(cfg), "sync", "--once", env=env)
+    assert again.returncode == 2
+    fixed = lakehouse("--config", str(cfg), "resnapshot", "--source", "cli_pg", env=env)
+    assert fixed.returncode == 0, fixed.stderr
+    shown = lakehouse("--config", str(cfg), "show", "--sample", "5", env=env)
+    assert "Søren" in shown.stdout
