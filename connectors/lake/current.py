@@ -15,18 +15,26 @@ rewrites the whole table copy-on-write into well-sized data files, still in one 
 commit also expires snapshots beyond the newest few, and the pipeline deletes the files only they
 referenced (pyiceberg's expiry deletes none). The commit requires the table to still be at the
 snapshot the merge read, so a racing merger fails with `MergeConflictError` and changes nothing.
+
+Memory stays bounded by about one change-log file plus the merge's key columns, however large the
+transaction: pass 1 reads only the key columns, ``_seq`` and ``Op`` of every change file and picks
+each key's latest change; pass 2 reads the change files again one at a time and writes their
+winning rows chunk by chunk (`iceberg_deletes.DataFileWriter`). A copy-on-write rewrite streams
+the table's live rows one data file at a time too (`iceberg_deletes.live_row_chunks`). Data files
+written by a merge that then fails are deleted, and nothing is visible before the one commit.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.parquet as pq
 from pyiceberg.catalog import Catalog
 from pyiceberg.exceptions import (
     CommitFailedException,
@@ -151,33 +159,32 @@ class CurrentState:
         replace = start is not None
         if replace:
             commits = commits[start:]
-        changes = self._read_changes(lake_table, commits)
         key = self._key_columns(table, lake_table, commits)
-        latest = _latest_per_key(changes, key) if changes is not None else None
+        # Pass 1 (key columns, _seq and Op only): which change row of each key wins. The rows
+        # themselves are read again, one change file at a time, only when they are written.
+        changes = self._index_changes([f.path for c in commits for f in c.tables[lake_table].files], key)
         if table is None:
-            if latest is None:
+            if changes is None:
                 return None
             table = self.catalog.create_table(
                 self.identifier(lake_table),
-                schema=_nullable(_state_columns(latest).schema),
+                schema=_nullable(_state_schema(changes.schema)),
                 properties={KEY_PROPERTY: ",".join(key), **_TABLE_PROPERTIES},
             )
         target_schema = table.schema().as_arrow()
-        if latest is not None and latest.num_rows:
-            target_schema = self._evolve_schema(table, target_schema, _nullable(_state_columns(latest).schema))
+        if changes is not None and changes.keys:
+            target_schema = self._evolve_schema(
+                table, target_schema, _nullable(_state_schema(changes.schema))
+            )
         live = files.live_files(table, self._manifest_cache)
-        existing = None
-        if latest is not None and _has_unchanged_marks(latest):
+        patched = None
+        if changes is not None and changes.marked is not None:
             # Rare (UPDATEs of TOASTed rows): the current rows fill the values not sent.
-            existing = table.scan().to_arrow() if live.data and not replace else None
-            assert changes is not None
-            latest = _fill_unchanged(latest, changes, existing, key)
-        deletes = 0
-        upserts = pa.table({})
-        if latest is not None and latest.num_rows:
-            is_delete = pc.equal(latest[OP_COLUMN], "D")
-            deletes = pc.sum(is_delete).as_py() or 0
-            upserts = _conform(_state_columns(latest.filter(pc.invert(is_delete))), target_schema)
+            patched = self._fill_unchanged(
+                table, changes, key, target_schema, bool(live.data) and not replace
+            )
+        upserts = changes.upserts if changes is not None else 0
+        deletes = changes.deletes if changes is not None else 0
         properties = {COMMIT_SEQ_PROPERTY: str(head)}
         added: list[DataFile] = []
         removed: Sequence[ManifestEntry] = ()
@@ -186,21 +193,22 @@ class CurrentState:
             # Already past a threshold before this merge's own files? Then skip locating rows.
             reason = self.compaction.reason(
                 TableShape(
-                    data_files=len(live.data) + (1 if upserts.num_rows else 0),
+                    data_files=len(live.data) + (1 if upserts else 0),
                     delete_files=len(live.deletes),
-                    data_rows=live.data_rows + upserts.num_rows,
+                    data_rows=live.data_rows + upserts,
                     deleted_rows=live.deleted_rows,
                 )
             )
             if reason is not None:
                 log.info("%s: compacting (%s)", self.identifier(lake_table), reason)
         if reason is None:
-            changed = _key_array(latest, key) if latest is not None and latest.num_rows else None
-            added, positions = self._write_and_locate(table, target_schema, live, upserts, changed, key)
+            chunks = self._upsert_chunks(changes, key, target_schema, patched, sort=True)
+            changed = changes.changed if changes is not None and changes.keys else None
+            added, positions = self._write_and_locate(table, target_schema, live, chunks, changed, key)
             shape = TableShape(
                 data_files=len(live.data) + len(added),
                 delete_files=len(live.deletes) + (1 if positions.num_rows else 0),
-                data_rows=live.data_rows + upserts.num_rows,
+                data_rows=live.data_rows + upserts,
                 deleted_rows=live.deleted_rows + positions.num_rows,
             )
             reason = self.compaction.reason(shape)
@@ -210,14 +218,20 @@ class CurrentState:
                 log.info("%s: compacting (%s)", self.identifier(lake_table), reason)
                 files.delete_files(table, [f.file_path for f in added])
         if reason is not None:
-            if existing is None and live.data and not replace:
-                existing = table.scan().to_arrow()
-            # A table loaded from a snapshot is written sorted by key, so merges can binary-search
+            # A table loaded from a snapshot is written sorted by key (chunk by chunk: a snapshot
+            # arrives in key order, so the chunks follow each other), so merges can binary-search
             # its keys; a compaction keeps file order (re-sorting a large table costs more than
             # the hash lookups it would save before the next compaction).
-            rows = self._rewrite(existing, latest, upserts, key, target_schema)
             sort = replace or not live.data
-            added = files.write_data_files(table, _sorted_by_key(rows, key) if sort else rows)
+            added = self._rewrite(
+                table,
+                target_schema,
+                changes,
+                key,
+                patched,
+                sort,
+                keep_existing=bool(live.data) and not replace,
+            )
             removed = live.all
         orphans = files.commit_snapshot(
             table,
@@ -230,7 +244,153 @@ class CurrentState:
         files.delete_files(table, orphans)
         rows = _live_rows(table)
         log.info("%s: merged up to commit %d (%d rows)", self.identifier(lake_table), head, rows)
-        return MergeResult(lake_table, head, upserts.num_rows, deletes, rows, replace)
+        return MergeResult(lake_table, head, upserts, deletes, rows, replace)
+
+    # -- pass 1: the winners -------------------------------------------------------------------
+    def _index_changes(self, paths: Sequence[str], key: Sequence[str]) -> _ChangeIndex | None:
+        """Read only the key columns, _seq, Op (and _unchanged) of the change files: which row of
+        each file is its key's latest change, and whether it is a delete."""
+        if not paths:
+            return None
+        schemas = [self.storage.read_parquet_schema(p) for p in paths]
+        # What concatenating the files would give (columns added later, widened types).
+        schema = pa.unify_schemas(schemas, promote_options="permissive")
+        parts = []
+        for path, file_schema in zip(paths, schemas, strict=True):
+            marks = UNCHANGED_COLUMN in file_schema.names
+            columns = [*key, SEQ_COLUMN, OP_COLUMN, *([UNCHANGED_COLUMN] if marks else [])]
+            # One thread: reading a few columns gains little from more, and each thread's
+            # decoding buffers would add to the peak.
+            part = self._read_columns(path, columns, use_threads=False)
+            marked = (
+                pc.is_valid(part[UNCHANGED_COLUMN])
+                if marks
+                else pa.nulls(part.num_rows, pa.bool_()).fill_null(False)
+            )
+            parts.append(
+                pa.table(
+                    {
+                        **{k: pc.cast(part[k], schema.field(k).type) for k in key},
+                        SEQ_COLUMN: part[SEQ_COLUMN],
+                        _DELETE: pc.equal(part[OP_COLUMN], "D"),
+                        _MARKED: marked,
+                    }
+                )
+            )
+        rows = [p.num_rows for p in parts]
+        index = pa.concat_tables(parts).combine_chunks()
+        del parts
+        if not index.num_rows:
+            empty = pa.array([], pa.uint64())
+            return _ChangeIndex(
+                list(paths), schema, [empty] * len(rows), _key_array(index, key), 0, 0, 0, None
+            )
+        # The latest change of each key: sort by key then _seq descending, and take the first
+        # row of every run of equal keys. A sort costs far less memory than hash grouping
+        # (`group_by` of a million keys peaks at several times the keys' size).
+        order = pc.sort_indices(
+            index, sort_keys=[*((k, "ascending") for k in key), (SEQ_COLUMN, "descending")]
+        )
+        ordered = index.select(list(key)).take(order)
+        first: pa.Array | None = None
+        for k in key:
+            column = ordered[k].combine_chunks()
+            differs = pc.fill_null(pc.not_equal(column.slice(1), column.slice(0, len(column) - 1)), True)
+            first = differs if first is None else pc.or_(first, differs)
+        assert first is not None
+        starts = pa.concat_arrays([pa.array([True]), first])
+        winners = order.filter(starts)  # row numbers (over all files) of each key's latest change
+        changed = _key_array(ordered.filter(starts), key)  # sorted by key
+        del ordered, order
+        winners = winners.take(pc.array_sort_indices(winners))  # back in file order
+        is_delete = index[_DELETE].combine_chunks().take(winners)
+        marked = index[_MARKED].combine_chunks().take(winners)
+        any_marked = bool(pc.any(marked).as_py())
+        upserts = winners.filter(pc.invert(is_delete))
+        offsets = [sum(rows[:i]) for i in range(len(rows) + 1)]
+        bounds = pc.search_sorted(upserts, pa.array(offsets, upserts.type)).to_pylist()
+        return _ChangeIndex(
+            paths=list(paths),
+            schema=schema,
+            upsert_rows=[
+                pc.subtract(
+                    upserts.slice(bounds[i], bounds[i + 1] - bounds[i]), pa.scalar(offsets[i], upserts.type)
+                )
+                for i in range(len(rows))
+            ],
+            changed=changed,
+            keys=len(winners),
+            upserts=len(upserts),
+            deletes=pc.sum(is_delete).as_py() or 0,
+            marked=_key_array(index.take(winners.filter(marked)), key) if any_marked else None,
+        )
+
+    def _read_columns(
+        self, path: str, columns: Sequence[str] | None = None, use_threads: bool = True
+    ) -> pa.Table:
+        """Columns of one change file (all by default)."""
+        # `ParquetFile` rather than `read_table`: no dataset machinery, a smaller peak.
+        with pq.ParquetFile(self.storage.full_path(path), filesystem=self.storage.fs) as parquet:
+            return parquet.read(columns=columns, use_threads=use_threads)
+
+    def _file_keys(self, rows: pa.Table, key: Sequence[str], schema: pa.Schema) -> pa.Array:
+        """`rows`' key values, compared in the types of `schema` (files may hold narrower ones)."""
+        cast = pa.table({k: pc.cast(rows[k], schema.field(k).type) for k in key})
+        return _key_array(cast, key)
+
+    # -- pass 2: the rows ----------------------------------------------------------------------
+    def _upsert_chunks(
+        self,
+        changes: _ChangeIndex | None,
+        key: Sequence[str],
+        target: pa.Schema,
+        patched: pa.Table | None,
+        sort: bool,
+    ) -> Iterator[pa.Table]:
+        """The winning non-delete rows in the target schema, one change file at a time."""
+        if changes is None:
+            return
+        skip = patched[SEQ_COLUMN] if patched is not None and patched.num_rows else None
+        for path, wanted in zip(changes.paths, changes.upsert_rows, strict=True):
+            if not len(wanted):
+                continue
+            # Decoded on one thread: each decoding thread would hold its own buffers (the peak
+            # matters more here than the speed of reading one change file).
+            rows = self._read_columns(path, use_threads=False).take(wanted)
+            if skip is not None:
+                rows = rows.filter(pc.invert(pc.is_in(rows[SEQ_COLUMN], value_set=skip)))
+            chunk = _conform(_state_columns(rows), target)
+            del rows
+            yield _sorted_by_key(chunk, key) if sort else chunk
+        if skip is not None:
+            assert patched is not None
+            yield _sorted_by_key(patched, key) if sort else patched
+
+    def _fill_unchanged(
+        self,
+        table: IcebergTable,
+        changes: _ChangeIndex,
+        key: Sequence[str],
+        target: pa.Schema,
+        has_rows: bool,
+    ) -> pa.Table | None:
+        """The latest rows of the keys with unsent values, filled in (only those keys are read)."""
+        marked = changes.marked
+        assert marked is not None
+        parts = []
+        for path in changes.paths:
+            rows = self._read_columns(path)
+            parts.append(rows.filter(_in(self._file_keys(rows, key, changes.schema), marked)))
+        subset = pa.concat_tables(parts, promote_options="permissive")
+        existing = None
+        if has_rows:
+            existing_parts = [
+                chunk.filter(_in(_key_array(chunk, key), marked)) for chunk in files.live_row_chunks(table)
+            ]
+            existing = pa.concat_tables(existing_parts) if existing_parts else None
+        latest = _fill_unchanged(_latest_per_key(subset, key), subset, existing, key)
+        latest = latest.filter(pc.not_equal(latest[OP_COLUMN], "D"))
+        return _conform(_state_columns(latest), target)
 
     # -- merge-on-read -------------------------------------------------------------------------
     def _write_and_locate(
@@ -238,14 +398,14 @@ class CurrentState:
         table: IcebergTable,
         target: pa.Schema,
         live: files.LiveFiles,
-        upserts: pa.Table,
+        upserts: Iterator[pa.Table],
         changed: pa.Array | None,
         key: Sequence[str],
     ) -> tuple[list[DataFile], pa.Table]:
         """Write the upserts' data file while locating the rows they replace (both mostly I/O and
         Arrow kernels, which release the GIL, so they overlap)."""
         with ThreadPoolExecutor(max_workers=1) as pool:
-            pending = pool.submit(files.write_data_files, table, _sorted_by_key(upserts, key))
+            pending = pool.submit(_write_chunks, table, target, upserts)
             try:
                 positions = (
                     self._locator.locate(table, target, live, changed, key)
@@ -258,33 +418,31 @@ class CurrentState:
                 raise
             return pending.result(), positions
 
+    # -- copy-on-write -------------------------------------------------------------------------
     def _rewrite(
         self,
-        existing: pa.Table | None,
-        latest: pa.Table | None,
-        upserts: pa.Table,
+        table: IcebergTable,
+        target: pa.Schema,
+        changes: _ChangeIndex | None,
         key: Sequence[str],
-        target_schema: pa.Schema,
-    ) -> pa.Table:
-        """Copy-on-write: the existing rows minus changed keys, plus the upserts."""
-        parts = []
-        if existing is not None and existing.num_rows:
-            keep = existing
-            if latest is not None and latest.num_rows:
-                keep = existing.filter(pc.invert(pc.is_in(_key_array(existing, key), _key_array(latest, key))))
-            parts.append(_conform(keep, target_schema))
-        if upserts.num_rows:
-            parts.append(upserts)
-        return pa.concat_tables(parts) if parts else target_schema.empty_table()
+        patched: pa.Table | None,
+        sort: bool,
+        keep_existing: bool,
+    ) -> list[DataFile]:
+        """Copy-on-write: the existing rows minus changed keys, plus the upserts, file by file."""
+
+        def chunks() -> Iterator[pa.Table]:
+            if keep_existing:
+                changed = changes.changed if changes is not None and changes.keys else None
+                for chunk in files.live_row_chunks(table):
+                    if changed is not None:
+                        chunk = chunk.filter(pc.invert(_in(_key_array(chunk, key), changed)))
+                    yield _conform(chunk, target)
+            yield from self._upsert_chunks(changes, key, target, patched, sort)
+
+        return _write_chunks(table, target, chunks())
 
     # -- helpers -------------------------------------------------------------------------------
-    def _read_changes(self, lake_table: str, commits: Sequence[CommitRecord]) -> pa.Table | None:
-        files_ = [f.path for c in commits for f in c.tables[lake_table].files]
-        if not files_:
-            return None
-        tables = [self.storage.read_parquet(p) for p in files_]
-        return pa.concat_tables(tables, promote_options="permissive")
-
     def _key_columns(
         self, table: IcebergTable | None, lake_table: str, commits: Sequence[CommitRecord]
     ) -> list[str]:
@@ -307,6 +465,41 @@ class CurrentState:
         with table.update_schema() as update:
             update.union_by_name(schema)
         return table.schema().as_arrow()
+
+
+_MARKED = "__marked"  # pass 1's columns: the row has _unchanged marks / is a delete
+_DELETE = "__delete"
+
+
+@dataclass(frozen=True, slots=True)
+class _ChangeIndex:
+    """What pass 1 learned from the key columns, _seq and Op of a merge's change files."""
+
+    paths: list[str]
+    schema: pa.Schema  # the files' schemas unified (what concatenating them would give)
+    upsert_rows: list[pa.Array]  # per file: row numbers of the keys' latest changes, not deletes
+    changed: pa.Array  # every changed key (`key_array` values, unique)
+    keys: int  # how many keys changed
+    upserts: int
+    deletes: int
+    marked: pa.Array | None  # keys whose latest change did not send every column, if any
+
+
+def _write_chunks(table: IcebergTable, target: pa.Schema, chunks: Iterator[pa.Table]) -> list[DataFile]:
+    """Write chunks as data files (none if no rows); on failure nothing written stays behind."""
+    writer = files.DataFileWriter(table, target)
+    try:
+        for chunk in chunks:
+            writer.write(chunk)
+        return writer.finish()
+    except BaseException:
+        writer.abort()
+        raise
+
+
+def _in(values: pa.Array, value_set: pa.Array) -> pa.Array:
+    """`is_in`, comparing in the type of `values` (scans give large strings, change files not)."""
+    return pc.is_in(values, value_set=value_set.cast(values.type))
 
 
 def _live_rows(table: IcebergTable) -> int:
@@ -333,15 +526,14 @@ def _same_type(a: pa.DataType, b: pa.DataType) -> bool:
     return large.get(a, a) == large.get(b, b)
 
 
-def _has_unchanged_marks(latest: pa.Table) -> bool:
-    if UNCHANGED_COLUMN not in latest.column_names:
-        return False
-    return latest[UNCHANGED_COLUMN].null_count < latest.num_rows
-
-
 def _state_columns(table: pa.Table) -> pa.Table:
     """Drop the change-log columns the current state does not keep."""
     return table.drop_columns([c for c in _DROP_FROM_STATE if c in table.column_names])
+
+
+def _state_schema(schema: pa.Schema) -> pa.Schema:
+    """`schema` without the change-log columns the current state does not keep."""
+    return pa.schema([f for f in schema if f.name not in _DROP_FROM_STATE])
 
 
 def _nullable(schema: pa.Schema) -> pa.Schema:

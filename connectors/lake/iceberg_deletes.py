@@ -12,7 +12,10 @@ Everything that touches pyiceberg internals is in this module. Checked against p
   ``content = DELETES``, which its v2 writer hard-codes to DATA), `write_manifest_list`,
   `ManifestEntry.from_args`, `DataFile.from_args`;
 - ``pyiceberg.io.pyarrow._dataframe_to_data_files`` and `_check_pyarrow_schema_compatible` (what
-  `Table.append` uses to write data files with field ids and column statistics);
+  `Table.append` uses to write data files with field ids and column statistics), and for writing
+  data files chunk by chunk the pieces its `write_file` is made of: `ParquetFormatWriter` (via
+  ``FileFormatFactory``), `_to_requested_schema`, `pyarrow_to_schema`, `sanitize_column_names`;
+- ``pyiceberg.io.pyarrow.ArrowScan`` (reading a table's live rows one data file at a time);
 - ``pyiceberg.table.Table._do_commit`` (one catalog commit, then the old-metadata cleanup that the
   ``write.metadata.delete-after-commit.enabled`` property asks for);
 - ``pyiceberg.table.update``: `AddSnapshotUpdate`, `SetSnapshotRefUpdate`, `RemoveSnapshotsUpdate`,
@@ -27,7 +30,7 @@ from __future__ import annotations
 import contextlib
 import uuid
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -36,7 +39,15 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from pyiceberg.conversions import from_bytes, to_bytes
 from pyiceberg.exceptions import CommitFailedException
-from pyiceberg.io.pyarrow import _check_pyarrow_schema_compatible, _dataframe_to_data_files
+from pyiceberg.io.fileformat import FileFormatFactory, FileFormatWriter
+from pyiceberg.io.pyarrow import (
+    ArrowScan,
+    _check_pyarrow_schema_compatible,
+    _dataframe_to_data_files,
+    _to_requested_schema,
+    pyarrow_to_schema,
+    sanitize_column_names,
+)
 from pyiceberg.manifest import (
     DataFile,
     DataFileContent,
@@ -71,14 +82,23 @@ from pyiceberg.table.update import (
 )
 from pyiceberg.typedef import Record
 from pyiceberg.types import IntegerType, LongType, PrimitiveType, StringType
+from pyiceberg.utils.config import Config
+from pyiceberg.utils.properties import property_as_int
 
 MAIN_BRANCH = "main"
 FILE_PATH_FIELD_ID = 2147483546  # Iceberg spec: reserved field ids of position-delete files
 POS_FIELD_ID = 2147483545
 POSITION_DELETE_SCHEMA = pa.schema(
     [
-        pa.field("file_path", pa.string(), nullable=False, metadata={b"PARQUET:field_id": str(FILE_PATH_FIELD_ID).encode()}),
-        pa.field("pos", pa.int64(), nullable=False, metadata={b"PARQUET:field_id": str(POS_FIELD_ID).encode()}),
+        pa.field(
+            "file_path",
+            pa.string(),
+            nullable=False,
+            metadata={b"PARQUET:field_id": str(FILE_PATH_FIELD_ID).encode()},
+        ),
+        pa.field(
+            "pos", pa.int64(), nullable=False, metadata={b"PARQUET:field_id": str(POS_FIELD_ID).encode()}
+        ),
     ]
 )
 
@@ -172,8 +192,140 @@ def write_data_files(table: IcebergTable, rows: pa.Table) -> list[DataFile]:
     if not rows.num_rows:
         return []
     meta = table.metadata
-    _check_pyarrow_schema_compatible(meta.schema(), provided_schema=rows.schema, format_version=meta.format_version)
+    _check_pyarrow_schema_compatible(
+        meta.schema(), provided_schema=rows.schema, format_version=meta.format_version
+    )
     return list(_dataframe_to_data_files(table_metadata=meta, df=rows, io=table.io))
+
+
+class DataFileWriter:
+    """Writes rows as data files of the table chunk by chunk, so memory holds one chunk, not all.
+
+    What `write_data_files` does for one in-memory table (pyiceberg's `write_file`: field ids,
+    column statistics, the table's Parquet properties), but fed incrementally: each `write` adds
+    row groups to the open file, which is closed once the chunks written to it reach the table's
+    target file size (measured, as pyiceberg does, in in-memory Arrow bytes). Every chunk must
+    have `schema`. `abort` deletes whatever was written (nothing is referenced until a commit).
+    """
+
+    def __init__(self, table: IcebergTable, schema: pa.Schema) -> None:
+        from pyiceberg.table import DOWNCAST_NS_TIMESTAMP_TO_US_ON_WRITE
+
+        meta = table.metadata
+        if not meta.spec().is_unpartitioned():
+            raise ValueError(f"{table.name()}: chunked writes need an unpartitioned table")
+        _check_pyarrow_schema_compatible(
+            meta.schema(), provided_schema=schema, format_version=meta.format_version
+        )
+        self._table = table
+        self._schema = schema
+        self._downcast = Config().get_bool(DOWNCAST_NS_TIMESTAMP_TO_US_ON_WRITE) or False
+        self._task_schema = pyarrow_to_schema(
+            schema,
+            name_mapping=meta.schema().name_mapping,
+            downcast_ns_timestamp_to_us=self._downcast,
+            format_version=meta.format_version,
+        )
+        self._file_schema = sanitize_column_names(meta.schema())
+        self._format = FileFormatFactory.get(FileFormat.PARQUET)
+        self._target = (
+            property_as_int(
+                meta.properties,
+                TableProperties.WRITE_TARGET_FILE_SIZE_BYTES,
+                TableProperties.WRITE_TARGET_FILE_SIZE_BYTES_DEFAULT,
+            )
+            or TableProperties.WRITE_TARGET_FILE_SIZE_BYTES_DEFAULT
+        )
+        self._uuid = uuid.uuid4()
+        self._writer: FileFormatWriter | None = None
+        self._path = ""
+        self._output: Any = None
+        self._bytes = 0
+        self._paths: list[str] = []
+        self.files: list[DataFile] = []
+        self.rows = 0
+
+    def write(self, rows: pa.Table) -> None:
+        """Append rows (with the writer's schema) to the current data file."""
+        if not rows.num_rows:
+            return
+        if rows.schema != self._schema:
+            rows = rows.cast(self._schema)
+        if self._writer is None:
+            name = f"00000-{len(self._paths)}-{self._uuid}.{self._format.file_extension()}"
+            self._path = self._table.location_provider().new_data_location(data_file_name=name)
+            self._paths.append(self._path)
+            self._output = self._table.io.new_output(self._path)
+            self._writer = self._format.create_writer(
+                self._output, self._file_schema, self._table.metadata.properties
+            )
+            self._bytes = 0
+        batches = [
+            _to_requested_schema(
+                requested_schema=self._file_schema,
+                file_schema=self._task_schema,
+                batch=batch,
+                downcast_ns_timestamp_to_us=self._downcast,
+                include_field_ids=True,
+                format_model=self._format,
+            )
+            for batch in rows.to_batches()
+        ]
+        self._writer.write(pa.Table.from_batches(batches))
+        self.rows += rows.num_rows
+        self._bytes += rows.nbytes
+        if self._bytes >= self._target:
+            self._close_file()
+
+    def _close_file(self) -> None:
+        if self._writer is None:
+            return
+        writer, self._writer = self._writer, None
+        statistics = writer.close()
+        meta = self._table.metadata
+        self.files.append(
+            DataFile.from_args(
+                content=DataFileContent.DATA,
+                file_path=self._path,
+                file_format=FileFormat.PARQUET,
+                partition=Record(),
+                file_size_in_bytes=len(self._output),
+                sort_order_id=None,
+                spec_id=meta.default_spec_id,
+                equality_ids=None,
+                key_metadata=None,
+                **statistics.to_serialized_dict(),
+            )
+        )
+
+    def finish(self) -> list[DataFile]:
+        """Close the open file; the data files written (none if no row was written)."""
+        self._close_file()
+        return list(self.files)
+
+    def abort(self) -> None:
+        """Close quietly and delete every file written."""
+        if self._writer is not None:
+            with contextlib.suppress(Exception):
+                self._writer.close()
+            self._writer = None
+        for path in self._paths:
+            _delete_quietly(self._table, path)
+        self._paths, self.files = [], []
+
+
+def live_row_chunks(table: IcebergTable) -> Iterator[pa.Table]:
+    """The table's live rows in the current schema, one data file at a time (deletes applied).
+
+    `Table.scan().to_arrow()` and its batch reader read every file concurrently and hold them
+    all; this reads the scan's file tasks one by one, so memory holds one data file.
+    """
+    scan = table.scan()
+    reader = ArrowScan(table.metadata, table.io, scan.projection(), scan.row_filter, scan.case_sensitive)
+    for task in scan.plan_files():
+        batches = list(reader.to_record_batches([task]))
+        if batches:
+            yield pa.Table.from_batches(batches)
 
 
 def write_position_deletes(table: IcebergTable, positions: pa.Table) -> DataFile:
@@ -236,7 +388,9 @@ class _SnapshotWriter:
         meta = self.table.metadata
         if meta.format_version != 2:
             raise ValueError(f"{self.table.name()}: merge-on-read needs an Iceberg v2 table")
-        path = self.table.location_provider().new_metadata_location(f"{uuid.uuid4()}-m{len(self.written)}.avro")
+        path = self.table.location_provider().new_metadata_location(
+            f"{uuid.uuid4()}-m{len(self.written)}.avro"
+        )
         self.written.append(path)
         args = dict(
             spec=meta.spec(),
@@ -288,7 +442,9 @@ def commit_snapshot(
     try:
         manifests = _new_manifests(table, writer, parent, added, removed, removes_all)
         summary = _summary(table, parent, added, removed, properties)
-        list_path = table.location_provider().new_metadata_location(f"snap-{snapshot_id}-0-{uuid.uuid4()}.avro")
+        list_path = table.location_provider().new_metadata_location(
+            f"snap-{snapshot_id}-0-{uuid.uuid4()}.avro"
+        )
         writer.written.append(list_path)
         with write_manifest_list(
             format_version=2,
@@ -345,9 +501,17 @@ def _new_manifests(
     removes_all: bool,
 ) -> list[ManifestFile]:
     manifests = []
-    for content, kind in ((ManifestContent.DATA, DataFileContent.DATA), (ManifestContent.DELETES, DataFileContent.POSITION_DELETES)):
+    for content, kind in (
+        (ManifestContent.DATA, DataFileContent.DATA),
+        (ManifestContent.DELETES, DataFileContent.POSITION_DELETES),
+    ):
         entries = [
-            ("added", ManifestEntry.from_args(status=ManifestEntryStatus.ADDED, snapshot_id=writer.snapshot_id, data_file=f))
+            (
+                "added",
+                ManifestEntry.from_args(
+                    status=ManifestEntryStatus.ADDED, snapshot_id=writer.snapshot_id, data_file=f
+                ),
+            )
             for f in added
             if f.content == kind
         ]
@@ -374,7 +538,9 @@ def _new_manifests(
             continue
         # Rewrite the manifest: removed files become DELETED entries (kept for the snapshot's
         # history, as Iceberg's own writers do), the others EXISTING with their sequence numbers.
-        rewritten = [("deleted" if e.data_file.file_path in removed_paths else "existing", e) for e in current]
+        rewritten = [
+            ("deleted" if e.data_file.file_path in removed_paths else "existing", e) for e in current
+        ]
         manifests.append(writer.write(manifest.content, rewritten))
     return manifests
 

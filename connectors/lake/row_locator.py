@@ -58,7 +58,9 @@ class _FileKeys:
         self.ascending = (
             _searchable(keys.type)
             and keys.null_count == 0
-            and (len(keys) < 2 or bool(pc.all(pc.greater(keys.slice(1), keys.slice(0, len(keys) - 1))).as_py()))
+            and (
+                len(keys) < 2 or bool(pc.all(pc.greater(keys.slice(1), keys.slice(0, len(keys) - 1))).as_py())
+            )
         )
 
     def find(self, needles: pa.Array) -> pa.Array:
@@ -140,7 +142,9 @@ class RowLocator:
         )
         return _FileKeys(key_array(columns, key))
 
-    def _keep_keys(self, used: dict[tuple[str, tuple[pa.DataType, ...]], _FileKeys], live: files.LiveFiles) -> None:
+    def _keep_keys(
+        self, used: dict[tuple[str, tuple[pa.DataType, ...]], _FileKeys], live: files.LiveFiles
+    ) -> None:
         """Cache the key columns just used, largest files first, within the bound."""
         live_paths = {e.data_file.file_path for e in live.data}
         keep = {k: v for k, v in self._keys.items() if k[0] in live_paths}

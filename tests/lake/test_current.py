@@ -18,7 +18,7 @@ import pyarrow as pa
 import pytest
 from pyiceberg.manifest import DataFileContent
 
-from connectors.events import Column, TableId, TableSchema
+from connectors.events import Batch, Column, TableId, TableSchema
 from connectors.lake import iceberg_deletes
 from connectors.lake.compaction import NEVER_REWRITE, CompactionPolicy
 from connectors.lake.config import LakeConfig
@@ -452,3 +452,93 @@ def test_merge_on_read_with_composite_keys_schema_evolution_and_unsent_values(la
     cols = ("patient", "day", "steps", "doc", "note")
     seen = sorted(duckdb_scan(lake, table.lake_name).select(list(cols)).to_pylist(), key=lambda r: (r["patient"], r["day"]))
     assert seen == sorted(got.select(list(cols)).to_pylist(), key=lambda r: (r["patient"], r["day"]))
+
+
+def _set_target_file_size(lake: Lake, size: int) -> None:
+    """A tiny target file size, so a merge's chunked writer rolls over to new data files."""
+    table = lake.current("src").load(PATIENTS.lake_name)
+    assert table is not None
+    with table.transaction() as tx:
+        tx.set_properties({"write.target-file-size-bytes": str(size)})
+
+
+@pytest.mark.parametrize("policy", ["default", "never", "always"])
+def test_a_merge_of_many_change_files_and_commits_matches_a_model(tmp_path: pathlib.Path, policy: str) -> None:
+    """Several commits, each of several change files (a large transaction staged in chunks), with
+    keys changed again across files and commits, merged at once: the rows are read file by file
+    (and written in several data files), yet the result is the latest change of every key."""
+    lake = Lake(LakeConfig(root=str(tmp_path / "lake")))
+    policies = {"default": None, "never": NEVER_REWRITE, "always": CompactionPolicy(0, 0, 0.0)}
+    rng = random.Random(7)
+    w = lake.writer("src")
+    model = {i: f"s-{i}" for i in range(0, 400, 2)}
+    # The snapshot arrives in key order, in four chunks (four change files, one commit).
+    snap = sorted(model.items())
+    for n in range(4):
+        part = changes([("I", 10, {"id": k, "name": v}) for k, v in snap[n * 50 : (n + 1) * 50]])
+        w.write(snapshot_batch(10, part) if n == 3 else Batch(start=None, end=None, changes=(part,), complete=False, snapshot=frozenset({PATIENTS})))
+    state = current(lake, policies[policy])
+    [result] = state.merge()
+    assert result.rows == len(model) and result.replaced
+    _set_target_file_size(lake, 1)  # every chunk closes its data file
+    lsn = 10
+    for commit in range(3):
+        start = lsn
+        for chunk in range(3):
+            rows = []
+            for _ in range(40):
+                lsn += 1
+                k = rng.randrange(500)
+                if k in model and rng.random() < 0.3:
+                    model.pop(k)
+                    rows.append(("D", lsn, {"id": k, "name": None}))
+                else:
+                    op = "U" if k in model else "I"
+                    model[k] = f"c{commit}-{chunk}-{lsn}"
+                    rows.append((op, lsn, {"id": k, "name": model[k]}))
+            w.write(stream_batch(start, lsn, changes(rows), complete=chunk == 2))
+    [result] = state.merge()
+    assert result.rows == len(model)
+    assert {r["id"]: r["name"] for r in plain(state.read(PATIENTS.lake_name))} == model
+    files = live(lake)
+    assert len(files.data) > 1  # chunks were written as separate files (target size 1 byte)
+    assert files.data_rows - files.deleted_rows == len(model)
+    assert plain(duckdb_scan(lake)) == plain(state.read(PATIENTS.lake_name))
+    assert not stray_files(lake)
+
+
+def test_the_chunked_writer_leaves_nothing_behind_when_a_write_fails(lake: Lake) -> None:
+    """A failure while the change files are read again (pass 2) leaves no data file and no snapshot."""
+    w = lake.writer("src")
+    w.write(snapshot_batch(10, changes([("I", 10, {"id": i, "name": f"p{i}"}) for i in range(20)])))
+    state = current(lake, NEVER_REWRITE)
+    state.merge()
+    table = state.load(PATIENTS.lake_name)
+    assert table is not None
+    before = table.current_snapshot().snapshot_id  # type: ignore[union-attr]
+    w.write(stream_batch(10, 20, changes([("U", 11, {"id": 1, "name": "one"}), ("I", 12, {"id": 99, "name": "x"})])))
+
+    class Boom(Exception):
+        pass
+
+    original = iceberg_deletes.DataFileWriter.write
+    calls = []
+
+    def failing(self: iceberg_deletes.DataFileWriter, rows: pa.Table) -> None:
+        original(self, rows)
+        calls.append(rows.num_rows)
+        raise Boom
+
+    iceberg_deletes.DataFileWriter.write = failing  # type: ignore[method-assign]
+    try:
+        with pytest.raises(Boom):
+            state.merge()
+    finally:
+        iceberg_deletes.DataFileWriter.write = original  # type: ignore[method-assign]
+    assert calls == [2]
+    table = state.load(PATIENTS.lake_name)
+    assert table.current_snapshot().snapshot_id == before  # type: ignore[union-attr]
+    assert not stray_files(lake)
+    [result] = state.merge()
+    assert (result.upserts, result.rows) == (2, 21)
+    assert {r["id"]: r["name"] for r in plain(state.read(PATIENTS.lake_name))}[1] == "one"
