@@ -5,7 +5,6 @@ its tables in a single commit; the current-state merge is a second multi-asset d
 Each body is one call into `pipelines` plus the metadata it reports.
 """
 
-
 from collections.abc import Iterator
 from typing import Any
 

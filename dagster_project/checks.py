@@ -1,6 +1,5 @@
 """Asset checks per source table: lag behind the source, duplicate keys, row counts vs the source."""
 
-
 import datetime as dt
 from collections.abc import Iterator
 

@@ -34,6 +34,7 @@ def build_definitions(config: LakehouseConfig) -> dg.Definitions:
         root=lake.root,
         catalog=lake.catalog,
         catalog_uri=lake.catalog_uri,
+        glue_endpoint_url=lake.glue_endpoint_url,
         s3_endpoint_url=lake.s3.endpoint_url,
         s3_region=lake.s3.region,
         aws_access_key_id=dg.EnvVar("AWS_ACCESS_KEY_ID") if lake.root.startswith("s3://") else None,

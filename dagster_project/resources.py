@@ -25,6 +25,7 @@ class LakeResource(dg.ConfigurableResource):  # type: ignore[type-arg]
     root: str = Field(description="Local path or s3://bucket/prefix.")
     catalog: Literal["sqlite", "glue"] = "sqlite"
     catalog_uri: str = ""
+    glue_endpoint_url: str | None = None
     s3_endpoint_url: str | None = None
     s3_region: str = "us-east-1"
     aws_access_key_id: str | None = None
@@ -38,6 +39,7 @@ class LakeResource(dg.ConfigurableResource):  # type: ignore[type-arg]
                 root=self.root,
                 catalog=self.catalog,
                 catalog_uri=self.catalog_uri,
+                glue_endpoint_url=self.glue_endpoint_url,
                 s3=S3Options(
                     endpoint_url=self.s3_endpoint_url,
                     region=self.s3_region,

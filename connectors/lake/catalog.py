@@ -26,7 +26,15 @@ def open_catalog(config: LakeConfig, storage: Storage) -> Catalog:
     if config.catalog == "glue":
         from pyiceberg.catalog.glue import GlueCatalog
 
+        # One Glue database per source (the Iceberg namespace), one Glue table per source table;
+        # Athena and Redshift Spectrum read them as Iceberg tables. Credentials: the S3 ones when
+        # given, else the standard AWS chain.
         props["glue.region"] = config.s3.region
+        if config.glue_endpoint_url:
+            props["glue.endpoint"] = config.glue_endpoint_url
+        if config.s3.access_key_id and config.s3.secret_access_key:
+            props["glue.access-key-id"] = config.s3.access_key_id
+            props["glue.secret-access-key"] = config.s3.secret_access_key.get_secret_value()
         return GlueCatalog("lakehouse", **props)
     from pyiceberg.catalog.sql import SqlCatalog
 

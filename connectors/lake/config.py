@@ -23,8 +23,9 @@ class LakeConfig(FrozenModel):
     catalog_uri: str = Field(
         "", description="SQLAlchemy URI of the SQLite catalog; default sqlite:///<local root>/catalog.db."
     )
-    glue_database_prefix: str = Field(
-        "", description="Prefix for Glue databases (one per source) when catalog='glue'."
+    glue_endpoint_url: str | None = Field(
+        None,
+        description="Glue API endpoint override (a VPC endpoint, or the moto server in tests); default AWS.",
     )
     merge_every_seconds: float = Field(
         5.0, ge=0, description="In `stream` mode, how often current state is merged."
