@@ -53,7 +53,9 @@ class TimedSource:
     def __getattr__(self, name: str) -> Any:
         return getattr(self._inner, name)
 
-    def stream(self, since: Offset, floors: Mapping[TableId, Offset], until: Offset | None = None) -> Iterator[Batch]:
+    def stream(
+        self, since: Offset, floors: Mapping[TableId, Offset], until: Offset | None = None
+    ) -> Iterator[Batch]:
         for batch in self._inner.stream(since, floors, until):
             now = time.time()
             for changes in batch.changes:
@@ -76,7 +78,13 @@ def run(kind: str) -> None:
     db = f"lat_{uuid.uuid4().hex[:8]}"
     admin_pw = stack.admin_password.get_secret_value()
     if kind == "mysql":
-        admin = pymysql.connect(host=stack.host, port=stack.mariadb_port, user=stack.admin_user, password=admin_pw, autocommit=True)
+        admin = pymysql.connect(
+            host=stack.host,
+            port=stack.mariadb_port,
+            user=stack.admin_user,
+            password=admin_pw,
+            autocommit=True,
+        )
         admin.cursor().execute(f"CREATE DATABASE `{db}`")
         admin.select_db(db)
         admin.cursor().execute("CREATE TABLE pings (id BIGINT PRIMARY KEY, note VARCHAR(40))")
@@ -85,7 +93,13 @@ def run(kind: str) -> None:
             database=db, tables=("pings",), batch_max_seconds=0.2,
         )  # fmt: skip
     else:
-        root = psycopg2.connect(host=stack.host, port=stack.postgres_port, user=stack.admin_user, password=admin_pw, dbname="postgres")
+        root = psycopg2.connect(
+            host=stack.host,
+            port=stack.postgres_port,
+            user=stack.admin_user,
+            password=admin_pw,
+            dbname="postgres",
+        )
         root.autocommit = True
         root.cursor().execute(f'CREATE DATABASE "{db}" OWNER "{stack.cdc_user}"')
         root.close()
@@ -112,7 +126,9 @@ def run(kind: str) -> None:
 
         stop = threading.Event()
         streamer = threading.Thread(
-            target=stream_source, args=(lake, source), kwargs={"stop": stop, "on_commit": on_commit, "merge_every_seconds": 5.0}
+            target=stream_source,
+            args=(lake, source),
+            kwargs={"stop": stop, "on_commit": on_commit, "merge_every_seconds": 5.0},
         )
         streamer.start()
         time.sleep(3)  # initial (empty) snapshot and connection
@@ -151,6 +167,30 @@ def run(kind: str) -> None:
     if missing:
         print(f"  WARNING: {missing} rows never became visible")
     admin.close()
+    _drop(kind, db)
+
+
+def _drop(kind: str, db: str) -> None:
+    """Remove the throw-away database (and, for PostgreSQL, the source's slot in it)."""
+    stack = load_settings()
+    admin_pw = stack.admin_password.get_secret_value()
+    if kind == "mysql":
+        conn = pymysql.connect(
+            host=stack.host, port=stack.mariadb_port, user=stack.admin_user, password=admin_pw
+        )
+        conn.cursor().execute(f"DROP DATABASE `{db}`")
+        conn.close()
+        return
+    conn = psycopg2.connect(
+        host=stack.host, port=stack.postgres_port, user=stack.admin_user, password=admin_pw, dbname="postgres"
+    )
+    conn.autocommit = True
+    cur = conn.cursor()
+    cur.execute(
+        "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE database = %s", (db,)
+    )
+    cur.execute(f'DROP DATABASE "{db}" WITH (FORCE)')
+    conn.close()
 
 
 if __name__ == "__main__":
