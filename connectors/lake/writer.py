@@ -176,8 +176,13 @@ class LakeWriter:
         )
 
     def _is_replay(self, batch: Batch) -> bool:
+        """A stream batch the lake already holds (re-delivered after a crash before the ack).
+
+        Stream batches may name tables in `snapshot` too (a PostgreSQL TRUNCATE); only snapshot
+        units (no start) and backfills (start == end) are never replays.
+        """
         committed = self._state.offset
-        if committed is None or batch.start is None or batch.end is None or batch.snapshot:
+        if committed is None or batch.start is None or batch.end is None:
             return False
         return batch.end <= committed and batch.start != batch.end
 

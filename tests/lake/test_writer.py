@@ -184,3 +184,22 @@ def test_an_empty_table_in_a_snapshot_records_its_schema(storage: Storage) -> No
     [ref] = rec.tables[PATIENTS.lake_name].files
     written = storage.read_parquet(ref.path)
     assert written.num_rows == 0 and written.schema.metadata[b"lakehouse.key"] == b"id"
+
+
+def test_a_replayed_stream_batch_that_truncates_a_table_is_a_no_op(storage: Storage) -> None:
+    """PostgreSQL TRUNCATE arrives as a stream batch naming the table in `snapshot`."""
+    from connectors.events import Batch
+
+    w = LakeWriter(storage, "src")
+    w.write(snapshot_batch(10, changes([("I", 10, {"id": 1, "name": "a"})])))
+    truncate = Batch(
+        start=Lsn(10),
+        end=Lsn(20),
+        changes=(changes([("I", 20, {"id": 9, "name": "after"})]),),
+        snapshot=frozenset({PATIENTS}),
+    )
+    rec = w.write(truncate)
+    assert rec is not None and rec.kind == "snapshot" and rec.tables[PATIENTS.lake_name].snapshot
+    before = visible_files(storage)
+    assert LakeWriter(storage, "src").write(truncate) is None
+    assert visible_files(storage) == before
