@@ -7,6 +7,7 @@ import dagster as dg
 import pyarrow.compute as pc
 
 from connectors.lake.current import KEY_PROPERTY
+from connectors.offsets import parse_offset
 from dagster_project.assets import lake_table_name, table_key
 
 MAX_LAG_SECONDS = 300.0
@@ -37,7 +38,7 @@ def build_source_checks(source: str, schema: str, tables: list[str]) -> list[dg.
         finally:
             src.close()
         latest = lake.writer(source).log.latest()
-        caught_up = latest is not None and position <= _parse(latest.end)
+        caught_up = latest is not None and position <= parse_offset(latest.end)
         age = (dt.datetime.now(dt.UTC) - latest.committed_at).total_seconds() if latest else float("inf")
         passed = caught_up or age <= MAX_LAG_SECONDS
         for t in tables:
@@ -89,9 +90,3 @@ def build_source_checks(source: str, schema: str, tables: list[str]) -> list[dg.
             src.close()
 
     return [lag, state]
-
-
-def _parse(text: str):  # type: ignore[no-untyped-def]
-    from connectors.offsets import parse_offset
-
-    return parse_offset(text)
