@@ -18,7 +18,8 @@ from pyiceberg.manifest import DataFile
 from pyiceberg.table import Table as IcebergTable
 from pyiceberg.types import NestedField
 
-from connectors.lake import iceberg_deletes as files
+from connectors.lake.iceberg_deletes import POSITION_DELETE_SCHEMA, read_position_deletes
+from connectors.lake.live_rows import LiveFiles, key_bounds, read_columns_by_id
 
 # At most this many key values are cached (8 bytes each for integer keys): a few tables of a few
 # million rows. Beyond it, key columns are simply read again on each merge.
@@ -88,7 +89,7 @@ class RowLocator:
         self,
         table: IcebergTable,
         target: pa.Schema,
-        live: files.LiveFiles,
+        live: LiveFiles,
         changed: pa.Array,
         key: Sequence[str],
     ) -> pa.Table:
@@ -119,9 +120,9 @@ class RowLocator:
                 paths.append(pa.array([data_file.file_path] * len(hits), pa.string()))
         self._keep_keys(cached, live)
         if not positions:
-            return files.POSITION_DELETE_SCHEMA.empty_table()
+            return POSITION_DELETE_SCHEMA.empty_table()
         return pa.Table.from_arrays(
-            [pa.concat_arrays(paths), pa.concat_arrays(positions)], schema=files.POSITION_DELETE_SCHEMA
+            [pa.concat_arrays(paths), pa.concat_arrays(positions)], schema=POSITION_DELETE_SCHEMA
         )
 
     def _file_keys(
@@ -135,16 +136,14 @@ class RowLocator:
         hit = self._keys.get((data_file.file_path, key_types))
         if hit is not None:
             return hit
-        columns = files.read_columns_by_id(table, data_file.file_path, [f.field_id for f in key_fields])
+        columns = read_columns_by_id(table, data_file.file_path, [f.field_id for f in key_fields])
         # Old files may hold a narrower type of a widened key column: compare in the current type.
         columns = pa.Table.from_arrays(
             [pc.cast(columns.column(i), t) for i, t in enumerate(key_types)], names=list(key)
         )
         return _FileKeys(key_array(columns, key))
 
-    def _keep_keys(
-        self, used: dict[tuple[str, tuple[pa.DataType, ...]], _FileKeys], live: files.LiveFiles
-    ) -> None:
+    def _keep_keys(self, used: dict[tuple[str, tuple[pa.DataType, ...]], _FileKeys], live: LiveFiles) -> None:
         """Cache the key columns just used, largest files first, within the bound."""
         live_paths = {e.data_file.file_path for e in live.data}
         keep = {k: v for k, v in self._keys.items() if k[0] in live_paths}
@@ -156,14 +155,14 @@ class RowLocator:
                 self._keys[k] = v
                 budget -= len(v.keys)
 
-    def _deleted_positions(self, table: IcebergTable, live: files.LiveFiles) -> dict[str, pa.Array]:
+    def _deleted_positions(self, table: IcebergTable, live: LiveFiles) -> dict[str, pa.Array]:
         """Deleted positions per data file, from the live delete files (each read once)."""
         current: dict[str, dict[str, pa.Array]] = {}
         for entry in live.deletes:
             path = entry.data_file.file_path
             per_file = self._deleted.get(path)
             if per_file is None:
-                per_file = files.read_position_deletes(table, [entry])
+                per_file = read_position_deletes(table, [entry])
             current[path] = per_file
         self._deleted = current
         merged: dict[str, list[pa.Array]] = {}
@@ -175,7 +174,7 @@ class RowLocator:
 
 def _may_hold(data_file: DataFile, field: NestedField, changed: pa.Array, lo: int, hi: int) -> bool:
     """False if the file's integer key bounds exclude every changed key."""
-    bounds = files.key_bounds(data_file, field.field_id, field.field_type)  # type: ignore[arg-type]
+    bounds = key_bounds(data_file, field.field_id, field.field_type)  # type: ignore[arg-type]
     if bounds is None:
         return True
     if bounds[1] < lo or bounds[0] > hi:
