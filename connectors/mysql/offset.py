@@ -83,3 +83,105 @@ class MariaGtidPosition:
 
 
 register_offset_kind("mariadb-gtid", MariaGtidPosition.parse)
+
+
+# -- MySQL 8 / Aurora MySQL 3 -----------------------------------------------------------------
+
+_UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
+_TAG = re.compile(r"^[a-z_][a-z0-9_]{0,31}$")
+
+
+@dataclass(frozen=True, slots=True)
+class MySQLGtidSet:
+    """A MySQL GTID set, e.g. ``3e11fa47-71ca-11e1-9e33-c80aa9429562:1-5:11-18,...``.
+
+    This is the value of ``@@gtid_executed`` and what a binlog dump with ``auto_position`` takes
+    (MySQL 8 / Aurora MySQL 3). Unlike MariaDB's per-domain position it is a set: ordering is set
+    inclusion, and `contains` asks whether one transaction is in it. MySQL 8.4 tagged GTIDs
+    (``uuid:tag:1-5``) are kept per (uuid, tag). Normalised on parse: sources sorted, intervals
+    merged, so equal sets serialise identically.
+    """
+
+    intervals: tuple[tuple[str, tuple[tuple[int, int], ...]], ...] = ()
+    kind: str = "mysql-gtid"
+
+    @classmethod
+    def parse(cls, text: str) -> MySQLGtidSet:
+        found: dict[str, list[tuple[int, int]]] = {}
+        for part in (p.strip() for p in text.replace("\n", "").split(",")):
+            if not part:
+                continue
+            pieces = part.split(":")
+            uuid = pieces[0].strip().lower()
+            if not _UUID.match(uuid):
+                raise OffsetError(f"not a MySQL GTID set: {part!r} does not start with a server UUID")
+            source = uuid
+            for piece in pieces[1:]:
+                piece = piece.strip()
+                if _TAG.match(piece):
+                    source = f"{uuid}:{piece}"
+                    continue
+                lo, sep, hi = piece.partition("-")
+                try:
+                    start, end = int(lo), int(hi) if sep else int(lo)
+                except ValueError:
+                    raise OffsetError(f"not a MySQL GTID set: bad interval {piece!r} in {part!r}") from None
+                if start < 1 or end < start:
+                    raise OffsetError(
+                        f"not a MySQL GTID set: empty or invalid interval {piece!r} in {part!r}"
+                    )
+                found.setdefault(source, []).append((start, end))
+        return cls(tuple((s, _merge(found[s])) for s in sorted(found)))
+
+    def serialize(self) -> str:
+        return f"{self.kind}:{self}"
+
+    def __str__(self) -> str:
+        return ",".join(
+            f"{source}:" + ":".join(f"{a}-{b}" if a != b else f"{a}" for a, b in ranges)
+            for source, ranges in self.intervals
+        )
+
+    def _ranges(self, source: str) -> tuple[tuple[int, int], ...]:
+        for s, ranges in self.intervals:
+            if s == source:
+                return ranges
+        return ()
+
+    def contains(self, source: str, txno: int) -> bool:
+        """Whether transaction ``source:txno`` (source = uuid or uuid:tag) is in the set."""
+        return any(a <= txno <= b for a, b in self._ranges(source.lower()))
+
+    def advance(self, source: str, txno: int) -> MySQLGtidSet:
+        """The set after also executing ``source:txno``."""
+        merged = dict(self.intervals)
+        merged[source.lower()] = _merge([*merged.get(source.lower(), ()), (txno, txno)])
+        return MySQLGtidSet(tuple(sorted(merged.items())))
+
+    def __le__(self, other: object) -> bool:
+        if not isinstance(other, MySQLGtidSet):
+            return NotImplemented
+        return all(
+            any(c <= a and b <= d for c, d in other._ranges(source))
+            for source, ranges in self.intervals
+            for a, b in ranges
+        )
+
+    def __lt__(self, other: object) -> bool:
+        if not isinstance(other, MySQLGtidSet):
+            return NotImplemented
+        return self <= other and self != other
+
+
+def _merge(ranges: list[tuple[int, int]] | tuple[tuple[int, int], ...]) -> tuple[tuple[int, int], ...]:
+    """Sorted, non-overlapping, non-adjacent intervals (1-3 and 4-6 become 1-6)."""
+    out: list[tuple[int, int]] = []
+    for a, b in sorted(ranges):
+        if out and a <= out[-1][1] + 1:
+            out[-1] = (out[-1][0], max(out[-1][1], b))
+        else:
+            out.append((a, b))
+    return tuple(out)
+
+
+register_offset_kind("mysql-gtid", MySQLGtidSet.parse)
