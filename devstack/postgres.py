@@ -67,11 +67,14 @@ class PostgresService:
             self._as_postgres(
                 [
                     PG_BIN / "initdb",
-                    "-D", self.data_dir,
-                    "-U", "postgres",
+                    "-D",
+                    self.data_dir,
+                    "-U",
+                    "postgres",
                     "--auth-local=trust",
                     "--auth-host=scram-sha-256",
-                    "-E", "UTF8",
+                    "-E",
+                    "UTF8",
                     "--locale=C.UTF-8",
                 ],
                 what="initdb",
@@ -92,7 +95,17 @@ class PostgresService:
         try:
             # pg_ctl forks the postmaster; a new session keeps it clear of the caller's signals.
             self._as_postgres(
-                [PG_BIN / "pg_ctl", "-D", self.data_dir, "-l", self.log, "-w", "-t", str(START_TIMEOUT_S), "start"],
+                [
+                    PG_BIN / "pg_ctl",
+                    "-D",
+                    self.data_dir,
+                    "-l",
+                    self.log,
+                    "-w",
+                    "-t",
+                    str(START_TIMEOUT_S),
+                    "start",
+                ],
                 what="pg_ctl start",
                 timeout=START_TIMEOUT_S + 30,
                 new_session=True,
@@ -108,7 +121,17 @@ class PostgresService:
             return
         try:
             self._as_postgres(
-                [PG_BIN / "pg_ctl", "-D", self.data_dir, "-m", "fast", "-w", "-t", str(STOP_TIMEOUT_S), "stop"],
+                [
+                    PG_BIN / "pg_ctl",
+                    "-D",
+                    self.data_dir,
+                    "-m",
+                    "fast",
+                    "-w",
+                    "-t",
+                    str(STOP_TIMEOUT_S),
+                    "stop",
+                ],
                 what="pg_ctl stop",
                 timeout=STOP_TIMEOUT_S + 30,
                 error=ServiceStopError,
@@ -181,9 +204,21 @@ timezone = 'UTC'
 log_timezone = 'UTC'
 password_encryption = 'scram-sha-256'
 """
+        if self._knows_setting("output_plugin_libraries"):
+            # PostgreSQL 15.20 (and the matching minors of other majors) only lets non-superuser
+            # replication users decode with approved output plugins; wal2json must be listed.
+            conf += "output_plugin_libraries = 'pgoutput, test_decoding, wal2json'\n"
         path = self.data_dir / "devstack.conf"
         path.write_text(conf)
         run_command(["chown", "postgres:postgres", str(path)], what="chown devstack.conf")
+
+    def _knows_setting(self, name: str) -> bool:
+        """Whether the installed server has a configuration parameter (minor releases add some)."""
+        out = run_command(
+            ["runuser", "-u", "postgres", "--", PG_BIN / "postgres", "--describe-config"],
+            what="postgres --describe-config",
+        )
+        return any(line.split("\t", 1)[0] == name for line in out.splitlines())
 
     def _bootstrap_roles(self) -> None:
         """Create/refresh lakehouse_admin (SUPERUSER) and cdc (LOGIN REPLICATION) via the local socket."""
@@ -198,8 +233,21 @@ ALTER ROLE {s.admin_user} WITH LOGIN SUPERUSER PASSWORD {admin_pw};
 ALTER ROLE {s.cdc_user} WITH LOGIN REPLICATION PASSWORD {cdc_pw};
 """
         run_command(
-            [PG_BIN / "psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "-h", str(self.base),
-             "-p", str(s.postgres_port), "-U", "postgres", "-d", "postgres"],
+            [
+                PG_BIN / "psql",
+                "-X",
+                "-q",
+                "-v",
+                "ON_ERROR_STOP=1",
+                "-h",
+                str(self.base),
+                "-p",
+                str(s.postgres_port),
+                "-U",
+                "postgres",
+                "-d",
+                "postgres",
+            ],
             input_text=sql,
             what="postgres: create roles",
             timeout=60,
