@@ -175,7 +175,10 @@ def _drop_mysql_db(cfg: StackSettings, name: str) -> None:
         with admin.cursor() as cur:
             # Sessions left inside the database (e.g. a binlog reader's ctl connection, an open
             # transaction) would hold metadata locks and make DROP DATABASE wait.
-            cur.execute("SELECT id FROM information_schema.processlist WHERE db = %s AND id <> CONNECTION_ID()", (name,))
+            cur.execute(
+                "SELECT id FROM information_schema.processlist WHERE db = %s AND id <> CONNECTION_ID()",
+                (name,),
+            )
             for (conn_id,) in cur.fetchall():
                 with contextlib.suppress(pymysql.err.OperationalError):  # already gone
                     cur.execute(f"KILL CONNECTION {int(conn_id)}")
@@ -238,7 +241,9 @@ def pg_db(stack: StackSettings) -> Iterator[TestDatabase]:
     admin = _pg_admin(stack)
     try:
         with admin.cursor() as cur:
-            cur.execute(f'CREATE DATABASE "{name}" OWNER "{stack.cdc_user}" ENCODING \'UTF8\' TEMPLATE template0')
+            cur.execute(
+                f'CREATE DATABASE "{name}" OWNER "{stack.cdc_user}" ENCODING \'UTF8\' TEMPLATE template0'
+            )
     finally:
         admin.close()
     setup = _pg_admin(stack, name)
@@ -312,3 +317,25 @@ def aws_client_kwargs(stack: StackSettings) -> dict[str, str]:
         "aws_access_key_id": stack.aws_access_key_id,
         "aws_secret_access_key": stack.aws_secret_access_key.get_secret_value(),
     }
+
+
+@dataclass(frozen=True)
+class S3Lake:
+    """A fresh bucket on the moto server: the lake root in it and the options to reach it."""
+
+    bucket: str
+    root: str
+    options: Any  # connectors.lake.storage.S3Options
+
+
+@pytest.fixture
+def s3_lake(moto_endpoint: str, aws_client_kwargs: dict[str, str]) -> S3Lake:
+    """A new bucket on the moto server for a lake rooted at ``s3://<bucket>/lake``."""
+    import boto3
+
+    from connectors.lake.storage import S3Options
+
+    bucket = f"lake-{uuid.uuid4().hex[:10]}"
+    boto3.client("s3", **aws_client_kwargs).create_bucket(Bucket=bucket)
+    options = S3Options(endpoint_url=moto_endpoint, access_key_id="testing", secret_access_key="testing")
+    return S3Lake(bucket, f"s3://{bucket}/lake", options)

@@ -10,10 +10,8 @@ import decimal
 import importlib
 import pathlib
 import random
-import uuid
 from urllib.parse import urlparse
 
-import boto3
 import pyarrow as pa
 import pytest
 from pyiceberg.manifest import DataFileContent
@@ -24,7 +22,6 @@ from connectors.lake.compaction import NEVER_REWRITE, CompactionPolicy
 from connectors.lake.config import LakeConfig
 from connectors.lake.current import COMMIT_SEQ_PROPERTY, CurrentState, MergeConflictError
 from connectors.lake.lake import Lake
-from connectors.lake.storage import S3Options
 from tests.lake.helpers import PATIENTS, changes, schema, snapshot_batch, stream_batch
 
 
@@ -32,22 +29,8 @@ from tests.lake.helpers import PATIENTS, changes, schema, snapshot_batch, stream
 def lake(request: pytest.FixtureRequest, tmp_path) -> Lake:  # type: ignore[no-untyped-def]
     if request.param == "local":
         return Lake(LakeConfig(root=str(tmp_path / "lake")))
-    endpoint = request.getfixturevalue("moto_endpoint")
-    bucket = f"lake-{uuid.uuid4().hex[:10]}"
-    boto3.client(
-        "s3",
-        endpoint_url=endpoint,
-        region_name="us-east-1",
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-    ).create_bucket(Bucket=bucket)
-    return Lake(
-        LakeConfig(
-            root=f"s3://{bucket}/lake",
-            s3=S3Options(endpoint_url=endpoint, access_key_id="testing", secret_access_key="testing"),
-            catalog_uri=f"sqlite:///{tmp_path}/catalog.db",
-        )
-    )
+    s3 = request.getfixturevalue("s3_lake")
+    return Lake(LakeConfig(root=s3.root, s3=s3.options, catalog_uri=f"sqlite:///{tmp_path}/catalog.db"))
 
 
 def rows(lake: Lake, table: str = PATIENTS.lake_name) -> dict[object, dict[str, object]]:
@@ -194,14 +177,23 @@ def test_values_the_source_did_not_send_keep_the_lakes_value(lake: Lake) -> None
     sch = schema([("id", pa.int64()), ("doc", pa.string()), ("n", pa.int32())])
     w = lake.writer("src")
     big = "x" * 10_000
-    w.write(snapshot_batch(10, changes([("I", 10, {"id": 1, "doc": big, "n": 0}), ("I", 10, {"id": 2, "doc": "small", "n": 0})], sch)))
+    w.write(
+        snapshot_batch(
+            10,
+            changes(
+                [("I", 10, {"id": 1, "doc": big, "n": 0}), ("I", 10, {"id": 2, "doc": "small", "n": 0})], sch
+            ),
+        )
+    )
     lake.current("src").merge()
     # Two updates of id 1 without its doc (one merged on its own, one together with a sent value).
     upd = changes([("U", 11, {"id": 1, "doc": None, "n": 1})], sch)
     w.write(stream_batch(10, 20, TableChanges(upd.schema, upd.data, unchanged=((0, ("doc",)),))))
     lake.current("src").merge()
     assert rows(lake)[1] == {"id": 1, "doc": big, "n": 1}
-    both = changes([("U", 21, {"id": 2, "doc": "sent", "n": 5}), ("U", 22, {"id": 2, "doc": None, "n": 6})], sch)
+    both = changes(
+        [("U", 21, {"id": 2, "doc": "sent", "n": 5}), ("U", 22, {"id": 2, "doc": None, "n": 6})], sch
+    )
     w.write(stream_batch(20, 30, TableChanges(both.schema, both.data, unchanged=((1, ("doc",)),))))
     lake.current("src").merge()
     assert rows(lake)[2] == {"id": 2, "doc": "sent", "n": 6}
@@ -249,7 +241,12 @@ def duckdb_scan(lake: Lake, table: str = PATIENTS.lake_name) -> pa.Table:
     con = duckdb.connect(config={"autoinstall_known_extensions": False, "autoload_known_extensions": False})
     for name in ("httpfs", "avro", "iceberg"):  # avro before iceberg (PITFALLS.md)
         module = importlib.import_module(f"duckdb_extension_{name}")
-        path = pathlib.Path(module.__file__).parent / "extensions" / f"v{duckdb.__version__}" / f"{name}.duckdb_extension"
+        path = (
+            pathlib.Path(module.__file__).parent
+            / "extensions"
+            / f"v{duckdb.__version__}"
+            / f"{name}.duckdb_extension"
+        )
         con.sql(f"LOAD '{path}'")
     if lake.storage.is_s3:
         endpoint = urlparse(lake.config.s3.endpoint_url or "")
@@ -275,7 +272,11 @@ def test_merge_on_read_adds_position_deletes_that_every_reader_applies(lake: Lak
             10,
             20,
             changes(
-                [("U", 11, {"id": 5, "name": "five"}), ("D", 12, {"id": 7, "name": None}), ("I", 13, {"id": 500, "name": "new"})]
+                [
+                    ("U", 11, {"id": 5, "name": "five"}),
+                    ("D", 12, {"id": 7, "name": None}),
+                    ("I", 13, {"id": 500, "name": "new"}),
+                ]
             ),
         )
     )
@@ -398,7 +399,9 @@ def test_a_racing_merger_fails_cleanly_and_its_retry_is_a_no_op(lake: Lake) -> N
     w = lake.writer("src")
     w.write(snapshot_batch(10, changes([("I", 10, {"id": i, "name": "a"}) for i in range(50)])))
     current(lake).merge()
-    w.write(stream_batch(10, 20, changes([("U", 11, {"id": 1, "name": "b"}), ("D", 12, {"id": 2, "name": None})])))
+    w.write(
+        stream_batch(10, 20, changes([("U", 11, {"id": 1, "name": "b"}), ("D", 12, {"id": 2, "name": None})]))
+    )
     loser = _RacingState(lake.storage, lake.catalog, "src")
     loser.rival = current(lake)
     with pytest.raises(MergeConflictError):
@@ -421,15 +424,26 @@ def test_merge_on_read_with_composite_keys_schema_evolution_and_unsent_values(la
     table = TableId("src", "health", "readings")
     v1 = TableSchema(
         table,
-        (Column("patient", pa.int64()), Column("day", pa.string()), Column("steps", pa.int32()), Column("doc", pa.string())),
+        (
+            Column("patient", pa.int64()),
+            Column("day", pa.string()),
+            Column("steps", pa.int32()),
+            Column("doc", pa.string()),
+        ),
         ("patient", "day"),
     )
     w = lake.writer("src")
-    seed = [("I", 10, {"patient": p, "day": d, "steps": p, "doc": f"doc{p}{d}"}) for p in range(12) for d in "ab"]
+    seed = [
+        ("I", 10, {"patient": p, "day": d, "steps": p, "doc": f"doc{p}{d}"}) for p in range(12) for d in "ab"
+    ]
     w.write(snapshot_batch(10, changes(seed, v1), tables=(table,)))
     state = current(lake, NEVER_REWRITE)
     state.merge()
-    v2 = TableSchema(table, (*v1.columns[:2], Column("steps", pa.int64()), v1.columns[3], Column("note", pa.string())), v1.key)
+    v2 = TableSchema(
+        table,
+        (*v1.columns[:2], Column("steps", pa.int64()), v1.columns[3], Column("note", pa.string())),
+        v1.key,
+    )
     upd = changes(
         [
             ("U", 11, {"patient": 1, "day": "b", "steps": 2**40, "doc": None, "note": "n"}),
@@ -447,10 +461,17 @@ def test_merge_on_read_with_composite_keys_schema_evolution_and_unsent_values(la
     assert got.schema.field("steps").type == pa.int64()
     by_key = {(r["patient"], r["day"]): r for r in got.to_pylist()}
     assert (3, "a") not in by_key and len(by_key) == 24
-    assert (by_key[(1, "b")]["steps"], by_key[(1, "b")]["doc"], by_key[(1, "b")]["note"]) == (2**40, "doc1b", "n")
+    assert (by_key[(1, "b")]["steps"], by_key[(1, "b")]["doc"], by_key[(1, "b")]["note"]) == (
+        2**40,
+        "doc1b",
+        "n",
+    )
     assert (by_key[(1, "a")]["steps"], by_key[(1, "a")]["note"]) == (1, None)
     cols = ("patient", "day", "steps", "doc", "note")
-    seen = sorted(duckdb_scan(lake, table.lake_name).select(list(cols)).to_pylist(), key=lambda r: (r["patient"], r["day"]))
+    seen = sorted(
+        duckdb_scan(lake, table.lake_name).select(list(cols)).to_pylist(),
+        key=lambda r: (r["patient"], r["day"]),
+    )
     assert seen == sorted(got.select(list(cols)).to_pylist(), key=lambda r: (r["patient"], r["day"]))
 
 
@@ -463,7 +484,9 @@ def _set_target_file_size(lake: Lake, size: int) -> None:
 
 
 @pytest.mark.parametrize("policy", ["default", "never", "always"])
-def test_a_merge_of_many_change_files_and_commits_matches_a_model(tmp_path: pathlib.Path, policy: str) -> None:
+def test_a_merge_of_many_change_files_and_commits_matches_a_model(
+    tmp_path: pathlib.Path, policy: str
+) -> None:
     """Several commits, each of several change files (a large transaction staged in chunks), with
     keys changed again across files and commits, merged at once: the rows are read file by file
     (and written in several data files), yet the result is the latest change of every key."""
@@ -476,7 +499,11 @@ def test_a_merge_of_many_change_files_and_commits_matches_a_model(tmp_path: path
     snap = sorted(model.items())
     for n in range(4):
         part = changes([("I", 10, {"id": k, "name": v}) for k, v in snap[n * 50 : (n + 1) * 50]])
-        w.write(snapshot_batch(10, part) if n == 3 else Batch(start=None, end=None, changes=(part,), complete=False, snapshot=frozenset({PATIENTS})))
+        w.write(
+            snapshot_batch(10, part)
+            if n == 3
+            else Batch(start=None, end=None, changes=(part,), complete=False, snapshot=frozenset({PATIENTS}))
+        )
     state = current(lake, policies[policy])
     [result] = state.merge()
     assert result.rows == len(model) and result.replaced
@@ -516,7 +543,11 @@ def test_the_chunked_writer_leaves_nothing_behind_when_a_write_fails(lake: Lake)
     table = state.load(PATIENTS.lake_name)
     assert table is not None
     before = table.current_snapshot().snapshot_id  # type: ignore[union-attr]
-    w.write(stream_batch(10, 20, changes([("U", 11, {"id": 1, "name": "one"}), ("I", 12, {"id": 99, "name": "x"})])))
+    w.write(
+        stream_batch(
+            10, 20, changes([("U", 11, {"id": 1, "name": "one"}), ("I", 12, {"id": 99, "name": "x"})])
+        )
+    )
 
     class Boom(Exception):
         pass

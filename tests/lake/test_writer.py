@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import uuid
-
-import boto3
 import pyarrow as pa
 import pytest
 
 from connectors.lake.commits import CommitConflictError, OffsetMismatchError
-from connectors.lake.storage import S3Options, Storage
+from connectors.lake.storage import Storage
 from connectors.lake.writer import LakeWriter
 from connectors.postgres.offset import Lsn
 from tests.lake.helpers import PATIENTS, changes, schema, snapshot_batch, stream_batch
@@ -19,19 +16,8 @@ from tests.lake.helpers import PATIENTS, changes, schema, snapshot_batch, stream
 def storage(request: pytest.FixtureRequest, tmp_path) -> Storage:  # type: ignore[no-untyped-def]
     if request.param == "local":
         return Storage(str(tmp_path / "lake"))
-    endpoint = request.getfixturevalue("moto_endpoint")
-    bucket = f"lake-{uuid.uuid4().hex[:10]}"
-    boto3.client(
-        "s3",
-        endpoint_url=endpoint,
-        region_name="us-east-1",
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-    ).create_bucket(Bucket=bucket)
-    return Storage(
-        f"s3://{bucket}/lake",
-        S3Options(endpoint_url=endpoint, access_key_id="testing", secret_access_key="testing"),
-    )
+    s3 = request.getfixturevalue("s3_lake")
+    return Storage(s3.root, s3.options)
 
 
 def visible_files(storage: Storage) -> list[str]:

@@ -278,38 +278,22 @@ def test_backfill_requested_from_another_process_runs_inside_the_stream(world: W
 
 
 def test_the_same_pipeline_on_an_s3_lake(
-    world: World, request: pytest.FixtureRequest, tmp_path: Path
+    world: World, s3_lake: Any, aws_client_kwargs: dict[str, str], tmp_path: Path
 ) -> None:
     """Storage on S3 (the moto server) through the same storage layer: same results."""
-    import uuid
-
     import boto3
 
-    from connectors.lake.storage import S3Options
-
-    endpoint = request.getfixturevalue("moto_endpoint")
-    bucket = f"lake-{uuid.uuid4().hex[:10]}"
-    boto3.client(
-        "s3",
-        endpoint_url=endpoint,
-        region_name="us-east-1",
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-    ).create_bucket(Bucket=bucket)
     world.lake = Lake(
-        LakeConfig(
-            root=f"s3://{bucket}/cdc",
-            s3=S3Options(endpoint_url=endpoint, access_key_id="testing", secret_access_key="testing"),
-            catalog_uri=f"sqlite:///{tmp_path}/catalog.db",
-        )
+        LakeConfig(root=s3_lake.root, s3=s3_lake.options, catalog_uri=f"sqlite:///{tmp_path}/catalog.db")
     )
     world.sync()
     world.sql("UPDATE accounts SET name = 'on s3' WHERE id = 3", "DELETE FROM accounts WHERE id = 4")
     world.sync()
     assert world.lake_rows("accounts", COLS) == world.source_rows("accounts", COLS)
-    keys = [o["Key"] for o in boto3.client(
-        "s3", endpoint_url=endpoint, region_name="us-east-1", aws_access_key_id="testing", aws_secret_access_key="testing"
-    ).list_objects_v2(Bucket=bucket, Prefix="cdc/changelog/")["Contents"]]  # fmt: skip
+    listing = boto3.client("s3", **aws_client_kwargs).list_objects_v2(
+        Bucket=s3_lake.bucket, Prefix="lake/changelog/"
+    )
+    keys = [o["Key"] for o in listing["Contents"]]
     assert any("/commit_date=" in k and k.endswith(".parquet") for k in keys)
 
 
