@@ -37,7 +37,7 @@ def build_source_checks(source: str, schema: str, tables: list[str]) -> list[dg.
             position = src.current_position()
         finally:
             src.close()
-        latest = lake.writer(source).log.latest()
+        latest = lake.commit_log(source).latest()
         caught_up = latest is not None and position <= parse_offset(latest.end)
         age = (dt.datetime.now(dt.UTC) - latest.committed_at).total_seconds() if latest else float("inf")
         passed = caught_up or age <= MAX_LAG_SECONDS
@@ -65,8 +65,9 @@ def build_source_checks(source: str, schema: str, tables: list[str]) -> list[dg.
             for t in tables:
                 name = lake_table_name(schema, t)
                 table = current.load(name)
-                rows = table.scan().to_arrow() if table is not None else None
                 key = table.properties.get(KEY_PROPERTY, "").split(",") if table is not None else []
+                # The key columns are all these checks need; the rest of the table is not read.
+                rows = table.scan(selected_fields=tuple(key)).to_arrow() if table is not None else None
                 dupes = 0
                 if rows is not None and rows.num_rows:
                     counts = rows.group_by(key).aggregate([(key[0], "count")])

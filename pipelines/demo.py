@@ -46,7 +46,11 @@ def _admin_connections(config: LakehouseConfig, *, databases: bool = True) -> It
         autocommit=True,
     )
     pgc = psycopg2.connect(
-        host=pg.host, port=pg.port, user=stack.admin_user, password=admin_pw, dbname=pg.database if databases else "postgres"
+        host=pg.host,
+        port=pg.port,
+        user=stack.admin_user,
+        password=admin_pw,
+        dbname=pg.database if databases else "postgres",
     )
     pgc.autocommit = True
     try:
@@ -72,7 +76,8 @@ def create_world_from_config(config: LakehouseConfig, *, patients: int = 200, se
         summary = create_world(my, pgc, seed=seed, patients=patients)
         with pgc.cursor() as cur:
             cur.execute(
-                "SELECT tablename FROM pg_tables WHERE schemaname = %s AND tableowner <> %s", (pg.schema_name, pg.user)
+                "SELECT tablename FROM pg_tables WHERE schemaname = %s AND tableowner <> %s",
+                (pg.schema_name, pg.user),
             )
             for (table,) in cur.fetchall():
                 cur.execute(f'ALTER TABLE "{pg.schema_name}"."{table}" OWNER TO "{pg.user}"')
@@ -88,7 +93,12 @@ def run_workload_from_config(config: LakehouseConfig, *, rate: float, seconds: f
         my.autocommit(False)
         pgc.autocommit = False
         stats = Workload(my, pgc, seed=seed).run(rate=rate, duration=seconds)
-    log.info("workload: %d operations, %d transactions in %.1f s", stats.operations, stats.transactions, stats.elapsed_seconds)
+    log.info(
+        "workload: %d operations, %d transactions in %.1f s",
+        stats.operations,
+        stats.transactions,
+        stats.elapsed_seconds,
+    )
     for table, counts in sorted(stats.by_table().items()):
         log.info("  %-20s %s", table, counts)
 
@@ -100,7 +110,9 @@ def run_demo(config_path: str | None, *, seconds: float, rate: float) -> None:
     from pipelines.runner import sync_all
 
     config = load_config(config_path)
-    print("1/4 creating the sample world (MariaDB as Aurora MySQL, PostgreSQL as Aurora PostgreSQL)", flush=True)
+    print(
+        "1/4 creating the sample world (MariaDB as Aurora MySQL, PostgreSQL as Aurora PostgreSQL)", flush=True
+    )
     create_world_from_config(config)
     print("2/4 capturing: initial snapshot (or catch-up) into the lake", flush=True)
     print_reports(sync_all(config))

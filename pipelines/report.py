@@ -47,8 +47,7 @@ def print_lake(
     """
     print(f"lake: {lake.storage.root_uri}")
     for source in sources:
-        writer_log = lake.writer(source).log
-        latest = writer_log.latest()
+        latest = lake.commit_log(source).latest()
         if latest is None:
             print(f"\n{source}: nothing committed yet")
             continue
@@ -58,20 +57,23 @@ def print_lake(
         rows = []
         samples = []
         for name in sorted(latest.heads):
-            log_rows = lake.read_changelog(source, name)
+            log_ops = lake.read_changelog(source, name, columns=["Op"])
             ops: dict[str, int] = {}
-            if log_rows.num_rows:
-                counts = pc.value_counts(log_rows["Op"])
-                ops = dict(zip(counts.field("values").to_pylist(), counts.field("counts").to_pylist(), strict=True))
-            state = current.read(name)
-            applied = current.applied_seq(current.load(name))
-            row: list[object] = [name, log_rows.num_rows, ops.get("I", 0), ops.get("U", 0), ops.get("D", 0)]
-            row += [state.num_rows, applied]
+            if log_ops.num_rows:
+                counts = pc.value_counts(log_ops["Op"])
+                ops = dict(
+                    zip(counts.field("values").to_pylist(), counts.field("counts").to_pylist(), strict=True)
+                )
+            table = current.load(name)
+            row: list[object] = [name, log_ops.num_rows, ops.get("I", 0), ops.get("U", 0), ops.get("D", 0)]
+            row += [current.live_rows(table), current.applied_seq(table)]
             if source_rows is not None:
                 row.append(source_rows.get(source, {}).get(name, "?"))
             rows.append(row)
-            if sample and state.num_rows:
-                samples.append((name, state.slice(0, sample).to_pylist()))
+            if sample and table is not None:
+                head = current.read(name).slice(0, sample).to_pylist()
+                if head:
+                    samples.append((name, head))
         headers = ["table", "changes", "I", "U", "D", "current rows", "merged to"]
         print(_table([*headers, "source rows"] if source_rows is not None else headers, rows))
         for name, recs in samples:

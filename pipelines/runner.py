@@ -209,7 +209,7 @@ def _serve_backfill_requests(lake: Lake, source: Source, report: SyncReport) -> 
             log.error("%s: backfill of %s failed: %s", source.name, request.tables, e)
             continue
         report.snapshot_tables.extend(done.snapshot_tables)
-        latest = lake.writer(source.name).log.latest_seq()
+        latest = lake.commit_log(source.name).latest_seq()
         requests.finish(
             lake.storage, source.name, request.request_id, error=None, commit=latest, rows=done.rows
         )

@@ -118,6 +118,10 @@ class CurrentState:
         summary = table.current_snapshot().summary  # type: ignore[union-attr]
         return int(summary.additional_properties.get(COMMIT_SEQ_PROPERTY, 0)) if summary else 0
 
+    def live_rows(self, table: IcebergTable | None) -> int:
+        """Rows a reader of the table sees now, from its snapshot summary (no data read)."""
+        return 0 if table is None else _live_rows(table)
+
     def read(self, lake_table: str) -> pa.Table:
         """The table's current rows (empty table if it does not exist yet); deletes applied."""
         table = self.load(lake_table)

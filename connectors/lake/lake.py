@@ -8,6 +8,7 @@ import pyarrow as pa
 from pyiceberg.catalog import Catalog
 
 from connectors.lake.catalog import open_catalog
+from connectors.lake.commits import CommitLog
 from connectors.lake.config import LakeConfig
 from connectors.lake.current import CurrentState
 from connectors.lake.storage import Storage
@@ -26,7 +27,13 @@ class Lake:
         return open_catalog(self.config, self.storage)
 
     def writer(self, source: str) -> LakeWriter:
+        """The source's writer. Opening one recovers the source (rolls the last commit forward and
+        empties its staging), so only the process that owns the source's commits opens it."""
         return LakeWriter(self.storage, source)
+
+    def commit_log(self, source: str) -> CommitLog:
+        """The source's commit records, read-only: what readers and checks use."""
+        return CommitLog(self.storage, source)
 
     def current(self, source: str) -> CurrentState:
         return CurrentState(self.storage, self.catalog, source)
@@ -37,10 +44,14 @@ class Lake:
         names = {e.path[len(prefix) :].split("/", 1)[0] for e in self.storage.list_files(prefix)}
         return sorted(names)
 
-    def read_changelog(self, source: str, lake_table: str) -> pa.Table:
-        """Every committed change of a table, in commit order (column sets unified by name)."""
+    def read_changelog(self, source: str, lake_table: str, columns: list[str] | None = None) -> pa.Table:
+        """Every committed change of a table, in commit order (column sets unified by name).
+
+        With `columns`, only those columns are read (they must exist in every file).
+        """
         files = sorted(e.path for e in self.storage.list_files(changelog_prefix(source, lake_table)))
         if not files:
             return pa.table({})
-        tables = [self.storage.read_parquet(f) for f in files]
-        return pa.concat_tables(tables, promote_options="permissive").sort_by("_seq")
+        tables = [self.storage.read_parquet(f, columns) for f in files]
+        table = pa.concat_tables(tables, promote_options="permissive")
+        return table.sort_by("_seq") if "_seq" in table.column_names else table

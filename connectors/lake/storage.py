@@ -218,5 +218,5 @@ class Storage:
     def read_parquet_schema(self, path: str) -> pa.Schema:
         return pq.read_schema(self.full_path(path), filesystem=self.fs)
 
-    def read_parquet(self, path: str) -> pa.Table:
-        return pq.read_table(self.full_path(path), filesystem=self.fs)
+    def read_parquet(self, path: str, columns: list[str] | None = None) -> pa.Table:
+        return pq.read_table(self.full_path(path), columns=columns, filesystem=self.fs)

@@ -189,3 +189,20 @@ def test_a_replayed_stream_batch_that_truncates_a_table_is_a_no_op(storage: Stor
     before = visible_files(storage)
     assert LakeWriter(storage, "src").write(truncate) is None
     assert visible_files(storage) == before
+
+
+def test_reading_the_lake_leaves_a_writers_staged_unit_alone(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """`lakehouse show` and the Dagster checks read while a stream runner is mid-unit."""
+    from connectors.lake.config import LakeConfig
+    from connectors.lake.lake import Lake
+    from pipelines.report import print_lake
+
+    lake = Lake(LakeConfig(root=str(tmp_path / "lake")))
+    w = lake.writer("src")
+    w.write(snapshot_batch(10, changes([("I", 10, {"id": 0, "name": "z"})])))
+    w.write(stream_batch(10, 20, changes([("I", 20, {"id": 1, "name": "staged"})]), complete=False))
+    print_lake(lake, ["src"], sample=1)
+    assert lake.commit_log("src").latest_seq() == 1
+    rec = w.write(stream_batch(10, 20))
+    assert rec is not None and rec.rows == 1
+    assert lake.read_changelog("src", PATIENTS.lake_name)["name"].to_pylist() == ["z", "staged"]
