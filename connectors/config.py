@@ -3,10 +3,32 @@
 from __future__ import annotations
 
 import re
+from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, SecretStr, field_validator
 
 _NAME = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
+
+
+def check_source_name(v: str) -> str:
+    """A source name is used in lake paths and asset keys: lower_snake_case."""
+    if not _NAME.match(v):
+        raise ValueError(f"{v!r} must be lower_snake_case (letters, digits, _), starting with a letter")
+    return v
+
+
+def check_location(v: str) -> str:
+    """A place for files: a local path, file:// or s3:// URI."""
+    if "://" in v and not v.startswith(("file://", "s3://")):
+        raise ValueError(f"{v!r}: must be a local path, file:// or s3:// URI")
+    return v
+
+
+SourceName = Annotated[
+    str,
+    AfterValidator(check_source_name),
+    Field(description="Unique source name; used in lake paths and asset keys (lower_snake_case)."),
+]
 
 
 class FrozenModel(BaseModel):
@@ -26,7 +48,7 @@ class RetryConfig(FrozenModel):
 class DatabaseSourceConfig(FrozenModel):
     """Connection and batching settings common to the MySQL and PostgreSQL sources."""
 
-    name: str = Field(description="Unique source name; used in lake paths and asset keys (lower_snake_case).")
+    name: SourceName
     host: str = Field(
         "127.0.0.1", description="Database endpoint (an Aurora cluster writer endpoint in production)."
     )
@@ -51,13 +73,6 @@ class DatabaseSourceConfig(FrozenModel):
         100_000, ge=100, description="Rows held in memory per staged file in snapshots and huge transactions."
     )
     retry: RetryConfig = Field(default_factory=RetryConfig)
-
-    @field_validator("name")
-    @classmethod
-    def _name_is_a_path_segment(cls, v: str) -> str:
-        if not _NAME.match(v):
-            raise ValueError(f"{v!r} must be lower_snake_case (letters, digits, _), starting with a letter")
-        return v
 
     @field_validator("timezone")
     @classmethod

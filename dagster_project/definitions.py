@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import dagster as dg
 
+from connectors.dynamodb.source import SCHEMA as DYNAMODB_SCHEMA
 from dagster_project.assets import build_source_assets
 from dagster_project.checks import build_source_checks
-from dagster_project.resources import LakeResource, source_resource
+from dagster_project.resources import LakeResource, dynamodb_resource, replay_resource, source_resource
 from pipelines.config import LakehouseConfig, load_config
 
 
@@ -25,10 +26,17 @@ def build_definitions(config: LakehouseConfig) -> dg.Definitions:
             raise ValueError(
                 f"source {source.name!r}: list its `tables` in the config to get Dagster assets for them"
             )
-        schema = source.database if source.kind == "mysql" else source.schema_name  # type: ignore[union-attr]
-        assets += build_source_assets(source.name, schema, list(source.tables))
-        checks += build_source_checks(source.name, schema, list(source.tables))
-        resources[f"source_{source.name}"] = source_resource(source)
+        if source.kind == "dynamodb":
+            schema = DYNAMODB_SCHEMA
+            resources[f"source_{source.name}"] = dynamodb_resource(source)
+        elif source.kind == "dynamodb_replay":
+            schema = DYNAMODB_SCHEMA
+            resources[f"source_{source.name}"] = replay_resource(source)
+        else:
+            schema = source.database if source.kind == "mysql" else source.schema_name  # type: ignore[union-attr]
+            resources[f"source_{source.name}"] = source_resource(source)
+        assets += build_source_assets(source.name, schema, list(source.tables), kind=source.kind)
+        checks += build_source_checks(source.name, schema, list(source.tables), kind=source.kind)
     lake = config.lake
     resources["lake"] = LakeResource(
         root=lake.root,

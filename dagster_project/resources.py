@@ -10,6 +10,7 @@ from typing import Literal
 import dagster as dg
 from pydantic import Field, SecretStr
 
+from connectors.dynamodb.config import AwsConnection, DynamoDBReplayConfig, DynamoDBSourceConfig
 from connectors.lake.config import LakeConfig
 from connectors.lake.lake import Lake
 from connectors.lake.storage import S3Options
@@ -83,6 +84,104 @@ class DatabaseSourceResource(dg.ConfigurableResource):  # type: ignore[type-arg]
 
     def open(self) -> Source:
         return open_source(self.source_config())
+
+
+class DynamoDBSourceResource(dg.ConfigurableResource):  # type: ignore[type-arg]
+    """A DynamoDB Streams source; `open()` returns the connector."""
+
+    name: str
+    tables: list[str]
+    region: str = "us-east-1"
+    endpoint_url: str | None = None
+    streams_endpoint_url: str | None = None
+    aws_access_key_id: str | None = None
+    aws_secret_access_key: str | None = Field(
+        None, description="Use dg.EnvVar; None means the default AWS credential chain."
+    )
+    exports: dict[str, str] = Field(default_factory=dict)
+
+    def source_config(self) -> DynamoDBSourceConfig:
+        return DynamoDBSourceConfig(
+            name=self.name,
+            tables=tuple(self.tables),
+            exports=self.exports,
+            aws=AwsConnection(
+                region=self.region,
+                endpoint_url=self.endpoint_url,
+                streams_endpoint_url=self.streams_endpoint_url,
+                access_key_id=self.aws_access_key_id,
+                secret_access_key=SecretStr(self.aws_secret_access_key)
+                if self.aws_secret_access_key
+                else None,
+            ),
+        )
+
+    def open(self) -> Source:
+        return open_source(self.source_config())
+
+
+class ReplaySourceResource(dg.ConfigurableResource):  # type: ignore[type-arg]
+    """Files of Lambda-delivered DynamoDB stream records; `open()` returns the connector."""
+
+    name: str
+    location: str
+    tables: dict[str, str]
+    s3_endpoint_url: str | None = None
+    s3_region: str = "us-east-1"
+    aws_access_key_id: str | None = None
+    aws_secret_access_key: str | None = Field(None, description="Use dg.EnvVar; None means the AWS chain.")
+
+    def source_config(self) -> DynamoDBReplayConfig:
+        return DynamoDBReplayConfig(
+            name=self.name,
+            location=self.location,
+            tables=self.tables,
+            s3=S3Options(
+                endpoint_url=self.s3_endpoint_url,
+                region=self.s3_region,
+                access_key_id=self.aws_access_key_id,
+                secret_access_key=SecretStr(self.aws_secret_access_key)
+                if self.aws_secret_access_key
+                else None,
+            ),
+        )
+
+    def open(self) -> Source:
+        return open_source(self.source_config())
+
+
+def replay_resource(config: DynamoDBReplayConfig) -> ReplaySourceResource:
+    """A resource for a configured replay source; an explicit secret key is read at run time."""
+    s3 = config.s3
+    return ReplaySourceResource(
+        name=config.name,
+        location=config.location,
+        tables=dict(config.tables),
+        s3_endpoint_url=s3.endpoint_url,
+        s3_region=s3.region,
+        aws_access_key_id=s3.access_key_id,
+        aws_secret_access_key=dg.EnvVar(aws_secret_env_var(config.name)) if s3.secret_access_key else None,
+    )
+
+
+def aws_secret_env_var(source_name: str) -> str:
+    """The environment variable that holds a DynamoDB source's secret key."""
+    return f"LAKEHOUSE_{source_name.upper()}_AWS_SECRET_ACCESS_KEY"
+
+
+def dynamodb_resource(config: DynamoDBSourceConfig) -> DynamoDBSourceResource:
+    """A resource for a configured DynamoDB source; an explicit secret key is read at run time."""
+    aws = config.aws
+    return DynamoDBSourceResource(
+        name=config.name,
+        tables=list(config.tables),
+        region=aws.region,
+        endpoint_url=aws.endpoint_url,
+        streams_endpoint_url=aws.streams_endpoint_url,
+        aws_access_key_id=aws.access_key_id,
+        aws_secret_access_key=dg.EnvVar(aws_secret_env_var(config.name)) if aws.secret_access_key else None,
+        exports=dict(config.exports),
+    )
 
 
 def password_env_var(source_name: str) -> str:

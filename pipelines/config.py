@@ -16,11 +16,13 @@ from typing import Annotated, Any
 from pydantic import Field, ValidationError, model_validator
 
 from connectors.config import FrozenModel
+from connectors.dynamodb.config import DynamoDBReplayConfig, DynamoDBSourceConfig
 from connectors.lake.config import LakeConfig
 from connectors.mysql.config import MySQLSourceConfig
 from connectors.postgres.config import PostgresSourceConfig
 
-SourceConfig = Annotated[MySQLSourceConfig | PostgresSourceConfig, Field(discriminator="kind")]
+AnySourceConfig = MySQLSourceConfig | PostgresSourceConfig | DynamoDBSourceConfig | DynamoDBReplayConfig
+SourceConfig = Annotated[AnySourceConfig, Field(discriminator="kind")]
 
 DEFAULT_CONFIG_FILE = "lakehouse.toml"
 CONFIG_ENV = "LAKEHOUSE_CONFIG"
@@ -45,7 +47,7 @@ class LakehouseConfig(FrozenModel):
             raise ValueError(f"source names must be unique; repeated: {dupes}")
         return self
 
-    def source(self, name: str) -> MySQLSourceConfig | PostgresSourceConfig:
+    def source(self, name: str) -> AnySourceConfig:
         for s in self.sources:
             if s.name == name:
                 return s

@@ -84,15 +84,61 @@ def create_world_from_config(config: LakehouseConfig, *, patients: int = 200, se
             cur.execute(f'GRANT CREATE ON DATABASE "{pg.database}" TO "{pg.user}"')
     state = "seeded" if summary.seeded else "already there"
     log.info("sample world %s: %s", state, dict(summary.row_counts))
+    devices = _devices_source(config)
+    if devices is not None:
+        from pipelines.world.devices import seed_devices
+        from pipelines.world.devices_schema import create_device_tables
+
+        client = _dynamodb_client(devices)
+        existing = set(client.list_tables().get("TableNames", []))
+        tables = create_device_tables(client)
+        if {tables.name("device_events"), tables.name("daily_summary")} <= existing:
+            log.info("device tables already there")
+        else:
+            counts = seed_devices(client, tables, patients=patients, events_per_patient=10, seed=seed)
+            log.info("device tables seeded: %s", counts)
+
+
+def _devices_source(config: LakehouseConfig) -> Any:
+    return next((s for s in config.sources if s.kind == "dynamodb"), None)
+
+
+def _dynamodb_client(devices: Any) -> Any:
+    """A DynamoDB client with the source's own connection settings."""
+    from connectors.dynamodb.client import AwsClients
+
+    return AwsClients(devices).dynamodb
 
 
 def run_workload_from_config(config: LakehouseConfig, *, rate: float, seconds: float, seed: int = 11) -> None:
+    """The SQL workload at `rate`, and the device workload beside it (a quarter of the rate)."""
+    import threading
+
     from pipelines.world.workload import Workload
 
+    device_thread = None
+    devices = _devices_source(config)
+    if devices is not None:
+        from pipelines.world.devices_schema import create_device_tables
+        from pipelines.world.devices_workload import DeviceWorkload, DeviceWorkloadConfig
+
+        client = _dynamodb_client(devices)
+        workload = DeviceWorkload(
+            client, create_device_tables(client), DeviceWorkloadConfig(rate=max(1.0, rate / 4), seed=seed)
+        )
+
+        def run_devices() -> None:
+            stats = workload.run(duration_seconds=seconds)
+            log.info("device workload: %s", dict(sorted(stats.by_table().items())))
+
+        device_thread = threading.Thread(target=run_devices, name="device-workload")
+        device_thread.start()
     with _admin_connections(config) as (my, pgc):
         my.autocommit(False)
         pgc.autocommit = False
         stats = Workload(my, pgc, seed=seed).run(rate=rate, duration=seconds)
+    if device_thread is not None:
+        device_thread.join()
     log.info(
         "workload: %d operations, %d transactions in %.1f s",
         stats.operations,
@@ -111,14 +157,19 @@ def run_demo(config_path: str | None, *, seconds: float, rate: float) -> None:
 
     config = load_config(config_path)
     print(
-        "1/4 creating the sample world (MariaDB as Aurora MySQL, PostgreSQL as Aurora PostgreSQL)", flush=True
+        "1/4 creating the sample world (MariaDB as Aurora MySQL, PostgreSQL as Aurora PostgreSQL, "
+        "DynamoDB on moto)",
+        flush=True,
     )
     create_world_from_config(config)
     print("2/4 capturing: initial snapshot (or catch-up) into the lake", flush=True)
     print_reports(sync_all(config))
     print(f"3/4 running the workload: {rate:g} operations/s for {seconds:g} s", flush=True)
     run_workload_from_config(config, rate=rate, seconds=seconds, seed=int.from_bytes(os.urandom(2), "big"))
-    print("4/4 capturing the changes (binlog and logical replication) and merging current state", flush=True)
+    print(
+        "4/4 capturing the changes (binlog, logical replication, DynamoDB Streams) and merging current state",
+        flush=True,
+    )
     print_reports(sync_all(config))
     print()
     print_lake(Lake(config.lake), [s.name for s in config.sources], source_rows=_source_rows(config))

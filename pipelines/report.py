@@ -8,6 +8,7 @@ from collections.abc import Sequence
 import pyarrow.compute as pc
 
 from connectors.lake.lake import Lake
+from connectors.offsets import parse_offset
 from pipelines.runner import SyncReport
 
 
@@ -19,6 +20,19 @@ def _table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
     return "\n".join(lines)
 
 
+def short_position(text: str | None) -> str:
+    """A position for a table cell: short ones as they are, long ones (DynamoDB shard maps) summarised."""
+    if not text:
+        return "-"
+    if len(text) <= 40:
+        return text
+    try:
+        offset = parse_offset(text)
+    except ValueError:
+        return text[:37] + "..."
+    return f"{offset.kind}: {offset}"
+
+
 def print_reports(reports: Sequence[SyncReport]) -> None:
     rows = [
         (
@@ -26,8 +40,8 @@ def print_reports(reports: Sequence[SyncReport]) -> None:
             r.commits,
             r.rows,
             r.quarantined_rows,
-            ",".join(sorted(set(r.snapshot_tables))) or "-",
-            r.offset_after or "-",
+            _short_list(sorted(set(r.snapshot_tables))),
+            short_position(r.offset_after),
             f"{r.lag_seconds:.1f}" if r.lag_seconds is not None else "-",
             f"{r.seconds:.1f}",
         )
@@ -36,6 +50,12 @@ def print_reports(reports: Sequence[SyncReport]) -> None:
     print(
         _table(["source", "commits", "rows", "quarantined", "snapshot", "position", "lag s", "took s"], rows)
     )
+
+
+def _short_list(names: Sequence[str]) -> str:
+    if not names:
+        return "-"
+    return ",".join(names) if len(names) <= 2 else f"{names[0]} +{len(names) - 1} more"
 
 
 def print_lake(
@@ -52,7 +72,7 @@ def print_lake(
             print(f"\n{source}: nothing committed yet")
             continue
         age = (dt.datetime.now(dt.UTC) - latest.committed_at).total_seconds()
-        print(f"\n{source}: commit {latest.seq} at {latest.end} ({age:.0f} s ago)")
+        print(f"\n{source}: commit {latest.seq} at {short_position(latest.end)} ({age:.0f} s ago)")
         current = lake.current(source)
         rows = []
         samples = []

@@ -94,6 +94,14 @@ def _commit_all(
             close()
 
 
+def _adopt_lake_schemas(lake: Lake, source: Source) -> None:
+    """Sources that infer column types from the data (DynamoDB) take the lake's types as given,
+    so a restarted or re-synced pipeline decodes exactly as the committed files were written."""
+    adopt = getattr(source, "adopt_lake_schemas", None)
+    if adopt is not None:
+        adopt(lake.changelog_schemas(source.name))
+
+
 def sync_source(
     lake: Lake,
     source: Source,
@@ -107,6 +115,7 @@ def sync_source(
     state = writer.last_committed()
     report = SyncReport(source.name, offset_before=state.offset.serialize() if state.offset else None)
     source.preflight()
+    _adopt_lake_schemas(lake, source)
     if state.offset is None:
         log.info("%s: no committed position in the lake; taking an initial snapshot", source.name)
         _commit_all(writer, source, source.snapshot(), report, on_commit)
@@ -140,6 +149,7 @@ def stream_source(
     writer = lake.writer(source.name)
     report = SyncReport(source.name)
     source.preflight()
+    _adopt_lake_schemas(lake, source)
     current = lake.current(source.name)
     last_merge = time.monotonic()
 
@@ -169,6 +179,7 @@ def stream_source(
                 _serve_backfill_requests(lake, source, report)
                 waiting = False
                 writer.reload()
+                _adopt_lake_schemas(lake, source)
             state = writer.last_committed()
             if report.offset_before is None and state.offset is not None:
                 report.offset_before = state.offset.serialize()
@@ -181,6 +192,7 @@ def stream_source(
             except CommitConflictError as e:
                 log.warning("%s; re-reading the lake's position and resuming", e)
                 writer.reload()
+                _adopt_lake_schemas(lake, source)
     finally:
         requests.clear_beat(lake.storage, source.name)
     report.merged.extend(current.merge())
@@ -225,6 +237,7 @@ def backfill_tables(lake: Lake, source: Source, tables: Sequence[TableId]) -> Sy
             f"source {source.name!r} has no committed position yet; run `lakehouse sync --once` first"
         )
     report = SyncReport(source.name, offset_before=state.offset.serialize())
+    _adopt_lake_schemas(lake, source)
     _commit_all(writer, source, source.backfill(tables, state.offset), report, None)  # type: ignore[attr-defined]
     report.merged = lake.current(source.name).merge()
     report.seconds = time.monotonic() - started
@@ -238,6 +251,7 @@ def resnapshot_source(lake: Lake, source: Source) -> SyncReport:
     state = writer.last_committed()
     report = SyncReport(source.name, offset_before=state.offset.serialize() if state.offset else None)
     source.preflight()
+    _adopt_lake_schemas(lake, source)
     _commit_all(writer, source, source.snapshot(), report, None)
     report.merged = lake.current(source.name).merge()
     report.seconds = time.monotonic() - started

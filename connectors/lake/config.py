@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import Field, field_validator
 
-from connectors.config import FrozenModel
+from connectors.config import FrozenModel, check_location
 from connectors.lake.storage import S3Options
 
 
@@ -34,6 +34,4 @@ class LakeConfig(FrozenModel):
     @field_validator("root")
     @classmethod
     def _root_scheme(cls, v: str) -> str:
-        if "://" in v and not v.startswith(("file://", "s3://")):
-            raise ValueError(f"{v!r}: the lake root must be a local path, file:// or s3:// URI")
-        return v
+        return check_location(v)

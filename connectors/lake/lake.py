@@ -7,6 +7,7 @@ from functools import cached_property
 import pyarrow as pa
 from pyiceberg.catalog import Catalog
 
+from connectors.events import TableId
 from connectors.lake.catalog import open_catalog
 from connectors.lake.commits import CommitLog
 from connectors.lake.config import LakeConfig
@@ -43,6 +44,26 @@ class Lake:
         prefix = f"changelog/{source}/"
         names = {e.path[len(prefix) :].split("/", 1)[0] for e in self.storage.list_files(prefix)}
         return sorted(names)
+
+    def changelog_schemas(self, source: str) -> dict[TableId, pa.Schema]:
+        """Per table, the schema of its newest committed change-log file (metadata included).
+
+        Sources that infer their schema from the data (DynamoDB) adopt these on start, so a
+        restarted pipeline types every attribute exactly as the lake already does.
+        """
+        log = self.commit_log(source)
+        latest = log.latest()
+        if latest is None:
+            return {}
+        schemas: dict[TableId, pa.Schema] = {}
+        for lake_table, head in latest.heads.items():
+            record = latest if head == latest.seq else log.read(head)
+            commit = record.tables[lake_table]
+            if commit.files:
+                schemas[commit.table.table_id(source)] = self.storage.read_parquet_schema(
+                    commit.files[-1].path
+                )
+        return schemas
 
     def read_changelog(self, source: str, lake_table: str, columns: list[str] | None = None) -> pa.Table:
         """Every committed change of a table, in commit order (column sets unified by name).

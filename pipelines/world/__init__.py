@@ -3,8 +3,13 @@
 Two databases: ``health`` on Aurora MySQL (patients, assessments, surveys, plans, preferences,
 insurance claims, search synonyms) and ``tenants`` on Aurora PostgreSQL (tenant directory and care
 providers). ``create_world`` creates and seeds them from a seed; ``Workload`` keeps changing them.
+In DynamoDB, device events and daily summaries: ``create_device_tables``, ``seed_devices`` and
+``DeviceWorkload`` (``pipelines.world.devices*``).
 """
 
+from pipelines.world.devices import seed_devices
+from pipelines.world.devices_schema import DeviceTables, create_device_tables, drop_device_tables
+from pipelines.world.devices_workload import DeviceWorkload, DeviceWorkloadConfig
 from pipelines.world.schema import TABLES, TABLES_BY_NAME, WorldError, WorldTable, drop_schema
 from pipelines.world.setup import (
     DEFAULT_MYSQL_DATABASE,
@@ -24,6 +29,12 @@ from pipelines.world.workload import (
 )
 
 __all__ = [
+    "DeviceTables",
+    "DeviceWorkload",
+    "DeviceWorkloadConfig",
+    "create_device_tables",
+    "drop_device_tables",
+    "seed_devices",
     "DEFAULT_MYSQL_DATABASE",
     "DEFAULT_POSTGRES_DATABASE",
     "DEFAULT_TABLE_WEIGHTS",

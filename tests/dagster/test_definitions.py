@@ -33,7 +33,13 @@ def test_the_shipped_configuration_loads_as_definitions(monkeypatch: pytest.Monk
 
 def test_passwords_never_reach_resource_config(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(password_env_var("m"), "s3cr3t-value")
-    config = parse_config({"sources": [{"kind": "mysql", "name": "m", "port": 1, "user": "u", "database": "d", "tables": ["t"]}]})
+    config = parse_config(
+        {
+            "sources": [
+                {"kind": "mysql", "name": "m", "port": 1, "user": "u", "database": "d", "tables": ["t"]}
+            ]
+        }
+    )
     defs = build_definitions(config)
     resource = defs.resources["source_m"]  # type: ignore[index]
     assert "s3cr3t-value" not in repr(resource)
@@ -71,12 +77,16 @@ def test_each_asset_group_materializes_with_metadata_and_passing_checks(
     result = job.execute_in_process(instance=dg.DagsterInstance.ephemeral())
     assert result.success
     mats = {
-        m.asset_key.to_user_string(): m.metadata for m in result.asset_materializations_for_node(f"{name}_changelog")
+        m.asset_key.to_user_string(): m.metadata
+        for m in result.asset_materializations_for_node(f"{name}_changelog")
     }
     meta = mats[f"{name}/items/changelog"]
     assert meta["rows"].value == 2 and meta["snapshot"].value is True
     assert meta["position_after"].value
-    current = {m.asset_key.to_user_string(): m.metadata for m in result.asset_materializations_for_node(f"{name}_current")}
+    current = {
+        m.asset_key.to_user_string(): m.metadata
+        for m in result.asset_materializations_for_node(f"{name}_current")
+    }
     assert current[f"{name}/items/current"]["rows"].value == 2
     evaluations = {
         (e.asset_key.to_user_string(), e.check_name): e.passed for e in result.get_asset_check_evaluations()
@@ -87,3 +97,79 @@ def test_each_asset_group_materializes_with_metadata_and_passing_checks(
         (f"{name}/items/current", "rows_match_source"): True,
     }
     os.environ.pop(password_env_var(name), None)
+
+
+def test_the_dynamodb_asset_group_materializes_with_shard_metadata_and_checks(
+    aws_client_kwargs: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import boto3
+
+    from dagster_project.resources import aws_secret_env_var
+    from tests.ddb_support import create_table
+
+    client = boto3.client("dynamodb", **aws_client_kwargs)
+    table = f"dg_{os.urandom(5).hex()}"
+    create_table(client, table)
+    for i in range(3):
+        client.put_item(TableName=table, Item={"pk": {"S": f"p{i}"}, "sk": {"N": str(i)}, "bpm": {"N": "61"}})
+    source = {
+        "kind": "dynamodb",
+        "name": "dg_devices",
+        "tables": [table],
+        "aws": {
+            "endpoint_url": aws_client_kwargs["endpoint_url"],
+            "access_key_id": "testing",
+            "secret_access_key": "x",
+        },
+    }
+    config = parse_config({"lake": {"root": str(tmp_path / "lake")}, "sources": [source]})
+    monkeypatch.setenv(aws_secret_env_var("dg_devices"), "moto-takes-any-s3cr3t")
+    defs = build_definitions(config)
+    assert "s3cr3t" not in repr(defs.resources["source_dg_devices"])  # type: ignore[index]
+    job = defs.resolve_implicit_global_asset_job_def()
+    for _ in range(2):  # the snapshot, then a stream run after one more change
+        result = job.execute_in_process(instance=dg.DagsterInstance.ephemeral())
+        assert result.success
+        client.put_item(TableName=table, Item={"pk": {"S": "p9"}, "sk": {"N": "9"}, "bpm": {"N": "99"}})
+    mats = {
+        m.asset_key.to_user_string(): m.metadata
+        for m in result.asset_materializations_for_node("dg_devices_changelog")
+    }
+    meta = mats[f"dg_devices/{table}/changelog"]
+    assert meta["snapshot"].value is False and meta["open_shards"].value == 1
+    assert list(meta["shard_positions"].value) == ["shardId-00000001541626099285-f35f62ef"]
+    evaluations = {
+        (e.asset_key.to_user_string(), e.check_name): e for e in result.get_asset_check_evaluations()
+    }
+    assert {k: e.passed for k, e in evaluations.items()} == {
+        (f"dg_devices/{table}/changelog", "records_read_match_committed"): True,
+        (f"dg_devices/{table}/changelog", "shard_lag"): True,
+        (f"dg_devices/{table}/current", "no_duplicate_keys"): True,
+        (f"dg_devices/{table}/current", "rows_match_source"): True,
+    }
+    read = evaluations[(f"dg_devices/{table}/changelog", "records_read_match_committed")].metadata
+    assert (
+        read["records_read"].value == read["rows_committed"].value + read["records_in_snapshot_already"].value
+    )
+
+
+def test_a_replay_source_gets_assets_but_no_source_count_check(tmp_path: Path) -> None:
+    config = parse_config(
+        {
+            "lake": {"root": str(tmp_path / "lake")},
+            "sources": [
+                {
+                    "kind": "dynamodb_replay",
+                    "name": "archive",
+                    "location": str(tmp_path),
+                    "tables": {"device_events": "patient_id:N,event_time:S"},
+                }
+            ],
+        }
+    )
+    graph = build_definitions(config).resolve_asset_graph()
+    keys = {k.to_user_string() for k in graph.get_all_asset_keys()}
+    assert keys == {"archive/device_events/changelog", "archive/device_events/current"}
+    checks = {(k.asset_key.to_user_string(), k.name) for k in graph.asset_check_keys}
+    assert ("archive/device_events/current", "no_duplicate_keys") in checks
+    assert not any(name == "rows_match_source" for _, name in checks)

@@ -15,9 +15,6 @@ from __future__ import annotations
 
 import os
 import random
-import signal
-import subprocess
-import sys
 import threading
 import time
 from collections import Counter
@@ -30,9 +27,7 @@ import pytest
 
 from connectors.lake.config import LakeConfig
 from connectors.lake.lake import Lake
-
-REPO = Path(__file__).resolve().parents[2]
-CRASH_POINTS = ["staged", "committed", "published", "acknowledged"]
+from tests.crash_support import REPO, catch_up, kill_streams_repeatedly, lakehouse
 
 
 class Writer(threading.Thread):
@@ -130,16 +125,6 @@ chunk_rows = 250
     return path
 
 
-def _lakehouse(config: Path, *args: str, env: dict[str, str]) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(
-        [sys.executable, "-m", "pipelines.cli", "--config", str(config), *args],
-        cwd=REPO,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize("kind", ["mysql", "postgres"])
 def test_sigkill_at_random_points_loses_and_duplicates_nothing(
@@ -161,47 +146,26 @@ def test_sigkill_at_random_points_loses_and_duplicates_nothing(
     env = {**os.environ, "CRASH_PW": db.cdc_password.get_secret_value(), "PYTHONPATH": str(REPO)}
 
     # The initial snapshot first (a first attempt may be killed mid-way), then the writer starts.
-    crashy = _lakehouse(
+    crashy = lakehouse(
         config,
         "sync",
         "--once",
         env={**env, "LAKEHOUSE_CRASH_AT": "staged", "LAKEHOUSE_CRASH_PROBABILITY": "0.5"},
     )
     crashy.wait(timeout=120)
-    clean = _lakehouse(config, "sync", "--once", env=env)
+    clean = lakehouse(config, "sync", "--once", env=env)
     assert clean.wait(timeout=120) == 0, clean.stderr.read().decode()[-3000:] if clean.stderr else ""
     writer = Writer(db.admin_connect, kind, first_id=501, seed=42)
     writer.start()
-    rng = random.Random(7)
-    kills = Counter()
     try:
-        deadline = time.monotonic() + float(os.environ.get("CRASH_TEST_SECONDS", "45"))
-        while time.monotonic() < deadline:
-            point = rng.choice([*CRASH_POINTS, None, None])
-            run_env = dict(env)
-            if point:
-                run_env |= {"LAKEHOUSE_CRASH_AT": point, "LAKEHOUSE_CRASH_PROBABILITY": "0.2"}
-            proc = _lakehouse(config, "stream", env=run_env)
-            try:
-                proc.wait(timeout=rng.uniform(1.5, 4.0))
-            except subprocess.TimeoutExpired:
-                proc.send_signal(signal.SIGKILL)
-                proc.wait()
-            if proc.returncode == -signal.SIGKILL:
-                kills[point or "random"] += 1
-            elif proc.returncode not in (0,):
-                pytest.fail(
-                    f"stream exited with {proc.returncode}: {proc.stderr.read().decode()[-3000:] if proc.stderr else ''}"
-                )
+        kills = kill_streams_repeatedly(config, env, random.Random(7))
     finally:
         writer.stop.set()
         writer.join(timeout=30)
     assert writer.error is None, writer.error
     assert sum(kills.values()) >= 5, kills
 
-    final = _lakehouse(config, "sync", "--once", env=env)
-    _, err = final.communicate(timeout=300)
-    assert final.returncode == 0, err.decode()[-3000:]
+    catch_up(config, env)
 
     lake = Lake(LakeConfig(root=str(tmp_path / "lake")))
     source = f"crash_{kind}"

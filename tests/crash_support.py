@@ -1,0 +1,63 @@
+"""Shared by the crash tests: run `lakehouse` in a child process and kill it again and again."""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+# The commit protocol's named steps (connectors/faults.py): files staged but not committed; commit
+# record written but files not moved; published but the source not acknowledged; acknowledged.
+CRASH_POINTS = ["staged", "committed", "published", "acknowledged"]
+
+
+def lakehouse(config: Path, *args: str, env: dict[str, str]) -> subprocess.Popen[bytes]:
+    """`lakehouse --config <config> <args>` in a child process (stderr captured)."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "pipelines.cli", "--config", str(config), *args],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+
+
+def kill_streams_repeatedly(config: Path, env: dict[str, str], rng: random.Random) -> Counter[str]:
+    """Run `lakehouse stream` over and over for $CRASH_TEST_SECONDS (default 40): each run is
+    SIGKILLed after 1.5-4 s, or dies at a crash point drawn at random; returns kills by point.
+    A run that exits by itself with an error fails the test."""
+    kills: Counter[str] = Counter()
+    deadline = time.monotonic() + float(os.environ.get("CRASH_TEST_SECONDS", "40"))
+    while time.monotonic() < deadline:
+        point = rng.choice([*CRASH_POINTS, None, None])
+        run_env = dict(env)
+        if point:
+            run_env |= {"LAKEHOUSE_CRASH_AT": point, "LAKEHOUSE_CRASH_PROBABILITY": "0.2"}
+        proc = lakehouse(config, "stream", env=run_env)
+        try:
+            proc.wait(timeout=rng.uniform(1.5, 4.0))
+        except subprocess.TimeoutExpired:
+            proc.send_signal(signal.SIGKILL)
+            proc.wait()
+        if proc.returncode == -signal.SIGKILL:
+            kills[point or "random"] += 1
+        elif proc.returncode != 0:
+            stderr = proc.stderr.read().decode()[-3000:] if proc.stderr else ""
+            pytest.fail(f"stream exited with {proc.returncode}: {stderr}")
+    return kills
+
+
+def catch_up(config: Path, env: dict[str, str]) -> str:
+    """A final `lakehouse sync --once`; returns its stderr (it must succeed)."""
+    final = lakehouse(config, "sync", "--once", env=env)
+    _, err = final.communicate(timeout=300)
+    assert final.returncode == 0, err.decode()[-3000:]
+    return err.decode()
