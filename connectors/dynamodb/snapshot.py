@@ -214,9 +214,12 @@ class SnapshotTaker:
             body: bytes = self.clients.s3.get_object(Bucket=bucket, Key=key)["Body"].read()
             return body
         folder = Path(uri.removeprefix("file://"))
-        if "/" in relative:  # data keys are relative to the bucket root, which holds AWSDynamoDB/
+        if "/" in relative:
+            # A data key is relative to the bucket root ("<prefix>/AWSDynamoDB/<id>/data/..."); a local
+            # copy may sit anywhere, so resolve the part from AWSDynamoDB/ on next to that folder.
             root = next((p.parent for p in [folder, *folder.parents] if p.name == "AWSDynamoDB"), folder)
-            return (root / relative).read_bytes()
+            _, marker, rest = relative.partition("AWSDynamoDB/")
+            return (root / (marker + rest if marker else relative)).read_bytes()
         return (folder / relative).read_bytes()
 
     def _export_items(self, uri: str, files: list[str]) -> Iterator[dict[str, Any]]:

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 
 import pyarrow as pa
 
-from connectors.events import Batch, QuarantinedRow, TableChanges, TableSchema
+from connectors.events import Batch, QuarantinedRow, TableChanges, TableId, TableSchema
 from connectors.mysql.columns import ConvertedRows, RowsOrigin, spans_changes_table
 from connectors.mysql.config import MySQLSourceConfig
 from connectors.mysql.offset import MariaGtid, MariaGtidPosition
@@ -158,6 +158,7 @@ class Transaction:
     events_seen: int = 0
     events_handed_out: int = 0
     events_to_skip: int = 0
+    truncated: set[TableId] = field(default_factory=set)  # captured tables a TRUNCATE emptied
     held: HeldChanges = field(default_factory=HeldChanges)
     origin: RowsOrigin = field(init=False)
 
@@ -238,15 +239,17 @@ class BatchAssembler:
             and time.monotonic() - self._opened_at >= self._config.batch_max_seconds
         )
 
-    def cut(self) -> Batch:
-        """A complete batch of everything held, ending at the current position."""
-        return self._take(complete=True)
+    def cut(self, snapshot: frozenset[TableId] = frozenset()) -> Batch:
+        """A complete batch of everything held, ending at the current position.
+
+        `snapshot` names tables whose state this commit replaces (emptied by a TRUNCATE)."""
+        return self._take(complete=True, snapshot=snapshot)
 
     def idle(self) -> Batch:
         """A complete batch with nothing in it that does not move the position (a keep-alive)."""
         return Batch(start=self.position, end=self.position, source_lag_seconds=0.0)
 
-    def _take(self, *, complete: bool) -> Batch:
+    def _take(self, *, complete: bool, snapshot: frozenset[TableId] = frozenset()) -> Batch:
         held = self._held
         held.convert()
         changes = tuple(
@@ -263,6 +266,7 @@ class BatchAssembler:
             complete=complete,
             quarantined=tuple(held.quarantined),
             source_lag_seconds=lag,
+            snapshot=snapshot,
         )
         held.clear()
         if complete:

@@ -102,21 +102,29 @@ class CapturedTables:
         """The captured table a rows event belongs to (None if not captured)."""
         return self._by_table_id.get(event.table_id)
 
-    def on_statement(self, query: str, default_schema: str) -> None:
-        """A DDL statement: capture a new table, drop cached definitions of the tables it names."""
+    def on_statement(self, query: str, default_schema: str) -> list[TableId]:
+        """A DDL statement: capture a new table, drop cached definitions of the tables it names.
+
+        Returns the captured tables a TRUNCATE empties (it writes no row events: the stream turns
+        it into a commit that replaces those tables' current state with nothing).
+        """
         match = _DDL.match(query)
         if not match:
-            return
+            return []
         if self._capture_new:
             self._capture_created(query, default_schema)
         verb = match.group(1).upper()
         named = {a.replace("``", "`") if a else b for a, b in _IDENTIFIER.findall(query)}
+        truncated: list[TableId] = []
         for name, table in self._by_name.items():
             if name not in named:
                 continue
             self._fallback.pop(table, None)
-            if verb in ("TRUNCATE", "DROP"):
-                # Neither writes row events: the lake keeps the rows until it is re-snapshotted.
+            if verb == "TRUNCATE":
+                logger.info("%s: TRUNCATE of captured table %s", endpoint(self._config), table)
+                truncated.append(table)
+            elif verb == "DROP":
+                # No row events: the lake keeps the rows until the table is re-snapshotted.
                 logger.warning(
                     "%s: %s on captured table %s (%s); the lake still has its rows: run "
                     "`lakehouse resnapshot --source %s` if the data should go too",
@@ -128,6 +136,7 @@ class CapturedTables:
                 )
             else:
                 logger.info("%s: schema change on %s: %s", endpoint(self._config), table, query[:200])
+        return truncated
 
     def _capture_created(self, query: str, default_schema: str) -> None:
         created = _CREATE_TABLE.match(query)
@@ -318,7 +327,11 @@ class _StreamSession:
             schema = (
                 event.schema.decode("utf-8", "replace") if isinstance(event.schema, bytes) else event.schema
             )
-            self.captured.on_statement(query, schema)
+            truncated = self.captured.on_statement(query, schema)
+            if trx is not None:
+                trx.truncated.update(
+                    t for t in truncated if (f := self.floors.get(t)) is None or not f.contains(trx.gtid)
+                )
             if trx is not None and trx.standalone:
                 yield from self._end(reader)
             return
@@ -365,6 +378,16 @@ class _StreamSession:
             return
         self.trx = None
         if trx.skip:
+            return
+        if trx.truncated:
+            # The TRUNCATE's commit replaces the tables' state: nothing before it may share it.
+            if self.assembler.pending:
+                yield self.assembler.cut()
+            self.assembler.commit(trx)
+            reader.auto_position = str(self.assembler.position)
+            yield self.assembler.cut(snapshot=frozenset(trx.truncated))
+            if self.until is not None and self.until <= self.assembler.position:
+                self.done = True
             return
         self.assembler.commit(trx)
         # The library reconnects on its own after errors 2006/2013, from `auto_position`.

@@ -34,6 +34,7 @@ from connectors.postgres.config import PostgresSourceConfig
 from connectors.postgres.connection import close_quietly, connect
 from connectors.postgres.offset import Lsn
 from connectors.postgres.slot import create_slot_with_snapshot, drop_slot, ensure_publication, slot_state
+from connectors.source import SourceError
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +69,7 @@ def backfill(config: PostgresSourceConfig, tables: Sequence[TableId], stream_off
     """Snapshot `tables` while the stream goes on; the final batch keeps the stream at `stream_offset`."""
     admin = connect(config)
     try:
+        _check_spare_slot(admin, config)
         # Tables must be published before the snapshot point, so the stream carries every change after it.
         ensure_publication(admin, config.publication_name, _published_tables(config, admin, tables))
     finally:
@@ -75,6 +77,27 @@ def backfill(config: PostgresSourceConfig, tables: Sequence[TableId], stream_off
     # A temporary slot's name only has to be unique while this connection lives.
     slot = f"{config.slot_name[:50]}_bf_{uuid.uuid4().hex[:8]}"
     yield from _exported_snapshot(config, tables, slot, temporary=True, stream_offset=stream_offset)
+
+
+def _check_spare_slot(conn: Any, config: PostgresSourceConfig) -> None:
+    """A backfill reads through a temporary slot and WAL sender of its own, beside the stream's:
+    say so clearly instead of the server's bare "all replication slots are in use"."""
+    with conn.cursor() as cur:
+        cur.execute(
+            "SELECT current_setting('max_replication_slots')::int, (SELECT count(*) FROM pg_replication_slots),"
+            " current_setting('max_wal_senders')::int, (SELECT count(*) FROM pg_stat_replication)"
+        )
+        max_slots, used_slots, max_senders, used_senders = cur.fetchone()
+    if used_slots >= max_slots:
+        raise SourceError(
+            f"source {config.name}: a backfill needs a temporary replication slot, but all {max_slots} slots are "
+            "in use. Fix: drop unused slots or raise max_replication_slots (needs a restart), then retry."
+        )
+    if used_senders >= max_senders:
+        raise SourceError(
+            f"source {config.name}: a backfill needs a WAL sender of its own, but all {max_senders} are busy. "
+            "Fix: raise max_wal_senders (needs a restart), then retry."
+        )
 
 
 def _published_tables(config: PostgresSourceConfig, conn: Any, tables: Sequence[TableId]) -> list[TableId]:

@@ -14,13 +14,14 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import boto3
 import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
 
 from connectors.dynamodb import snapshot as snapshots
 from connectors.dynamodb.offset import StreamPositions
-from connectors.source import PreflightError
+from connectors.source import PreflightError, SourceError
 from pipelines.config import ConfigError, parse_config
 from pipelines.runner import backfill_tables
 from pipelines.sources import open_source
@@ -200,29 +201,57 @@ def test_snapshot_hand_over_while_the_table_changes(
     assert ddb.lake_items() == ddb.table_items()
 
 
-def test_snapshot_from_an_export(ddb: DdbWorld, tmp_path: Path, aws_client_kwargs: dict[str, str]) -> None:
-    """Seeded from a DynamoDB JSON export; changes after the export time come from the stream."""
+@pytest.mark.parametrize("where", ["local", "s3"])
+def test_snapshot_from_an_export(
+    ddb: DdbWorld, tmp_path: Path, aws_client_kwargs: dict[str, str], s3_lake: Any, where: str
+) -> None:
+    """Seeded from a DynamoDB JSON export (the documented layout, under an S3 prefix); changes after
+    the export time come from the stream."""
     seed(ddb, 12)
-    export_root = tmp_path / "bucket"
-    folder = export_root / "AWSDynamoDB" / "01700000000000-abcdef12"
-    (folder / "data").mkdir(parents=True)
+    export_id = "01700000000000-abcdef12"
+    folder_key = f"exports/AWSDynamoDB/{export_id}"
     items = ddb.client.scan(TableName=ddb.name)["Items"]
-    lines = [json.dumps({"Item": _wire(i)}) for i in items]
-    (folder / "data" / "part-0.json.gz").write_bytes(gzip.compress("\n".join(lines).encode()))
-    exported_at = dt.datetime.now(dt.UTC)
-    (folder / "manifest-summary.json").write_text(
-        json.dumps(
-            {"exportTime": exported_at.isoformat(), "exportFormat": "DYNAMODB_JSON", "itemCount": len(items)}
-        )
-    )
-    (folder / "manifest-files.json").write_text(
-        json.dumps({"dataFileS3Key": "AWSDynamoDB/01700000000000-abcdef12/data/part-0.json.gz"}) + "\n"
-    )
+    files = {
+        f"{folder_key}/data/part-0.json.gz": gzip.compress(
+            "\n".join(json.dumps({"Item": _wire(i)}) for i in items).encode()
+        ),
+        f"{folder_key}/manifest-summary.json": json.dumps(
+            {
+                "exportTime": dt.datetime.now(dt.UTC).isoformat(),
+                "exportFormat": "DYNAMODB_JSON",
+                "itemCount": len(items),
+            }
+        ).encode(),
+        f"{folder_key}/manifest-files.json": (
+            json.dumps({"dataFileS3Key": f"{folder_key}/data/part-0.json.gz", "itemCount": len(items)}) + "\n"
+        ).encode(),
+    }
+    if where == "local":
+        for key, body in files.items():
+            (tmp_path / "bucket" / key).parent.mkdir(parents=True, exist_ok=True)
+            (tmp_path / "bucket" / key).write_bytes(body)
+        uri = str(tmp_path / "bucket" / folder_key)
+    else:
+        s3 = boto3.client("s3", **aws_client_kwargs)
+        for key, body in files.items():
+            s3.put_object(Bucket=s3_lake.bucket, Key=key, Body=body)
+        uri = f"s3://{s3_lake.bucket}/{folder_key}/"
     ddb.put(event("p1", 1, steps={"N": "4242"}, kind={"S": "after export"}))
     ddb.delete("p2", 2)
-    ddb.config = ddb.config.model_copy(update={"exports": {ddb.name: str(folder)}})
+    ddb.config = ddb.config.model_copy(update={"exports": {ddb.name: uri}})
     ddb.sync()
     assert ddb.lake_items() == ddb.table_items()
+
+
+def test_an_export_older_than_the_stream_retention_is_refused(ddb: DdbWorld, tmp_path: Path) -> None:
+    folder = tmp_path / "AWSDynamoDB" / "old"
+    folder.mkdir(parents=True)
+    old = dt.datetime.now(dt.UTC) - dt.timedelta(hours=30)
+    (folder / "manifest-summary.json").write_text(json.dumps({"exportTime": old.isoformat()}))
+    (folder / "manifest-files.json").write_text("")
+    ddb.config = ddb.config.model_copy(update={"exports": {ddb.name: str(folder)}})
+    with pytest.raises(SourceError, match="older than the stream's 24 h retention"):
+        ddb.sync()
 
 
 def test_backfill_one_table_while_the_other_streams(

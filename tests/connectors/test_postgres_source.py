@@ -19,7 +19,7 @@ from pydantic import SecretStr
 from connectors.config import RetryConfig
 from connectors.events import Batch, TableId
 from connectors.postgres import Lsn, PostgresSource, PostgresSourceConfig
-from connectors.source import PositionLostError, PreflightError, SourceUnavailableError
+from connectors.source import PositionLostError, PreflightError, SourceError, SourceUnavailableError
 
 UTC = dt.UTC
 ZONE = "America/St_Johns"  # UTC-03:30 in winter, UTC-02:30 in summer
@@ -642,6 +642,30 @@ def test_million_row_transaction_streams_in_bounded_memory(pg_db: Any, admin: An
 
 
 # --- backfill ----------------------------------------------------------------------------------------
+
+
+def test_backfill_without_a_spare_slot_says_what_to_change(pg_db: Any, admin: Any, make_source: Any) -> None:
+    """A backfill needs a temporary slot beside the stream's; with none free the error says so."""
+    execute(admin, "CREATE TABLE a (id int PRIMARY KEY)")
+    source = make_source()
+    _, final = initial(source)
+    with admin.cursor() as cur:
+        cur.execute(
+            "SELECT current_setting('max_replication_slots')::int - (SELECT count(*) FROM pg_replication_slots)"
+        )
+        (free,) = cur.fetchone()
+    fillers = [f"filler_{uuid.uuid4().hex[:12]}" for _ in range(free)]
+    try:
+        for name in fillers:  # physical slots: cheap, and they count against the same limit
+            execute(admin, f"SELECT pg_create_physical_replication_slot('{name}')")
+        with pytest.raises(SourceError, match="all .* slots are in use. Fix: drop unused slots"):
+            list(source.backfill([table_id(source, "a")], final.end))
+    finally:
+        for name in fillers:
+            execute(
+                admin,
+                f"SELECT pg_drop_replication_slot('{name}') WHERE EXISTS (SELECT 1 FROM pg_replication_slots WHERE slot_name = '{name}')",
+            )
 
 
 def test_backfill_while_streaming_sets_floors(pg_db: Any, admin: Any, make_source: Any) -> None:

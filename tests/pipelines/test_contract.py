@@ -318,3 +318,22 @@ def test_resnapshot_replaces_every_table_and_streaming_resumes(world: World) -> 
     world.sql("INSERT INTO visits VALUES (800, 1, 'after resnapshot')")
     assert world.sync().rows == 1
     assert world.lake_rows("visits", "id, note") == world.source_rows("visits", "id, note")
+
+
+def test_truncate_empties_the_table_and_later_rows_arrive(world: World) -> None:
+    world.sync()
+    world.sql(
+        "INSERT INTO accounts VALUES (300, 'before truncate', 1.00, 1)",
+        "UPDATE visits SET note = 'kept' WHERE id = 2",
+        "TRUNCATE TABLE accounts",
+        "INSERT INTO accounts VALUES (301, 'after truncate', 2.00, 2)",
+    )
+    world.sync()
+    assert world.lake_rows("accounts", COLS) == world.source_rows("accounts", COLS) == [
+        (301, "after truncate", Decimal("2.00"), 2)
+    ]
+    assert world.lake_rows("visits", "id, note") == world.source_rows("visits", "id, note")
+    # A new process resumes after the TRUNCATE; nothing is replayed, later changes arrive.
+    world.sql("INSERT INTO accounts VALUES (302, 'later', 3.00, 3)")
+    assert world.sync().rows == 1
+    assert world.lake_rows("accounts", COLS) == world.source_rows("accounts", COLS)
