@@ -3,8 +3,10 @@
 moto's streams have one shard that never splits, iterators that never expire and no trimming
 (shared PITFALLS.md), so a stream reader's lineage, expiry, throttling and trim handling cannot be
 tested there. This model behaves like the service in those respects; ``ddb_streams_server`` puts
-the real JSON wire protocol in front of it. Every record is serialised to its final wire JSON once,
-when it is written, so GetRecords only joins bytes. One lock guards all state.
+the real JSON wire protocol in front of it, and ``ddb_streams_records`` holds the types its state
+is made of (errors, shards, streams, iterators) and the record encoding. Every record is serialised
+to its final wire JSON once, when it is written, so GetRecords only joins bytes. One lock guards all
+state.
 
 How the service's limits are modelled (all times come from the injected ``clock``):
 - Iterators carry their issue time; older than ``iterator_ttl_seconds`` -> ExpiredIteratorException.
@@ -17,22 +19,54 @@ How the service's limits are modelled (all times come from the injected ``clock`
 
 from __future__ import annotations
 
-import base64
 import bisect
 import copy
 import hashlib
-import json
-import os
 import threading
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from decimal import Decimal
-from typing import Any, ClassVar
+from typing import Any
 
-Item = dict[str, Any]  # DynamoDB JSON, e.g. {"pk": {"S": "a"}, "n": {"N": "1"}}
-KeyTuple = tuple[Any, ...]  # key attribute values in key-schema order: str (S), Decimal (N), bytes (B)
+from tests.fakes.ddb_streams_records import (
+    ExpiredIteratorError,
+    FakeUsageError,
+    Item,
+    KeyTuple,
+    LimitExceededError,
+    RequestValidationError,
+    ResourceNotFoundError,
+    Shard,
+    ShardIterator,
+    Stream,
+    StreamsError,
+    TrimmedDataAccessError,
+    dumps,
+    encode_record,
+    key_hash,
+    key_value,
+)
+
+# The errors and item types are re-exported: tests.fakes.ddb_streams and the server import them here.
+__all__ = [
+    "FIRST_SEQUENCE_NUMBER",
+    "HASH_SPACE",
+    "MAX_PAGE",
+    "MAX_RECORDS_PER_CALL",
+    "MAX_RESPONSE_BYTES",
+    "OPERATIONS",
+    "READER_WINDOW_SECONDS",
+    "ExpiredIteratorError",
+    "FakeStreams",
+    "FakeUsageError",
+    "Item",
+    "KeyTuple",
+    "LimitExceededError",
+    "RequestValidationError",
+    "ResourceNotFoundError",
+    "StreamsError",
+    "TrimmedDataAccessError",
+]
 
 FIRST_SEQUENCE_NUMBER = 10**20  # 21 digits: the service model's SequenceNumber has min length 21
 MAX_RECORDS_PER_CALL = 1000
@@ -41,130 +75,6 @@ MAX_PAGE = 100  # DescribeStream and ListStreams Limit upper bound
 READER_WINDOW_SECONDS = 1.0
 HASH_SPACE = 1 << 64
 OPERATIONS = frozenset({"DescribeStream", "GetRecords", "GetShardIterator", "ListStreams"})
-
-
-class StreamsError(Exception):
-    """An error the service returns to a client; ``code`` is its wire name."""
-
-    code: ClassVar[str] = "InternalServerError"
-
-
-class ResourceNotFoundError(StreamsError):
-    code = "ResourceNotFoundException"
-
-
-class ExpiredIteratorError(StreamsError):
-    code = "ExpiredIteratorException"
-
-
-class TrimmedDataAccessError(StreamsError):
-    code = "TrimmedDataAccessException"
-
-
-class LimitExceededError(StreamsError):
-    code = "LimitExceededException"
-
-
-class RequestValidationError(StreamsError):
-    code = "ValidationException"
-
-
-class FakeUsageError(ValueError):
-    """A test drove the fake wrongly (an item without its key, splitting a closed shard, ...)."""
-
-
-@dataclass
-class _Shard:
-    shard_id: str
-    parent_id: str | None
-    hash_range: tuple[int, int]  # [lo, hi) of partition-key hashes routed here while open
-    start_seq: int
-    created_at: float
-    end_seq: int | None = None
-    closed_at: float | None = None
-    base: int = 0  # absolute position of seqs[0]; positions before it were trimmed
-    trimmed_through: int | None = None  # sequence number of the newest trimmed record
-    seqs: list[int] = field(default_factory=list)
-    times: list[float] = field(default_factory=list)
-    blobs: list[bytes] = field(default_factory=list)
-    readers: dict[int, float] = field(default_factory=dict)  # reader lineage -> last GetRecords
-
-    @property
-    def end(self) -> int:
-        return self.base + len(self.seqs)
-
-    def describe(self) -> dict[str, Any]:
-        seq_range = {"StartingSequenceNumber": str(self.start_seq)}
-        if self.end_seq is not None:
-            seq_range["EndingSequenceNumber"] = str(self.end_seq)
-        out: dict[str, Any] = {"ShardId": self.shard_id, "SequenceNumberRange": seq_range}
-        if self.parent_id is not None:
-            out["ParentShardId"] = self.parent_id
-        return out
-
-
-@dataclass
-class _Stream:
-    arn: str
-    label: str
-    table: str
-    key_names: tuple[str, ...]
-    created_at: float
-    shards: dict[str, _Shard] = field(default_factory=dict)  # creation order: parents first
-    open_shards: list[_Shard] = field(default_factory=list)
-    items: dict[KeyTuple, Item] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class _Iterator:
-    arn: str
-    shard_id: str
-    position: int
-    issued: float
-    serial: int
-    lineage: int
-
-    def encode(self) -> str:
-        # Shaped like the real ones ("<stream arn>|1|<opaque>"); only this fake reads the payload.
-        payload = f"{self.shard_id}|{self.position}|{self.issued!r}|{self.serial}|{self.lineage}"
-        return f"{self.arn}|1|{base64.urlsafe_b64encode(payload.encode()).decode()}"
-
-    @classmethod
-    def decode(cls, token: str) -> _Iterator:
-        try:
-            arn, _, payload = token.rsplit("|", 2)
-            shard_id, pos, issued, serial, lineage = base64.urlsafe_b64decode(payload).decode().split("|")
-            return cls(arn, shard_id, int(pos), float(issued), int(serial), int(lineage))
-        except ValueError as exc:  # binascii.Error and UnicodeDecodeError are ValueErrors
-            raise RequestValidationError("Invalid ShardIterator") from exc
-
-
-# One encoder: json.dumps with non-default options builds a new one per call (a third of write time).
-_encode = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
-
-
-def _dumps(value: Any) -> bytes:
-    return _encode(value).encode()
-
-
-def _key_value(name: str, value: Any) -> Any:
-    if not isinstance(value, dict) or len(value) != 1:
-        raise FakeUsageError(f"key attribute {name!r} must be one DynamoDB JSON scalar, got {value!r}")
-    (kind, raw), *_ = value.items()
-    if kind == "S":
-        return raw
-    if kind == "N":
-        return Decimal(raw)
-    if kind == "B":
-        return base64.b64decode(raw)
-    raise FakeUsageError(f"key attribute {name!r} must be S, N or B, got {kind}")
-
-
-def _hash(value: Any) -> int:
-    canonical = (
-        f"N:{value.normalize()}" if isinstance(value, Decimal) else f"{type(value).__name__}:{value!r}"
-    )
-    return int.from_bytes(hashlib.blake2b(canonical.encode(), digest_size=8).digest(), "big")
 
 
 def _page_limit(limit: int | None, maximum: int) -> int:
@@ -201,7 +111,7 @@ class FakeStreams:
         self.region, self.account = region, account
         self._ttl, self._max_readers, self._clock = iterator_ttl_seconds, max_readers_per_shard, clock
         self._lock = threading.RLock()
-        self._streams: dict[str, _Stream] = {}
+        self._streams: dict[str, Stream] = {}
         self._next_seq = first_sequence_number  # one counter: children always follow their parents
         self._next_serial = 0  # iterator serial numbers, also reader lineage ids
         self._expired_below = 0
@@ -231,7 +141,7 @@ class FakeStreams:
                     label = candidate
                 millis += 1
             keys = (hash_key,) if range_key is None else (hash_key, range_key)
-            stream = _Stream(arn, label, table, keys, now)
+            stream = Stream(arn, label, table, keys, now)
             self._new_shard(stream, None, (0, HASH_SPACE), now)
             stream.open_shards = list(stream.shards.values())
             self._streams[arn] = stream
@@ -430,7 +340,7 @@ class FakeStreams:
         with self._lock:
             self._take_throttle("GetRecords")
             limit = _page_limit(limit, MAX_RECORDS_PER_CALL)
-            it = _Iterator.decode(shard_iterator)
+            it = ShardIterator.decode(shard_iterator)
             shard = self._shard(self._stream(it.arn), it.shard_id)
             now = self._clock()
             if it.serial < self._expired_below:
@@ -458,17 +368,17 @@ class FakeStreams:
             closed_and_done = shard.end_seq is not None and shard.base + last >= shard.end
             if not closed_and_done:  # only a closed shard read to its end hands out no next iterator
                 nxt = self._issue(it.arn, it.shard_id, shard.base + last, it.lineage).encode()
-                body += b',"NextShardIterator":' + _dumps(nxt)
+                body += b',"NextShardIterator":' + dumps(nxt)
             return body + b"}"
 
     # ---- internals (callers hold the lock) ------------------------------------------------
-    def _stream(self, arn: str) -> _Stream:
+    def _stream(self, arn: str) -> Stream:
         stream = self._streams.get(arn)
         if stream is None:
             raise ResourceNotFoundError(f"Requested resource not found: Stream: {arn} not found")
         return stream
 
-    def _shard(self, stream: _Stream, shard_id: str) -> _Shard:
+    def _shard(self, stream: Stream, shard_id: str) -> Shard:
         shard = stream.shards.get(shard_id)
         if shard is None:
             raise ResourceNotFoundError(f"Requested resource not found: Shard does not exist: {shard_id}")
@@ -479,18 +389,18 @@ class FakeStreams:
         return self._next_seq - 1
 
     def _new_shard(
-        self, stream: _Stream, parent: str | None, hash_range: tuple[int, int], now: float
-    ) -> _Shard:
+        self, stream: Stream, parent: str | None, hash_range: tuple[int, int], now: float
+    ) -> Shard:
         self._shards_made += 1
         suffix = hashlib.sha256(f"{stream.arn}#{self._shards_made}".encode()).hexdigest()[:8]
-        shard = _Shard(f"shardId-{int(now * 1000):020d}-{suffix}", parent, hash_range, self._take_seq(), now)
+        shard = Shard(f"shardId-{int(now * 1000):020d}-{suffix}", parent, hash_range, self._take_seq(), now)
         stream.shards[shard.shard_id] = shard
         return shard
 
-    def _issue(self, arn: str, shard_id: str, position: int, lineage: int | None) -> _Iterator:
+    def _issue(self, arn: str, shard_id: str, position: int, lineage: int | None) -> ShardIterator:
         serial = self._next_serial
         self._next_serial += 1
-        return _Iterator(
+        return ShardIterator(
             arn, shard_id, position, self._clock(), serial, serial if lineage is None else lineage
         )
 
@@ -499,7 +409,7 @@ class FakeStreams:
             self._throttles[operation] -= 1
             raise LimitExceededError(f"Rate exceeded for {operation} (throttled by the test)")
 
-    def _admit_reader(self, shard: _Shard, lineage: int, now: float) -> None:
+    def _admit_reader(self, shard: Shard, lineage: int, now: float) -> None:
         for other, last in list(shard.readers.items()):
             if last <= now - READER_WINDOW_SECONDS:
                 del shard.readers[other]
@@ -510,7 +420,7 @@ class FakeStreams:
             )
         shard.readers[lineage] = now
 
-    def _checked_sequence(self, shard: _Shard, iterator_type: str, sequence_number: str | None) -> int:
+    def _checked_sequence(self, shard: Shard, iterator_type: str, sequence_number: str | None) -> int:
         if sequence_number is None or not sequence_number.isdigit():
             raise RequestValidationError(f"A numeric SequenceNumber is required for {iterator_type}")
         seq = int(sequence_number)
@@ -524,13 +434,13 @@ class FakeStreams:
             )
         return seq
 
-    def _key_of(self, stream: _Stream, item: Mapping[str, Any]) -> KeyTuple:
+    def _key_of(self, stream: Stream, item: Mapping[str, Any]) -> KeyTuple:
         try:
-            return tuple([_key_value(n, item[n]) for n in stream.key_names])
+            return tuple([key_value(n, item[n]) for n in stream.key_names])
         except KeyError as exc:
             raise FakeUsageError(f"item lacks key attribute {exc.args[0]!r}") from exc
 
-    def _write(self, stream: _Stream, item: Item, now: float) -> str | None:
+    def _write(self, stream: Stream, item: Item, now: float) -> str | None:
         key = self._key_of(stream, item)
         old = stream.items.get(key)
         if old == item:  # DynamoDB emits no record when a put changes nothing
@@ -539,26 +449,15 @@ class FakeStreams:
         return self._append(stream, key, "INSERT" if old is None else "MODIFY", item, old, now)
 
     def _append(
-        self, stream: _Stream, key: KeyTuple, event: str, new: Item | None, old: Item | None, now: float
+        self, stream: Stream, key: KeyTuple, event: str, new: Item | None, old: Item | None, now: float
     ) -> str:
         image = new if new is not None else old
         assert image is not None
-        h = _hash(key[0])  # the partition key alone picks the shard, as in DynamoDB
+        h = key_hash(key[0])  # the partition key alone picks the shard, as in DynamoDB
         shard = next(s for s in stream.open_shards if s.hash_range[0] <= h < s.hash_range[1])
         seq = self._take_seq()
-        keys = _dumps({n: image[n] for n in stream.key_names})
-        new_j = b"" if new is None else b',"NewImage":' + _dumps(new)
-        old_j = b"" if old is None else b',"OldImage":' + _dumps(old)
-        head = (
-            f'{{"eventID":"{os.urandom(16).hex()}","eventName":"{event}","eventVersion":"1.1",'
-            f'"eventSource":"aws:dynamodb","awsRegion":"{self.region}","dynamodb":'
-            f'{{"ApproximateCreationDateTime":{int(now)},"Keys":'
-        )
-        tail = f',"SequenceNumber":"{seq}","SizeBytes":{len(keys) + len(new_j) + len(old_j)},'
-        blob = (
-            head.encode() + keys + new_j + old_j + tail.encode() + b'"StreamViewType":"NEW_AND_OLD_IMAGES"}}'
-        )
+        keys = {n: image[n] for n in stream.key_names}
         shard.seqs.append(seq)
         shard.times.append(now)
-        shard.blobs.append(blob)
+        shard.blobs.append(encode_record(self.region, event, keys, new, old, seq, now))
         return str(seq)
