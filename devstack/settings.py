@@ -16,6 +16,7 @@ __all__ = ["StackSettings", "load_settings", "find_repo_dir"]
 DEFAULT_MARIADB_PORT = 13306
 DEFAULT_POSTGRES_PORT = 15433
 DEFAULT_MOTO_PORT = 15000
+DEFAULT_OPENSEARCH_PORT = 19200
 
 
 class SettingsError(ValueError):
@@ -46,6 +47,7 @@ class StackSettings:
     mariadb_port: int = DEFAULT_MARIADB_PORT
     postgres_port: int = DEFAULT_POSTGRES_PORT
     moto_port: int = DEFAULT_MOTO_PORT
+    opensearch_port: int = DEFAULT_OPENSEARCH_PORT
     admin_user: str = "lakehouse_admin"
     admin_password: SecretStr = field(default=SecretStr("admin-local-pw"), repr=False)
     cdc_user: str = "cdc"
@@ -58,6 +60,11 @@ class StackSettings:
     def moto_endpoint(self) -> str:
         """Base URL of the moto server (S3, DynamoDB, Glue, ... all on one port)."""
         return f"http://{self.host}:{self.moto_port}"
+
+    @property
+    def opensearch_endpoint(self) -> str:
+        """Base URL of the local single-node OpenSearch (plain HTTP, no auth)."""
+        return f"http://{self.host}:{self.opensearch_port}"
 
     def service_dir(self, name: str) -> Path:
         """Directory holding one service's config, data, logs and pid file."""
@@ -88,4 +95,5 @@ def load_settings() -> StackSettings:
         mariadb_port=_port_from_env("LAKEHOUSE_MARIADB_PORT", DEFAULT_MARIADB_PORT),
         postgres_port=_port_from_env("LAKEHOUSE_POSTGRES_PORT", DEFAULT_POSTGRES_PORT),
         moto_port=_port_from_env("LAKEHOUSE_MOTO_PORT", DEFAULT_MOTO_PORT),
+        opensearch_port=_port_from_env("LAKEHOUSE_OPENSEARCH_PORT", DEFAULT_OPENSEARCH_PORT),
     )
