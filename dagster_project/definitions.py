@@ -13,6 +13,7 @@ from connectors.dynamodb.source import SCHEMA as DYNAMODB_SCHEMA
 from dagster_project.assets import build_source_assets
 from dagster_project.checks import build_source_checks
 from dagster_project.resources import LakeResource, dynamodb_resource, replay_resource, source_resource
+from dagster_project.search_assets import build_search_definitions
 from pipelines.config import LakehouseConfig, load_config
 
 
@@ -48,7 +49,15 @@ def build_definitions(config: LakehouseConfig) -> dg.Definitions:
         aws_access_key_id=dg.EnvVar("AWS_ACCESS_KEY_ID") if lake.root.startswith("s3://") else None,
         aws_secret_access_key=dg.EnvVar("AWS_SECRET_ACCESS_KEY") if lake.root.startswith("s3://") else None,
     )
-    micro_batches = dg.define_asset_job("micro_batches", selection=dg.AssetSelection.all())
+    search_jobs: list[dg.UnresolvedAssetJobDefinition] = []
+    sensors: list[dg.SensorDefinition] = []
+    if config.search.mysql_source in {s.name for s in config.sources}:
+        search_assets, search_checks, search_jobs, sensors = build_search_definitions(config)
+        assets += search_assets
+        checks += search_checks
+    micro_batches = dg.define_asset_job(
+        "micro_batches", selection=dg.AssetSelection.all() - dg.AssetSelection.groups("search")
+    )
     schedule = dg.ScheduleDefinition(
         name="every_minute",
         job=micro_batches,
@@ -56,7 +65,12 @@ def build_definitions(config: LakehouseConfig) -> dg.Definitions:
         default_status=dg.DefaultScheduleStatus.STOPPED,
     )
     return dg.Definitions(
-        assets=assets, asset_checks=checks, resources=resources, jobs=[micro_batches], schedules=[schedule]
+        assets=assets,
+        asset_checks=checks,
+        resources=resources,
+        jobs=[micro_batches, *search_jobs],
+        schedules=[schedule],
+        sensors=sensors,
     )
 
 

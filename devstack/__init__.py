@@ -1,9 +1,9 @@
-"""Local service stack for development and tests: MariaDB, PostgreSQL and the moto server.
+"""Local service stack for development and tests: MariaDB, PostgreSQL, the moto server, OpenSearch.
 
 ``up()`` installs, initialises and starts services (idempotent), ``down()`` stops them and
 ``status()`` reports them. Services are listed in :data:`SERVICE_TYPES` in start order; adding one
 (an OpenSearch node, say) means one more module implementing :class:`devstack.base.Service` and one
-more entry there.
+more entry there. OpenSearch comes last: its first ``up`` builds it from Maven Central.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from devstack.base import DevstackError, Service, ServiceStatus
 from devstack.mariadb import MariaDBService
 from devstack.moto import MotoService
+from devstack.opensearch_service import OpenSearchService
 from devstack.postgres import PostgresService
 from devstack.settings import StackSettings, load_settings
 
@@ -34,7 +35,12 @@ __all__ = [
 ]
 
 # Start order; stop order is the reverse.
-SERVICE_TYPES: list[Callable[[StackSettings], Service]] = [MariaDBService, PostgresService, MotoService]
+SERVICE_TYPES: list[Callable[[StackSettings], Service]] = [
+    MariaDBService,
+    PostgresService,
+    MotoService,
+    OpenSearchService,
+]
 
 
 class UnknownServiceError(DevstackError):

@@ -23,7 +23,7 @@ def _setup_logging(verbose: bool) -> None:
         datefmt="%H:%M:%S",
         stream=sys.stderr,
     )
-    for noisy in ("pymysqlreplication", "botocore", "urllib3", "pyiceberg"):
+    for noisy in ("pymysqlreplication", "botocore", "urllib3", "pyiceberg", "opensearch"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
@@ -182,6 +182,61 @@ def _cmd_preflight(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_search(args: argparse.Namespace) -> int:
+    from pipelines.search import Searcher, format_hits
+
+    config = load_config(args.config)
+    searcher = Searcher.from_config(config)
+    index = {"people": config.search.people_alias, "catalog": config.search.catalog_alias}.get(
+        args.index, args.index
+    )
+    print(format_hits(searcher.search(" ".join(args.query), index=index, size=args.size)))
+    return 0
+
+
+def _cmd_index(args: argparse.Namespace) -> int:
+    from connectors.lake.lake import Lake
+    from connectors.opensearch.client import open_client
+    from pipelines.search_docs import PeopleSources
+    from pipelines.search_index import PeopleIndexer
+    from pipelines.synonym_publish import synonyms_path
+
+    config = load_config(args.config)
+    search = config.search
+    sources = PeopleSources(search.mysql_source, search.mysql_schema, search.devices_source)
+    indexer = PeopleIndexer(
+        Lake(config.lake), open_client(search.opensearch), alias=search.people_alias, sources=sources,
+        synonyms_path=synonyms_path(search),
+    )  # fmt: skip
+    report = indexer.run(full=args.full)
+    r = report.result
+    print(
+        f"{report.index}: {report.patients} patients -> {r.indexed} indexed, {r.deleted} deleted, {r.stale} stale, "
+        f"{len(r.failures)} dead-lettered{' to ' + report.dead_letter_file if report.dead_letter_file else ''} "
+        f"(version {report.version}, {report.seconds:.1f} s)"
+    )
+    return 1 if r.failures else 0
+
+
+def _cmd_synonyms(args: argparse.Namespace) -> int:
+    from connectors.lake.lake import Lake
+    from connectors.opensearch.client import open_client
+    from pipelines.synonym_publish import publish_synonyms
+
+    config = load_config(args.config)
+    report = publish_synonyms(
+        Lake(config.lake), config.search, open_client(config.search.opensearch), force_apply=args.force
+    )
+    print(
+        f"synonyms: {report.lines} lines, {len(report.rejected)} rejected, sha256 {report.sha256[:12]}, "
+        f"{'new version ' + report.s3_version if report.changed else 'unchanged'}, "
+        f"{'applied to ' + (', '.join(report.reloaded) or report.package_id) if report.applied else 'nothing to apply'}"
+    )
+    for r in report.rejected:
+        print(f"  row {r.row_id} left out: {r.reason}")
+    return 0
+
+
 def _cmd_world(args: argparse.Namespace) -> int:
     from pipelines.demo import create_world_from_config
 
@@ -267,6 +322,23 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--seconds", type=float, default=30.0)
     s.add_argument("--seed", type=int, default=11)
     s.set_defaults(func=_cmd_workload)
+
+    s = sub.add_parser("search", help="search the people (or catalog) index; ranked results with highlights")
+    s.add_argument("query", nargs="+")
+    s.add_argument("--index", default="people", help="people, catalog, or an index/alias name")
+    s.add_argument("--size", type=int, default=10)
+    s.set_defaults(func=_cmd_search)
+
+    s = sub.add_parser("index", help="index changed 360° documents from the lake into OpenSearch")
+    s.add_argument("--full", action="store_true", help="rebuild every document, not only the changed ones")
+    s.set_defaults(func=_cmd_index)
+
+    s = sub.add_parser(
+        "synonyms", help="publish the synonyms table as a new dictionary version (if it changed)"
+    )
+    s.add_argument("action", choices=["publish"])
+    s.add_argument("--force", action="store_true", help="apply to the analyzers even if unchanged")
+    s.set_defaults(func=_cmd_synonyms)
     return p
 
 

@@ -20,6 +20,7 @@ from connectors.dynamodb.config import DynamoDBReplayConfig, DynamoDBSourceConfi
 from connectors.lake.config import LakeConfig
 from connectors.mysql.config import MySQLSourceConfig
 from connectors.postgres.config import PostgresSourceConfig
+from pipelines.search_config import SearchConfig
 
 AnySourceConfig = MySQLSourceConfig | PostgresSourceConfig | DynamoDBSourceConfig | DynamoDBReplayConfig
 SourceConfig = Annotated[AnySourceConfig, Field(discriminator="kind")]
@@ -38,6 +39,9 @@ class LakehouseConfig(FrozenModel):
 
     lake: LakeConfig = Field(default_factory=LakeConfig)
     sources: tuple[SourceConfig, ...] = Field(default=(), description="CDC sources.")
+    search: SearchConfig = Field(
+        default_factory=SearchConfig, description="OpenSearch indexing and synonyms."
+    )
 
     @model_validator(mode="after")
     def _unique_source_names(self) -> LakehouseConfig:

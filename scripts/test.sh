@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The full test suite against real local services: install what is needed, start the local stack
-# (MariaDB, PostgreSQL, moto), run pytest.  Extra arguments go to pytest (e.g. -k mysql, -x).
+# (MariaDB, PostgreSQL, moto, OpenSearch), run pytest.  Extra arguments go to pytest (e.g. -k mysql, -x).
 set -euo pipefail
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$repo"

@@ -29,7 +29,7 @@ from pydantic import SecretStr  # noqa: E402
 import devstack  # noqa: E402
 from devstack.settings import StackSettings  # noqa: E402
 
-TEST_SERVICES = ["mariadb", "postgres", "moto"]
+TEST_SERVICES = ["mariadb", "postgres", "moto", "opensearch"]
 PG_SLOT_DROP_TIMEOUT_S = 30.0
 
 
@@ -118,7 +118,7 @@ class TestDatabase:
 
 @pytest.fixture(scope="session")
 def stack() -> StackSettings:
-    """Start MariaDB, PostgreSQL and moto if needed (cheap when running); fail with the reason."""
+    """Start MariaDB, PostgreSQL, moto and OpenSearch if needed (cheap when running); fail with the reason."""
     try:
         devstack.up(TEST_SERVICES)
     except devstack.DevstackError as exc:
@@ -306,6 +306,12 @@ def _drop_pg_db(cfg: StackSettings, name: str) -> None:
 def moto_endpoint(stack: StackSettings) -> str:
     """Base URL of the running moto server (keys ``testing``/``testing``, region us-east-1)."""
     return stack.moto_endpoint
+
+
+@pytest.fixture(scope="session")
+def opensearch_endpoint(stack: StackSettings) -> str:
+    """Base URL of the running single-node OpenSearch (plain HTTP, no auth)."""
+    return stack.opensearch_endpoint
 
 
 @pytest.fixture(scope="session")

@@ -183,7 +183,9 @@ def test_postgres_cdc_role_can_stream_and_publish(pg_db: TestDatabase) -> None:
 def test_postgres_wrong_password_is_rejected(pg_db: TestDatabase) -> None:
     """TCP logins really use scram-sha-256 (pg_hba is not 'trust')."""
     with pytest.raises(psycopg2.OperationalError, match="password authentication failed"):
-        psycopg2.connect(host=pg_db.host, port=pg_db.port, user=pg_db.cdc_user, password="wrong", dbname=pg_db.name)
+        psycopg2.connect(
+            host=pg_db.host, port=pg_db.port, user=pg_db.cdc_user, password="wrong", dbname=pg_db.name
+        )
 
 
 def test_moto_serves_s3(moto_endpoint: str, aws_client_kwargs: dict[str, str]) -> None:
@@ -202,11 +204,12 @@ def test_moto_serves_s3(moto_endpoint: str, aws_client_kwargs: dict[str, str]) -
 def test_up_is_idempotent(stack: StackSettings) -> None:
     """A second up() starts nothing and reports the already running pids."""
     before = {s.name: s.pid for s in devstack.status()}
-    results = devstack.up(["mariadb", "postgres", "moto"])
+    results = devstack.up(["mariadb", "postgres", "moto", "opensearch"])
     assert [(r.status.name, r.action) for r in results] == [
         ("mariadb", "already running"),
         ("postgres", "already running"),
         ("moto", "already running"),
+        ("opensearch", "already running"),
     ]
     assert {r.status.name: r.status.pid for r in results} == before
 
@@ -223,7 +226,7 @@ def test_status_cli_lists_running_services(stack: StackSettings) -> None:
     )
     assert proc.returncode == 0, proc.stderr
     lines = {line.split()[0]: line for line in proc.stdout.splitlines()[1:]}
-    assert set(lines) == {"mariadb", "postgres", "moto"}
+    assert set(lines) == {"mariadb", "postgres", "moto", "opensearch"}
     assert all(" running " in line for line in lines.values())
     assert f"127.0.0.1:{stack.mariadb_port}" in lines["mariadb"]
     assert "admin-local-pw" not in proc.stdout
@@ -273,13 +276,16 @@ def test_lifecycle_survives_down_and_unclean_kill(private_stack: StackSettings) 
     """up -> down -> down -> up -> kill -9 everything -> up recovers, keeping the data."""
     names = ["mariadb", "postgres", "moto"]
     assert {r.action for r in devstack.up(names)} == {"started"}
-    with pymysql.connect(
-        host=private_stack.host,
-        port=private_stack.mariadb_port,
-        user=private_stack.admin_user,
-        password=private_stack.admin_password.get_secret_value(),
-        autocommit=True,
-    ) as conn, conn.cursor() as cur:
+    with (
+        pymysql.connect(
+            host=private_stack.host,
+            port=private_stack.mariadb_port,
+            user=private_stack.admin_user,
+            password=private_stack.admin_password.get_secret_value(),
+            autocommit=True,
+        ) as conn,
+        conn.cursor() as cur,
+    ):
         cur.execute("CREATE DATABASE keepme")
 
     assert {r.action for r in devstack.down(names)} == {"stopped"}
@@ -287,21 +293,24 @@ def test_lifecycle_survives_down_and_unclean_kill(private_stack: StackSettings) 
     assert {s.state for s in devstack.status()} == {"stopped"}
 
     assert {r.action for r in devstack.up(names)} == {"started"}
-    for st in devstack.status():
+    for st in devstack.status(names):
         assert st.pid is not None
         os.kill(st.pid, signal.SIGKILL)
     deadline = time.monotonic() + 30
-    while any(s.running for s in devstack.status()) and time.monotonic() < deadline:
+    while any(s.running for s in devstack.status(names)) and time.monotonic() < deadline:
         time.sleep(0.1)
 
     results = devstack.up(names)
     assert {r.action for r in results} == {"started"}
-    with pymysql.connect(
-        host=private_stack.host,
-        port=private_stack.mariadb_port,
-        user=private_stack.cdc_user,
-        password=private_stack.cdc_password.get_secret_value(),
-    ) as conn, conn.cursor() as cur:
+    with (
+        pymysql.connect(
+            host=private_stack.host,
+            port=private_stack.mariadb_port,
+            user=private_stack.cdc_user,
+            password=private_stack.cdc_password.get_secret_value(),
+        ) as conn,
+        conn.cursor() as cur,
+    ):
         cur.execute("SHOW DATABASES LIKE 'keepme'")
         assert cur.fetchall() == (("keepme",),)
     pg = psycopg2.connect(

@@ -42,6 +42,7 @@ from pyiceberg.exceptions import (
     NoSuchTableError,
     TableAlreadyExistsError,
 )
+from pyiceberg.expressions import AlwaysTrue, BooleanExpression
 from pyiceberg.manifest import DataFile, ManifestEntry
 from pyiceberg.table import Table as IcebergTable
 
@@ -122,12 +123,25 @@ class CurrentState:
         """Rows a reader of the table sees now, from its snapshot summary (no data read)."""
         return 0 if table is None else _live_rows(table)
 
-    def read(self, lake_table: str) -> pa.Table:
-        """The table's current rows (empty table if it does not exist yet); deletes applied."""
+    def read(
+        self,
+        lake_table: str,
+        columns: Sequence[str] | None = None,
+        row_filter: BooleanExpression | None = None,
+    ) -> pa.Table:
+        """The table's current rows (empty table if it does not exist yet); deletes applied.
+
+        `columns` and `row_filter` (a pyiceberg expression, e.g. ``In("patient_id", ids)``) are
+        pushed down to the scan, so only the files and columns needed are read.
+        """
         table = self.load(lake_table)
         if table is None:
             return pa.table({})
-        return table.scan().to_arrow()
+        scan = table.scan(
+            row_filter=row_filter if row_filter is not None else AlwaysTrue(),
+            selected_fields=tuple(columns) if columns else ("*",),
+        )
+        return scan.to_arrow()
 
     def merge(self, latest: CommitRecord | None = None) -> list[MergeResult]:
         """Bring every table up to the latest commit; returns what changed."""

@@ -1,0 +1,1 @@
+"""Amazon OpenSearch Service and OpenSearch clusters: indexing, search and the synonym package lifecycle."""

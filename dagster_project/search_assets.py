@@ -1,0 +1,165 @@
+"""Search in Dagster: the synonym package and the people index as assets, a sensor, checks.
+
+* `search/synonyms` publishes the synonyms table as a dictionary version (metadata: the live
+  version). `synonyms_changed` watches the lake's commit log for new commits of the synonyms
+  table and requests a run of `publish_synonyms` — no triggers, no Lambda.
+* `search/people` indexes the changed 360° documents. Checks: the index holds one document per
+  patient in the lake, and a canary query (a patient's own name) finds that patient.
+Each body is one call into `pipelines`, plus its metadata.
+"""
+
+import random
+from collections.abc import Iterator
+from typing import Any
+
+import dagster as dg
+
+from connectors.opensearch.client import open_client
+from connectors.opensearch.search import search
+from dagster_project.assets import table_key
+from pipelines.config import LakehouseConfig
+from pipelines.search_docs import PeopleDocuments, PeopleSources
+from pipelines.search_index import PeopleIndexer
+from pipelines.synonym_publish import publish_synonyms, synonyms_path
+
+SYNONYMS_KEY = dg.AssetKey(["search", "synonyms"])
+PEOPLE_KEY = dg.AssetKey(["search", "people"])
+
+
+def build_search_definitions(config: LakehouseConfig) -> tuple[list[Any], list[Any], list[Any], list[Any]]:
+    """(assets, checks, jobs, sensors) for the `[search]` section of a configuration."""
+    search_config = config.search
+    syn = search_config.synonyms
+    sources = PeopleSources(
+        search_config.mysql_source, search_config.mysql_schema, search_config.devices_source
+    )
+    configured = {s.name: s for s in config.sources}
+    synonyms_table = _source_table_name(configured.get(syn.source), syn.lake_table)
+    people_inputs = [
+        table_key(source, _source_table_name(configured.get(source), lake_table), "current")
+        for source, lake_table in sources.tables()
+        if source in configured
+    ]
+
+    @dg.asset(
+        key=SYNONYMS_KEY,
+        group_name="search",
+        kinds={"opensearch", "s3"},
+        deps=[table_key(syn.source, synonyms_table, "current")] if syn.source in configured else [],
+        required_resource_keys={"lake"},
+        description="The synonyms table as a versioned dictionary, live in the search analyzers.",
+    )
+    def synonyms(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
+        lake = context.resources.lake.lake()
+        _merge_source_table(lake, syn.source, syn.lake_table)
+        report = publish_synonyms(lake, search_config, open_client(search_config.opensearch))
+        return dg.MaterializeResult(
+            metadata={
+                "live_s3_version": report.s3_version,
+                "sha256": report.sha256,
+                "lines": report.lines,
+                "rejected_rows": dg.MetadataValue.json(
+                    [{"row_id": r.row_id, "reason": r.reason} for r in report.rejected]
+                ),
+                "new_version": report.changed,
+                "applied": report.applied,
+                "package": report.package_id,
+                "package_version": report.package_version,
+                "reloaded_indices": ", ".join(report.reloaded),
+                "seconds": round(report.seconds, 3),
+            }
+        )
+
+    @dg.asset(
+        key=PEOPLE_KEY,
+        group_name="search",
+        kinds={"opensearch"},
+        deps=[*people_inputs, SYNONYMS_KEY],
+        required_resource_keys={"lake"},
+        description="The customer/patient 360° index (alias), kept in step with the lake.",
+    )
+    def people(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
+        indexer = PeopleIndexer(
+            context.resources.lake.lake(), open_client(search_config.opensearch), alias=search_config.people_alias,
+            sources=sources, synonyms_path=synonyms_path(search_config),
+        )  # fmt: skip
+        report = indexer.run()
+        r = report.result
+        return dg.MaterializeResult(
+            metadata={
+                "index": report.index,
+                "full_rebuild": report.full,
+                "patients": report.patients,
+                "indexed": r.indexed,
+                "deleted": r.deleted,
+                "stale_skipped": r.stale,
+                "dead_lettered": len(r.failures),
+                "dead_letter_file": report.dead_letter_file or "",
+                "document_version": report.version,
+                "seconds": round(report.seconds, 3),
+            }
+        )
+
+    @dg.multi_asset_check(
+        specs=[
+            dg.AssetCheckSpec("document_count_matches_lake", asset=PEOPLE_KEY),
+            dg.AssetCheckSpec("canary_query_finds_patient", asset=PEOPLE_KEY),
+        ],
+        required_resource_keys={"lake"},
+        name="people_index_checks",
+    )
+    def people_checks(context: dg.AssetCheckExecutionContext) -> Iterator[dg.AssetCheckResult]:
+        client = open_client(search_config.opensearch)
+        documents = PeopleDocuments(context.resources.lake.lake(), sources)
+        ids = documents.all_patient_ids()
+        client.indices.refresh(index=search_config.people_alias)
+        indexed = int(client.count(index=search_config.people_alias)["count"])
+        yield dg.AssetCheckResult(
+            check_name="document_count_matches_lake",
+            passed=indexed == len(ids),
+            metadata={"documents": indexed, "patients_in_lake": len(ids)},
+        )
+        canary = random.Random(len(ids)).choice(ids) if ids else None
+        found, name = False, ""
+        if canary is not None:
+            doc = documents.build([canary])[0]
+            name = str((doc.source or {}).get("name") or "")
+            hits = search(client, search_config.people_alias, name, size=20) if name else []
+            found = str(canary) in {h.doc_id for h in hits}
+        yield dg.AssetCheckResult(
+            check_name="canary_query_finds_patient",
+            passed=found,
+            metadata={"patient_id": str(canary), "query": name},
+        )
+
+    publish_job = dg.define_asset_job("publish_synonyms", selection=dg.AssetSelection.assets(SYNONYMS_KEY))
+
+    @dg.sensor(job=publish_job, minimum_interval_seconds=5, default_status=dg.DefaultSensorStatus.STOPPED)
+    def synonyms_changed(context: dg.SensorEvaluationContext) -> Iterator[dg.RunRequest]:
+        """A new commit of the synonyms table in the lake: publish the next dictionary version."""
+        from connectors.lake.lake import Lake
+
+        latest = Lake(config.lake).commit_log(syn.source).latest()
+        head = latest.heads.get(syn.lake_table, 0) if latest else 0
+        if head and str(head) != context.cursor:
+            context.update_cursor(str(head))
+            yield dg.RunRequest(run_key=f"synonyms-{head}")
+
+    return [synonyms, people], [people_checks], [publish_job], [synonyms_changed]
+
+
+def _source_table_name(source: Any, lake_table: str) -> str:
+    """The table's name as the source lists it (asset keys use it), from its lake name."""
+    if source is None:
+        return lake_table.split("__", 1)[-1]
+    for table in source.tables:
+        if lake_table.endswith("__" + table.lower()):
+            return str(table)
+    return lake_table.split("__", 1)[-1]
+
+
+def _merge_source_table(lake: Any, source: str, lake_table: str) -> None:
+    """Bring the synonyms table's current state up to the lake's newest commit first."""
+    latest = lake.commit_log(source).latest()
+    if latest is not None and lake_table in latest.heads:
+        lake.current(source).merge_table(lake_table, latest.heads[lake_table])

@@ -1,0 +1,138 @@
+"""The synonym package lifecycle: synonyms table (via CDC, in the lake) -> dictionary -> S3 -> analyzers.
+
+1. read `SynonymsTable` from the lake's current state and render the Solr-format dictionary
+   (invalid rows left out and reported with their row id);
+2. store it in a versioned S3 bucket with its content hash — unchanged content stops here;
+3. apply it: on the local node, install the file under `analyzers/<package>` and reload the
+   search analyzers of the indices; on Amazon OpenSearch Service, create or update the
+   TXT-DICTIONARY package, wait for it, associate it with each domain and wait for ACTIVE;
+4. verify with `_analyze` that the new synonyms are live.
+No reindex: the synonyms are in search analyzers only (see connectors/opensearch/templates).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import boto3
+
+from connectors.lake.lake import Lake
+from connectors.lake.storage import S3Options
+from connectors.opensearch.local_package import LocalPackage
+from pipelines.search_config import SearchConfig, SynonymsConfig
+from pipelines.synonyms import Rejected, read_synonym_rows, render_dictionary
+from pipelines.synonyms_store import SynonymStore
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class SynonymReport:
+    """What one publish did (CLI output and Dagster metadata)."""
+
+    sha256: str = ""
+    lines: int = 0
+    rejected: list[Rejected] = field(default_factory=list)
+    s3_version: str = ""
+    changed: bool = False  # a new dictionary version was stored
+    applied: bool = False  # it reached the analyzers
+    package_id: str = ""
+    package_version: str = ""
+    reloaded: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+def s3_client(options: S3Options) -> Any:
+    kwargs: dict[str, Any] = {"region_name": options.region}
+    if options.endpoint_url:
+        kwargs["endpoint_url"] = options.endpoint_url
+    if options.access_key_id and options.secret_access_key:
+        kwargs["aws_access_key_id"] = options.access_key_id
+        kwargs["aws_secret_access_key"] = options.secret_access_key.get_secret_value()
+    return boto3.client("s3", **kwargs)
+
+
+def opensearch_service_client(config: SynonymsConfig) -> Any:
+    kwargs: dict[str, Any] = {"region_name": config.aws_region}
+    if config.aws_endpoint_url:
+        kwargs["endpoint_url"] = config.aws_endpoint_url
+    return boto3.client("opensearch", **kwargs)
+
+
+def synonyms_path(config: SearchConfig, service: Any = None) -> str:
+    """What the index settings reference: analyzers/<package> locally, analyzers/<package id> on AWS."""
+    syn = config.synonyms
+    if syn.target == "local":
+        return f"analyzers/{syn.package}"
+    service = service or opensearch_service_client(syn)
+    found = service.describe_packages(Filters=[{"Name": "PackageName", "Value": [syn.package]}])[
+        "PackageDetailsList"
+    ]
+    if not found:
+        raise LookupError(
+            f"package {syn.package!r} does not exist yet: run `lakehouse synonyms publish` before creating indices"
+        )
+    return f"analyzers/{found[0]['PackageID']}"
+
+
+def publish_synonyms(
+    lake: Lake,
+    config: SearchConfig,
+    client: Any,
+    *,
+    indices: Sequence[str] | None = None,
+    s3: Any = None,
+    service: Any = None,
+    force_apply: bool = False,
+) -> SynonymReport:
+    """Render, store and apply the dictionary; does nothing beyond step 2 when it is unchanged
+    (unless `force_apply`, or the local node's file differs from the stored version)."""
+    started = time.monotonic()
+    syn = config.synonyms
+    report = SynonymReport()
+    dictionary = render_dictionary(read_synonym_rows(lake, syn.source, syn.lake_table))
+    report.sha256, report.lines, report.rejected = (
+        dictionary.sha256,
+        dictionary.lines,
+        list(dictionary.rejected),
+    )
+    for r in dictionary.rejected:
+        log.warning("synonym row %s left out: %s", r.row_id, r.reason)
+    store = SynonymStore(s3 or s3_client(syn.s3), syn.bucket, syn.key)
+    store.ensure_bucket()
+    stored = store.publish(dictionary)
+    report.s3_version, report.changed = stored.version_id, stored.changed
+    targets = list(indices) if indices is not None else [config.people_alias, config.catalog_alias]
+    if syn.target == "local":
+        package = LocalPackage(client, syn.local_config_dir, syn.package)
+        installed = package.install(dictionary.text)
+        report.package_id = syn.package
+        if installed or stored.changed or force_apply:
+            report.reloaded = package.reload(targets)
+            for index in report.reloaded:
+                package.verify(index, dictionary.text.splitlines())
+            report.applied = True
+    elif stored.changed or force_apply:
+        from connectors.opensearch.packages import PackagePublisher
+
+        publisher = PackagePublisher(
+            service or opensearch_service_client(syn), timeout_seconds=syn.timeout_seconds
+        )
+        published = publisher.publish(
+            syn.package, syn.bucket, syn.key, syn.domains, description="lakehouse-cdc synonyms",
+            commit_message=f"sha256 {dictionary.sha256[:12]}",
+        )  # fmt: skip
+        report.package_id, report.package_version = published.package_id, published.version
+        report.applied = True
+    report.seconds = time.monotonic() - started
+    log.info(
+        "synonyms: %d lines, %d rejected, sha256 %s, %s, %s",
+        report.lines, len(report.rejected), report.sha256[:12],
+        f"new S3 version {report.s3_version}" if report.changed else "unchanged",
+        f"applied ({', '.join(report.reloaded) or report.package_version})" if report.applied else "not applied",
+    )  # fmt: skip
+    return report
