@@ -7,7 +7,7 @@ import logging
 import signal
 import sys
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from connectors.events import TableId
 from connectors.source import SourceError
@@ -194,6 +194,18 @@ def _cmd_search(args: argparse.Namespace) -> int:
     return 0
 
 
+def _follow(every: float, step: Callable[[], None]) -> None:
+    """Run `step` every `every` seconds until SIGTERM or Ctrl-C (between two steps)."""
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    try:
+        while not stop.is_set():
+            step()
+            stop.wait(every)
+    except KeyboardInterrupt:
+        pass
+
+
 def _cmd_index(args: argparse.Namespace) -> int:
     from connectors.lake.lake import Lake
     from connectors.opensearch.client import open_client
@@ -208,14 +220,26 @@ def _cmd_index(args: argparse.Namespace) -> int:
         Lake(config.lake), open_client(search.opensearch), alias=search.people_alias, sources=sources,
         synonyms_path=synonyms_path(search),
     )  # fmt: skip
-    report = indexer.run(full=args.full)
-    r = report.result
-    print(
-        f"{report.index}: {report.patients} patients -> {r.indexed} indexed, {r.deleted} deleted, {r.stale} stale, "
-        f"{len(r.failures)} dead-lettered{' to ' + report.dead_letter_file if report.dead_letter_file else ''} "
-        f"(version {report.version}, {report.seconds:.1f} s)"
-    )
-    return 1 if r.failures else 0
+    failures = 0
+
+    def once(full: bool = False) -> None:
+        nonlocal failures
+        report = indexer.run(full=full)
+        r = report.result
+        failures += len(r.failures)
+        if report.patients or not args.follow:
+            print(
+                f"{report.index}: {report.patients} patients -> {r.indexed} indexed, {r.deleted} deleted, "
+                f"{r.stale} stale, {len(r.failures)} dead-lettered"
+                f"{' to ' + report.dead_letter_file if report.dead_letter_file else ''} "
+                f"(version {report.version}, {report.seconds:.1f} s)",
+                flush=True,
+            )
+
+    once(full=args.full)
+    if args.follow:
+        _follow(args.every, once)
+    return 1 if failures else 0
 
 
 def _cmd_synonyms(args: argparse.Namespace) -> int:
@@ -224,16 +248,33 @@ def _cmd_synonyms(args: argparse.Namespace) -> int:
     from pipelines.synonym_publish import publish_synonyms
 
     config = load_config(args.config)
-    report = publish_synonyms(
-        Lake(config.lake), config.search, open_client(config.search.opensearch), force_apply=args.force
-    )
-    print(
-        f"synonyms: {report.lines} lines, {len(report.rejected)} rejected, sha256 {report.sha256[:12]}, "
-        f"{'new version ' + report.s3_version if report.changed else 'unchanged'}, "
-        f"{'applied to ' + (', '.join(report.reloaded) or report.package_id) if report.applied else 'nothing to apply'}"
-    )
-    for r in report.rejected:
-        print(f"  row {r.row_id} left out: {r.reason}")
+    lake = Lake(config.lake)
+    client = open_client(config.search.opensearch)
+    syn = config.search.synonyms
+    last_head = -1
+
+    def once(force: bool = False) -> None:
+        nonlocal last_head
+        latest = lake.commit_log(syn.source).latest()
+        head = latest.heads.get(syn.lake_table, 0) if latest else 0
+        if args.follow and head == last_head:
+            return  # no new commit of the synonyms table
+        if head:
+            lake.current(syn.source).merge_table(syn.lake_table, head)
+        last_head = head
+        report = publish_synonyms(lake, config.search, client, force_apply=force)
+        print(
+            f"synonyms: {report.lines} lines, {len(report.rejected)} rejected, sha256 {report.sha256[:12]}, "
+            f"{'new version ' + report.s3_version if report.changed else 'unchanged'}, "
+            f"{'applied to ' + (', '.join(report.reloaded) or report.package_id) if report.applied else 'nothing to apply'}",
+            flush=True,
+        )
+        for r in report.rejected:
+            print(f"  row {r.row_id} left out: {r.reason}", flush=True)
+
+    once(force=args.force)
+    if args.follow:
+        _follow(args.every, once)
     return 0
 
 
@@ -331,6 +372,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("index", help="index changed 360° documents from the lake into OpenSearch")
     s.add_argument("--full", action="store_true", help="rebuild every document, not only the changed ones")
+    s.add_argument(
+        "--follow", action="store_true", help="keep indexing what changes (with `lakehouse stream`)"
+    )
+    s.add_argument("--every", type=float, default=1.0, help="seconds between runs with --follow")
     s.set_defaults(func=_cmd_index)
 
     s = sub.add_parser(
@@ -338,6 +383,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     s.add_argument("action", choices=["publish"])
     s.add_argument("--force", action="store_true", help="apply to the analyzers even if unchanged")
+    s.add_argument("--follow", action="store_true", help="publish each new commit of the synonyms table")
+    s.add_argument("--every", type=float, default=1.0, help="seconds between looks at the lake with --follow")
     s.set_defaults(func=_cmd_synonyms)
     return p
 

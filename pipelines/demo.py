@@ -173,6 +173,47 @@ def run_demo(config_path: str | None, *, seconds: float, rate: float) -> None:
     print_reports(sync_all(config))
     print()
     print_lake(Lake(config.lake), [s.name for s in config.sources], source_rows=_source_rows(config))
+    if config.search.mysql_source in {s.name for s in config.sources}:
+        print()
+        print(
+            "5/5 search: synonyms table -> dictionary -> OpenSearch analyzers; 360° documents -> the people index"
+        )
+        _search_demo(config)
+
+
+def _search_demo(config: LakehouseConfig) -> None:
+    """Publish the synonyms, index the changed 360° documents, and run one search."""
+    from connectors.lake.lake import Lake
+    from connectors.opensearch.client import open_client
+    from pipelines.search import Searcher, format_hits
+    from pipelines.search_docs import PeopleSources
+    from pipelines.search_index import PeopleIndexer
+    from pipelines.synonym_publish import publish_synonyms, synonyms_path
+
+    search = config.search
+    lake = Lake(config.lake)
+    client = open_client(search.opensearch)
+    synonyms = publish_synonyms(lake, search, client)
+    print(
+        f"synonyms: {synonyms.lines} lines ({len(synonyms.rejected)} rows left out), "
+        f"{'new version ' + synonyms.s3_version if synonyms.changed else 'unchanged'}"
+    )
+    sources = PeopleSources(search.mysql_source, search.mysql_schema, search.devices_source)
+    indexer = PeopleIndexer(
+        lake, client, alias=search.people_alias, sources=sources, synonyms_path=synonyms_path(search)
+    )
+    report = indexer.run()
+    print(f"{report.index}: {report.patients} patients indexed or updated ({report.result.indexed} writes, "
+          f"{report.result.deleted} deletes, {len(report.result.failures)} dead-lettered)")  # fmt: skip
+    client.indices.refresh(index=search.people_alias)
+    sample = client.search(
+        index=search.people_alias, body={"size": 1, "query": {"exists": {"field": "city"}}}
+    )
+    hits = sample["hits"]["hits"]
+    if hits:
+        query = hits[0]["_source"]["city"]
+        print(f'\n$ lakehouse search "{query}"')
+        print(format_hits(Searcher(client, search.people_alias).search(query, size=3)))
 
 
 def _source_rows(config: LakehouseConfig) -> dict[str, dict[str, int]]:

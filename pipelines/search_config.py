@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from connectors.config import FrozenModel
 from connectors.lake.storage import S3Options
@@ -41,6 +41,7 @@ class SynonymsConfig(FrozenModel):
     aws_region: str = Field("us-east-1", description="Region of the OpenSearch Service control plane.")
     aws_endpoint_url: str | None = Field(None, description="Control-plane endpoint override (tests).")
     timeout_seconds: float = Field(600.0, gt=0, description="Longest wait for a package copy or association.")
+    poll_seconds: float = Field(5.0, gt=0, description="Pause between package status checks.")
 
     @model_validator(mode="after")
     def _aws_needs_domains(self) -> SynonymsConfig:
@@ -65,3 +66,8 @@ class SearchConfig(FrozenModel):
         "devices", description="DynamoDB source of device events (None: none)."
     )
     synonyms: SynonymsConfig = Field(default_factory=SynonymsConfig)
+
+    @field_validator("devices_source")
+    @classmethod
+    def _empty_is_none(cls, v: str | None) -> str | None:
+        return v or None  # TOML has no null
