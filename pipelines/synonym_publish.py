@@ -120,7 +120,9 @@ def publish_synonyms(
         from connectors.opensearch.packages import PackagePublisher
 
         publisher = PackagePublisher(
-            service or opensearch_service_client(syn), timeout_seconds=syn.timeout_seconds
+            service or opensearch_service_client(syn),
+            timeout_seconds=syn.timeout_seconds,
+            poll_seconds=syn.poll_seconds,
         )
         published = publisher.publish(
             syn.package, syn.bucket, syn.key, syn.domains, description="lakehouse-cdc synonyms",
