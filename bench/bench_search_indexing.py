@@ -105,6 +105,8 @@ def main() -> None:
                 indexer = PeopleIndexer(
                     lake, client, alias=ours_alias, sources=sources, synonyms_path=f"analyzers/{package.name}"
                 )
+                # Every side gets its (empty) index created before its clock starts.
+                IndexManager(client, ours_alias, template, f"analyzers/{package.name}").ensure()
                 t = time.perf_counter()
                 report = indexer.run(full=True)
                 ours_s = time.perf_counter() - t

@@ -13,22 +13,44 @@ late or replayed write of an older document (see connectors/opensearch/bulk.py).
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
+import re
 from collections import defaultdict
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
-from decimal import Decimal
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any
 
 import pyarrow as pa
-from pyiceberg.expressions import In
+import pyarrow.compute as pc
+from pyiceberg.expressions import And, BooleanExpression, GreaterThanOrEqual, LessThanOrEqual
 
 from connectors.lake.lake import Lake
 from connectors.opensearch.bulk import Document
 
 RECENT_DAYS = 7
+# Only what the document uses is read (claims' scanned attachments are not).
+PATIENT_COLUMNS = (
+    "patient_id", "tenant_id", "given_name", "family_name", "email", "phone", "city", "country", "sex",
+    "birth_date", "marketing_opt_in", "updated_at",
+)  # fmt: skip
+PREFERENCE_COLUMNS = ("patient_id", "preferences", "diet", "language", "contact_channel")
+ENROLLMENT_COLUMNS = ("patient_id", "plan_id", "status")
+PLAN_COLUMNS = ("plan_id", "code", "name", "description")
+CLAIM_COLUMNS = ("patient_id", "amount", "service_date", "status", "diagnosis_code")
+ASSESSMENT_COLUMNS = ("patient_id", "assessed_at", "risk_band", "notes")
+EVENT_COLUMNS = ("patient_id", "event_time", "type", "steps", "sleep_minutes", "bpm", "resting")
+SUMMARY_COLUMNS = ("patient_id", "day", "flags")
 OPEN_CLAIM_STATUSES = frozenset({"submitted", "approved"})
+NO_DEVICE_DATA: Mapping[str, Any] = MappingProxyType(
+    {"steps_7d_avg": None, "sleep_minutes_7d_avg": None, "resting_pulse": None, "device_flags": []}
+)
+NO_CLAIMS: Mapping[str, Any] = MappingProxyType(
+    {"claims_count": 0, "claims_open": 0, "claims_total": 0.0, "last_claim_date": None, "diagnosis_codes": []}
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,46 +99,112 @@ class PeopleDocuments:
         rows = self._read(self.sources.mysql, "patients", ["patient_id"], None)
         return sorted(_ints(rows, "patient_id"))
 
-    def build(self, patient_ids: Iterable[int]) -> list[Document]:
+    def build(self, patient_ids: Iterable[int], version: int | None = None) -> list[Document]:
         """Documents of `patient_ids` (a delete for each id without a patient row)."""
         ids = sorted(set(patient_ids))
         if not ids:
             return []
-        version, _ = self.state_version()
-        m = self.sources.mysql
-        patients = {int(r["patient_id"]): r for r in self._read(m, "patients", None, ids).to_pylist()}
-        prefs = {int(r["patient_id"]): r for r in self._read(m, "health_preferences", None, ids).to_pylist()}
-        enrollments = _group(self._read(m, "plan_enrollments", None, ids).to_pylist())
-        plan_ids = sorted({int(e["plan_id"]) for rows in enrollments.values() for e in rows})
-        plans = {
-            int(r["plan_id"]): r
-            for r in self._read(m, "fitness_plans", None, plan_ids, key="plan_id").to_pylist()
-        } if plan_ids else {}  # fmt: skip
-        claims = _group(self._read(m, "insurance_claims", None, ids).to_pylist())
-        assessments = _group(self._read(m, "assessments", None, ids).to_pylist())
-        events: dict[int, list[dict[str, Any]]] = {}
-        summaries: dict[int, list[dict[str, Any]]] = {}
-        if self.sources.devices:
-            events = _group(
-                self._read(self.sources.devices, "device_events", None, ids, schema="dynamodb").to_pylist()
+        inputs = self._load(ids)
+        return self._assemble(ids, inputs, version if version is not None else self.state_version()[0])
+
+    def build_all(self, version: int, chunk: int = 5_000) -> Iterator[list[Document]]:
+        """Every patient's document, in chunks: each input table is read once, not once per chunk."""
+        inputs = self._load(None)
+        ids = sorted(inputs.patients)
+        for start in range(0, len(ids), chunk):
+            yield self._assemble(ids[start : start + chunk], inputs, version)
+
+    def _load(self, ids: Sequence[int] | None) -> _Inputs:
+        """Every input's rows, read in parallel (Parquet decoding releases the GIL)."""
+        m, d = self.sources.mysql, self.sources.devices
+        reads: list[tuple[str, str, tuple[str, ...], str | None]] = [
+            ("patients", m, PATIENT_COLUMNS, None),
+            ("health_preferences", m, PREFERENCE_COLUMNS, None),
+            ("plan_enrollments", m, ENROLLMENT_COLUMNS, None),
+            ("assessments", m, ASSESSMENT_COLUMNS, None),
+        ]
+        if d:
+            reads += [
+                ("device_events", d, EVENT_COLUMNS, "dynamodb"),
+                ("daily_summary", d, SUMMARY_COLUMNS, "dynamodb"),
+            ]
+        with ThreadPoolExecutor(max_workers=4, thread_name_prefix="docs-read") as pool:
+            futures = {
+                name: pool.submit(self._read, source, name, columns, ids, schema=schema)
+                for name, source, columns, schema in reads
+            }
+            claims = pool.submit(self._claim_summaries, ids)
+            enrollments = _group(futures["plan_enrollments"].result())
+            plan_ids = sorted({int(e["plan_id"]) for rows in enrollments.values() for e in rows})
+            plans = self._read(
+                m, "fitness_plans", PLAN_COLUMNS, plan_ids if ids is not None else None, key="plan_id"
             )
-            summaries = _group(
-                self._read(self.sources.devices, "daily_summary", None, ids, schema="dynamodb").to_pylist()
+            inputs = _Inputs(
+                patients={int(r["patient_id"]): r for r in futures["patients"].result()},
+                prefs={int(r["patient_id"]): r for r in futures["health_preferences"].result()},
+                enrollments=enrollments,
+                plans={int(r["plan_id"]): r for r in plans},
+                claims=claims.result(),
+                assessments=_group(futures["assessments"].result()),
             )
+            if d:
+                inputs.events = _group(futures["device_events"].result())
+                inputs.summaries = _group(futures["daily_summary"].result())
+        return inputs
+
+    @staticmethod
+    def _assemble(ids: Sequence[int], inputs: _Inputs, version: int) -> list[Document]:
         docs = []
         for pid in ids:
-            patient = patients.get(pid)
+            patient = inputs.patients.get(pid)
             if patient is None:
                 docs.append(Document(str(pid), version, None))
                 continue
             source = _profile(patient)
-            source |= _preferences(prefs.get(pid))
-            source |= _plans(enrollments.get(pid, []), plans)
-            source |= _claims(claims.get(pid, []))
-            source |= _assessment(assessments.get(pid, []))
-            source |= _devices(events.get(pid, []), summaries.get(pid, []))
+            source |= _preferences(inputs.prefs.get(pid))
+            source |= _plans(inputs.enrollments.get(pid, []), inputs.plans)
+            source |= inputs.claims.get(pid) or NO_CLAIMS
+            source |= _assessment(inputs.assessments.get(pid, []))
+            source |= _devices(inputs.events.get(pid, []), inputs.summaries.get(pid, []))
             docs.append(Document(str(pid), version, source))
         return docs
+
+    def _read_table(
+        self,
+        source: str,
+        table: str,
+        columns: Sequence[str] | None,
+        ids: Sequence[int] | None,
+        *,
+        key: str = "patient_id",
+        schema: str | None = None,
+    ) -> pa.Table:
+        """Rows of one input (only `columns`; only keys in `ids` when given).
+
+        The scan gets a key range (cheap to bind, prunes files by their statistics) and the exact
+        set is applied in Arrow: an `In` of thousands of literals costs pyiceberg more to bind than
+        the scan itself.
+        """
+        lake_table = f"{(schema or self.sources.mysql_schema).lower()}__{table}"
+        current = self.lake.current(source)
+        if ids is not None and not ids:
+            return pa.table({})
+        row_filter: BooleanExpression | None = None
+        if ids is not None:
+            # pyiceberg's predicate classes construct through __new__, which mypy misreads.
+            low = GreaterThanOrEqual(key, min(ids))  # type: ignore[call-arg,misc]
+            high = LessThanOrEqual(key, max(ids))  # type: ignore[call-arg,misc]
+            row_filter = And(low, high)
+        available = current.load(lake_table)
+        if available is None:
+            return pa.table({})
+        names = set(available.schema().column_names)
+        wanted = [c for c in columns if c in names] if columns is not None else None
+        rows = current.read(lake_table, columns=wanted, row_filter=row_filter)
+        if ids is not None and rows.num_rows:
+            keys = pc.cast(rows.column(key), pa.int64())
+            rows = rows.filter(pc.is_in(keys, value_set=pa.array(ids, pa.int64())))
+        return rows
 
     def _read(
         self,
@@ -127,14 +215,73 @@ class PeopleDocuments:
         *,
         key: str = "patient_id",
         schema: str | None = None,
-    ) -> pa.Table:
-        lake_table = f"{(schema or self.sources.mysql_schema).lower()}__{table}"
-        row_filter = In(key, tuple(ids)) if ids is not None else None  # type: ignore[call-arg,misc]
-        return self.lake.current(source).read(lake_table, columns=columns, row_filter=row_filter)
+    ) -> list[dict[str, Any]]:
+        rows = self._read_table(source, table, columns, ids, key=key, schema=schema)
+        return _plain_columns(rows).to_pylist() if rows.num_rows else []
+
+    def _claim_summaries(self, ids: Sequence[int] | None) -> dict[int, dict[str, Any]]:
+        """Per patient: claim count, open claims, total, last service date, diagnosis codes —
+        aggregated in Arrow (claims outnumber patients several times over)."""
+        rows = self._read_table(self.sources.mysql, "insurance_claims", CLAIM_COLUMNS, ids)
+        if not rows.num_rows:
+            return {}
+        rows = _plain_columns(rows)
+        opened = pc.is_in(rows.column("status"), value_set=pa.array(sorted(OPEN_CLAIM_STATUSES)))
+        rows = rows.append_column("open", pc.cast(opened, pa.int64()))
+        grouped = rows.group_by("patient_id").aggregate(
+            [
+                ("patient_id", "count"),
+                ("open", "sum"),
+                ("amount", "sum"),
+                ("service_date", "max"),
+                ("diagnosis_code", "distinct"),
+            ]
+        )
+        return {
+            int(r["patient_id"]): {
+                "claims_count": r["patient_id_count"],
+                "claims_open": r["open_sum"],
+                "claims_total": round(r["amount_sum"] or 0.0, 2),
+                "last_claim_date": r["service_date_max"],
+                "diagnosis_codes": sorted(c for c in r["diagnosis_code_distinct"] if c),
+            }
+            for r in grouped.to_pylist()
+        }
 
 
-def _ints(rows: pa.Table, column: str) -> list[int]:
-    return [int(v) for v in rows.column(column).to_pylist()] if rows.num_rows else []
+@dataclass
+class _Inputs:
+    """The rows one build needs, grouped by patient (plans by plan id)."""
+
+    patients: dict[int, dict[str, Any]]
+    prefs: dict[int, dict[str, Any]]
+    enrollments: dict[int, list[dict[str, Any]]]
+    plans: dict[int, dict[str, Any]]
+    claims: dict[int, dict[str, Any]]
+    assessments: dict[int, list[dict[str, Any]]]
+    events: dict[int, list[dict[str, Any]]] = field(default_factory=dict)
+    summaries: dict[int, list[dict[str, Any]]] = field(default_factory=dict)
+
+
+def _plain_columns(rows: pa.Table) -> pa.Table:
+    """Columns cast in Arrow to what the document holds (ids int, money float, times ISO text):
+    vectorised casts instead of a Decimal or datetime object per value."""
+    columns = []
+    for column in rows.columns:
+        t = column.type
+        if pa.types.is_decimal(t):
+            column = pc.cast(column, pa.int64() if t.scale == 0 else pa.float64())
+        elif pa.types.is_timestamp(t):
+            # Arrow's %S carries the fraction; zoned columns are rendered in UTC.
+            column = pc.strftime(column, format="%Y-%m-%dT%H:%M:%S" + ("Z" if t.tz else ""))
+        elif pa.types.is_date(t):
+            column = pc.cast(column, pa.string())
+        columns.append(column)
+    return pa.table(columns, names=rows.column_names)
+
+
+def _ints(rows: list[dict[str, Any]], column: str) -> list[int]:
+    return [int(r[column]) for r in rows]
 
 
 def _group(rows: list[dict[str, Any]]) -> dict[int, list[dict[str, Any]]]:
@@ -164,29 +311,31 @@ def _profile(p: Mapping[str, Any]) -> dict[str, Any]:
 def _preferences(row: Mapping[str, Any] | None) -> dict[str, Any]:
     if row is None:
         return {}
-    words: list[str] = []
-    try:
-        _collect_words(json.loads(row.get("preferences") or "{}"), words)
-    except ValueError:
-        words = [str(row.get("preferences"))]
     return {
-        "preferences": " ".join(words),
+        "preferences": _json_words(row.get("preferences") or ""),
         "diet": row.get("diet"),
         "language": row.get("language"),
         "contact_channel": row.get("contact_channel"),
     }
 
 
-def _collect_words(value: Any, out: list[str]) -> None:
-    """The words of a JSON preferences document: keys' string values, flattened."""
-    if isinstance(value, dict):
-        for v in value.values():
-            _collect_words(v, out)
-    elif isinstance(value, list):
-        for v in value:
-            _collect_words(v, out)
-    elif isinstance(value, str):
-        out.append(value)
+# Every JSON string token, in order, and whether a ':' follows it (then it is a key). Matching all
+# strings keeps the scan aligned on string boundaries: outside strings JSON has no quotes.
+_JSON_STRING = re.compile(r'"((?:[^"\\]|\\.)*)"(\s*:)?')
+
+
+def _json_words(text: str) -> str:
+    """The string values of a JSON preferences document, space-separated (for full-text search).
+
+    A regular expression over the text instead of parsing and walking the document: a third of
+    the cost of building a document went into that walk (measured on 10k documents).
+    """
+    words = [raw for raw, key in _JSON_STRING.findall(text) if not key and raw]
+    for i, raw in enumerate(words):
+        if "\\" in raw:
+            with contextlib.suppress(ValueError):  # a broken escape stays as it is written
+                words[i] = json.loads(f'"{raw}"')
+    return " ".join(words)
 
 
 def _plans(enrollments: list[dict[str, Any]], plans: Mapping[int, Mapping[str, Any]]) -> dict[str, Any]:
@@ -201,18 +350,6 @@ def _plans(enrollments: list[dict[str, Any]], plans: Mapping[int, Mapping[str, A
     return {"plans": " | ".join(names), "plan_codes": codes, "plan_status": sorted(set(statuses))}
 
 
-def _claims(rows: list[dict[str, Any]]) -> dict[str, Any]:
-    total = sum((Decimal(r["amount"]) for r in rows if r.get("amount") is not None), Decimal(0))
-    dates = [r["service_date"] for r in rows if r.get("service_date") is not None]
-    return {
-        "claims_count": len(rows),
-        "claims_open": sum(1 for r in rows if r.get("status") in OPEN_CLAIM_STATUSES),
-        "claims_total": float(total),
-        "last_claim_date": _iso(max(dates)) if dates else None,
-        "diagnosis_codes": sorted({r["diagnosis_code"] for r in rows if r.get("diagnosis_code")}),
-    }
-
-
 def _assessment(rows: list[dict[str, Any]]) -> dict[str, Any]:
     if not rows:
         return {}
@@ -222,6 +359,8 @@ def _assessment(rows: list[dict[str, Any]]) -> dict[str, Any]:
 
 def _devices(events: list[dict[str, Any]], summaries: list[dict[str, Any]]) -> dict[str, Any]:
     """Averages over the patient's last RECENT_DAYS days of events (relative to their newest)."""
+    if not events and not summaries:
+        return dict(NO_DEVICE_DATA)
     out: dict[str, Any] = {
         "steps_7d_avg": None,
         "sleep_minutes_7d_avg": None,

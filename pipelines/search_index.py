@@ -17,18 +17,19 @@ import logging
 import time
 import uuid
 from collections.abc import Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import pyarrow as pa
 
 from connectors.lake.lake import Lake
-from connectors.opensearch.bulk import BulkIndexer, BulkResult, Failure
+from connectors.opensearch.bulk import BulkIndexer, BulkResult, Document, Failure
 from connectors.opensearch.indices import IndexManager, load_template
 from pipelines.search_docs import PeopleDocuments, PeopleSources
 
 log = logging.getLogger(__name__)
 
-BUILD_CHUNK = 1_000  # patients per document build and bulk call
+BUILD_CHUNK = 2_500  # patients per document build and bulk call
 DEAD_LETTER_SCHEMA = pa.schema(
     [
         pa.field("index", pa.string()),
@@ -84,14 +85,24 @@ class PeopleIndexer:
         version, seqs = self.documents.state_version()
         checkpoint = None if full else self.checkpoint()
         report.full = checkpoint is None
-        if checkpoint is None:
-            ids = set(self.documents.all_patient_ids())
+        report.version = version
+        bulk = BulkIndexer(self.client, self.alias, max_bytes=self.bulk_max_bytes)  # type: ignore[arg-type]
+        if checkpoint is None:  # every document: each input table is read once
+            chunks: Iterable[list[Document]] = self.documents.build_all(version, BUILD_CHUNK)
         else:
             ids = self.changed_patients(checkpoint, seqs)
-        report.patients, report.version = len(ids), version
-        bulk = BulkIndexer(self.client, self.alias, max_bytes=self.bulk_max_bytes)  # type: ignore[arg-type]
-        for chunk in _chunks(sorted(ids), BUILD_CHUNK):
-            report.result.add(bulk.write(self.documents.build(chunk)))
+            chunks = (self.documents.build(c, version) for c in _chunks(sorted(ids), BUILD_CHUNK))
+        # One chunk is sent while the next is built: OpenSearch indexes (on its own cores) while
+        # we assemble documents. At most two chunks are held.
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="bulk") as sender:
+            pending: Future[BulkResult] | None = None
+            for docs in chunks:
+                report.patients += len(docs)
+                if pending is not None:
+                    report.result.add(pending.result())
+                pending = sender.submit(bulk.write, docs)
+            if pending is not None:
+                report.result.add(pending.result())
         if report.result.failures:
             report.dead_letter_file = self._dead_letter(report.result.failures)
         self.lake.storage.write_bytes(self._checkpoint_path, json.dumps(seqs, sort_keys=True).encode())
@@ -126,7 +137,7 @@ class PeopleIndexer:
             members = self.documents._read(
                 m.mysql, "plan_enrollments", ["patient_id", "plan_id"], sorted(plan_ids), key="plan_id"
             )
-            ids.update(int(v) for v in members.column("patient_id").to_pylist())
+            ids.update(int(r["patient_id"]) for r in members)
         return ids
 
     def _changed_keys(

@@ -14,7 +14,6 @@ caller's dead-letter table, with the reason.
 
 from __future__ import annotations
 
-import json
 import logging
 import random
 import time
@@ -22,6 +21,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
 from opensearchpy import OpenSearch
 from opensearchpy.exceptions import ConnectionError as OpenSearchConnectionError
 from opensearchpy.exceptions import TransportError
@@ -174,10 +174,8 @@ class BulkIndexer:
 def _ndjson(index: str, doc: Document) -> bytes:
     meta = {"_index": index, "_id": doc.doc_id, "version": doc.version, "version_type": "external"}
     if doc.source is None:
-        return json.dumps({"delete": meta}, separators=(",", ":")).encode() + b"\n"
-    action = json.dumps({"index": meta}, separators=(",", ":"))
-    source = json.dumps(doc.source, separators=(",", ":"), ensure_ascii=False, default=str)
-    return f"{action}\n{source}\n".encode()
+        return orjson.dumps({"delete": meta}) + b"\n"
+    return orjson.dumps({"index": meta}) + b"\n" + orjson.dumps(doc.source, default=str) + b"\n"
 
 
 def _reason(outcome: dict[str, Any]) -> str:

@@ -139,15 +139,15 @@ def test_a_late_or_replayed_document_never_overwrites_a_newer_one(world: World) 
 
 def test_refused_documents_go_to_the_dead_letter_table(world: World, monkeypatch: pytest.MonkeyPatch) -> None:
     world.capture()
-    real_build = PeopleDocuments.build
+    real_assemble = PeopleDocuments._assemble
 
-    def build_with_a_bad_document(self: PeopleDocuments, ids: Any) -> list[Document]:
-        docs = real_build(self, ids)
+    def assemble_with_a_bad_document(ids: Any, inputs: Any, version: int) -> list[Document]:
+        docs = real_assemble(ids, inputs, version)
         bad = docs[0]
         assert bad.source is not None
         return [Document(bad.doc_id, bad.version, {**bad.source, "not_in_mapping": 1}), *docs[1:]]
 
-    monkeypatch.setattr(PeopleDocuments, "build", build_with_a_bad_document)
+    monkeypatch.setattr(PeopleDocuments, "_assemble", staticmethod(assemble_with_a_bad_document))
     report = world.indexer.run()
     assert len(report.result.failures) == 1 and report.result.indexed == len(world.patient_ids()) - 1
     assert report.dead_letter_file is not None
