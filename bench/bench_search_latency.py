@@ -133,10 +133,14 @@ secret_access_key = "testing"
 """)
         env = {**os.environ, "BENCH_PW": pw, "PYTHONPATH": str(REPO)}
 
+        logs: list[Path] = []
+
         def lakehouse(*args: str) -> subprocess.Popen[bytes]:
+            log = Path(tmp) / f"{args[0]}-{len(logs)}.log"
+            logs.append(log)
             return subprocess.Popen(
                 [sys.executable, "-m", "pipelines.cli", "--config", str(config), *args],
-                cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                cwd=REPO, env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT,
             )  # fmt: skip
 
         try:
@@ -170,6 +174,10 @@ secret_access_key = "testing"
             print(summary("data: Aurora commit -> searchable", data))
             print(summary("synonyms: row insert -> synonym-aware result", synonyms))
             print(summary("baseline: direct index write -> searchable", floor))
+        except BaseException:
+            for log in logs:
+                print(f"--- {log.name}\n" + log.read_text()[-1500:])
+            raise
         finally:
             for p in procs:
                 p.terminate()

@@ -160,6 +160,11 @@ def _source_table_name(source: Any, lake_table: str) -> str:
 
 def _merge_source_table(lake: Any, source: str, lake_table: str) -> None:
     """Bring the synonyms table's current state up to the lake's newest commit first."""
+    from connectors.lake.current import MergeConflictError
+
     latest = lake.commit_log(source).latest()
     if latest is not None and lake_table in latest.heads:
-        lake.current(source).merge_table(lake_table, latest.heads[lake_table])
+        try:
+            lake.current(source).merge_table(lake_table, latest.heads[lake_table])
+        except MergeConflictError:
+            lake.current(source).merge_table(lake_table, latest.heads[lake_table])  # the other merger got there first

@@ -243,6 +243,7 @@ def _cmd_index(args: argparse.Namespace) -> int:
 
 
 def _cmd_synonyms(args: argparse.Namespace) -> int:
+    from connectors.lake.current import MergeConflictError
     from connectors.lake.lake import Lake
     from connectors.opensearch.client import open_client
     from pipelines.synonym_publish import publish_synonyms
@@ -260,7 +261,10 @@ def _cmd_synonyms(args: argparse.Namespace) -> int:
         if args.follow and head == last_head:
             return  # no new commit of the synonyms table
         if head:
-            lake.current(syn.source).merge_table(syn.lake_table, head)
+            try:
+                lake.current(syn.source).merge_table(syn.lake_table, head)
+            except MergeConflictError:
+                return  # a running `lakehouse stream` merged it meanwhile: look again next round
         last_head = head
         report = publish_synonyms(lake, config.search, client, force_apply=force)
         print(
