@@ -14,7 +14,6 @@ from __future__ import annotations
 import functools
 import json
 import logging
-import re
 import threading
 import uuid
 import zlib
@@ -23,11 +22,12 @@ from types import TracebackType
 from typing import Any, Self
 
 import botocore.session
-from botocore.model import OperationModel, ServiceModel, Shape
+from botocore.model import OperationModel, ServiceModel
 from botocore.utils import parse_to_aware_datetime
 from botocore.validate import ParamValidator
 
 from tests.fakes.ddb_streams_model import FakeStreams, RequestValidationError, StreamsError
+from tests.fakes.wire_shape import wire_errors
 
 log = logging.getLogger(__name__)
 
@@ -59,72 +59,6 @@ class SerializationError(StreamsError):
 def service_model() -> ServiceModel:
     """botocore's model of DynamoDB Streams (loading it takes a while, so once per process)."""
     return botocore.session.get_session().get_service_model("dynamodbstreams")
-
-
-def wire_errors(value: Any, shape: Shape, path: str = "") -> list[str]:
-    """Everything about the decoded JSON ``value`` that breaks ``shape`` in the JSON 1.0 protocol."""
-    where, t, meta = path or shape.name, shape.type_name, shape.metadata
-    bad = f"Value {value!r:.60} at '{where}' failed to satisfy constraint: Member must"
-    if t == "structure":
-        if not isinstance(value, dict):
-            return [f"{bad} be an object"]
-        members: dict[str, Shape] = shape.members  # type: ignore[attr-defined]
-        errors = [f"'{where}.{n}' is required" for n in meta.get("required", []) if n not in value]
-        errors += [f"'{where}.{k}' is not a member of {shape.name}" for k in value if k not in members]
-        if shape.name == "AttributeValue" and len(value) != 1:  # a union, though the model does not say so
-            errors.append(f"{bad} set exactly one of {sorted(members)}")
-        for k, v in value.items():
-            if k in members:
-                errors += wire_errors(v, members[k], f"{path}.{k}" if path else k)
-        return errors
-    if t == "list":
-        if not isinstance(value, list):
-            return [f"{bad} be a list"]
-        errors = _range_errors(len(value), meta, bad, "have length")
-        for i, v in enumerate(value):
-            errors += wire_errors(v, shape.member, f"{where}[{i}]")  # type: ignore[attr-defined]
-        return errors
-    if t == "map":
-        if not isinstance(value, dict):
-            return [f"{bad} be an object"]
-        errors = []
-        for k, v in value.items():
-            errors += wire_errors(k, shape.key, f"{where} key")  # type: ignore[attr-defined]
-            errors += wire_errors(v, shape.value, f"{where}.{k}")  # type: ignore[attr-defined]
-        return errors
-    if t == "string":
-        if not isinstance(value, str):
-            return [f"{bad} be a string"]
-        errors = _range_errors(len(value), meta, bad, "have length")
-        if shape.enum and value not in shape.enum:  # type: ignore[attr-defined]
-            errors.append(f"{bad} satisfy enum value set: {shape.enum}")  # type: ignore[attr-defined]
-        if "pattern" in meta and not re.fullmatch(meta["pattern"], value):
-            errors.append(f"{bad} satisfy regular expression pattern: {meta['pattern']}")
-        return errors
-    if t in ("integer", "long"):
-        if not isinstance(value, int) or isinstance(value, bool):
-            return [f"{bad} be an integer"]
-        return _range_errors(value, meta, bad, "have value")
-    if t == "boolean":
-        return [] if isinstance(value, bool) else [f"{bad} be a boolean"]
-    if t == "timestamp":  # JSON 1.0 sends epoch seconds as a number
-        return (
-            []
-            if isinstance(value, int | float) and not isinstance(value, bool)
-            else [f"{bad} be epoch seconds"]
-        )
-    if t == "blob":
-        return [] if isinstance(value, str) else [f"{bad} be base64 text"]
-    return [f"'{where}' has shape type {t}, which this checker does not know"]
-
-
-def _range_errors(n: int, meta: dict[str, Any], bad: str, what: str) -> list[str]:
-    errors = []
-    if "min" in meta and n < meta["min"]:
-        errors.append(f"{bad} {what} greater than or equal to {meta['min']}")
-    if "max" in meta and n > meta["max"]:
-        errors.append(f"{bad} {what} less than or equal to {meta['max']}")
-    return errors
 
 
 def validate_request(operation: OperationModel, params: Any) -> None:

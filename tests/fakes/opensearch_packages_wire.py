@@ -21,6 +21,7 @@ from botocore.model import OperationModel, ServiceModel, Shape
 from botocore.validate import ParamValidator
 
 from tests.fakes.opensearch_packages_model import PackagesError, ValidationError
+from tests.fakes.wire_shape import wire_errors
 
 
 class FrameworkError(PackagesError):
@@ -35,79 +36,6 @@ class FrameworkError(PackagesError):
 def service_model() -> ServiceModel:
     """botocore's model of Amazon OpenSearch Service (loaded once per process)."""
     return botocore.session.get_session().get_service_model("opensearch")
-
-
-@functools.cache
-def _pattern(pattern: str) -> re.Pattern[str]:
-    return re.compile(pattern)
-
-
-def wire_errors(value: Any, shape: Shape, path: str = "") -> list[str]:
-    """Everything about the decoded JSON ``value`` that breaks ``shape`` on the REST-JSON wire.
-
-    Patterns are matched whole (``re.fullmatch``), as AWS's Java-based request validation does
-    (``Matcher.matches``): most of this model's patterns carry no anchors, yet ``Bad_Name`` is no
-    PackageName.
-    """
-    where, t, meta = path or shape.name, shape.type_name, shape.metadata
-    bad = f"Value {value!r:.60} at '{where}' failed to satisfy constraint: Member must"
-    if t == "structure":
-        if not isinstance(value, dict):
-            return [f"{bad} be an object"]
-        members: dict[str, Shape] = shape.members  # type: ignore[attr-defined]
-        errors = [f"'{where}.{n}' is required" for n in meta.get("required", []) if n not in value]
-        errors += [f"'{where}.{k}' is not a member of {shape.name}" for k in value if k not in members]
-        for k, v in value.items():
-            if k in members:
-                errors += wire_errors(v, members[k], f"{path}.{k}" if path else k)
-        return errors
-    if t == "list":
-        if not isinstance(value, list):
-            return [f"{bad} be a list"]
-        errors = _range_errors(len(value), meta, bad, "have length")
-        for i, v in enumerate(value):
-            errors += wire_errors(v, shape.member, f"{where}[{i}]")  # type: ignore[attr-defined]
-        return errors
-    if t == "map":
-        if not isinstance(value, dict):
-            return [f"{bad} be an object"]
-        errors = []
-        for k, v in value.items():
-            errors += wire_errors(k, shape.key, f"{where} key")  # type: ignore[attr-defined]
-            errors += wire_errors(v, shape.value, f"{where}.{k}")  # type: ignore[attr-defined]
-        return errors
-    if t == "string":
-        if not isinstance(value, str):
-            return [f"{bad} be a string"]
-        errors = _range_errors(len(value), meta, bad, "have length")
-        if shape.enum and value not in shape.enum:  # type: ignore[attr-defined]
-            errors.append(f"{bad} satisfy enum value set: {shape.enum}")  # type: ignore[attr-defined]
-        if "pattern" in meta and not _pattern(meta["pattern"]).fullmatch(value):
-            errors.append(f"{bad} satisfy regular expression pattern: {meta['pattern']}")
-        return errors
-    if t in ("integer", "long"):
-        if not isinstance(value, int) or isinstance(value, bool):
-            return [f"{bad} be an integer"]
-        return _range_errors(value, meta, bad, "have value")
-    if t == "boolean":
-        return [] if isinstance(value, bool) else [f"{bad} be a boolean"]
-    if t == "timestamp":  # REST-JSON bodies carry epoch seconds unless the model says otherwise
-        ok = isinstance(value, int | float) and not isinstance(value, bool)
-        return [] if ok else [f"{bad} be epoch seconds"]
-    if t in ("double", "float"):
-        return (
-            [] if isinstance(value, int | float) and not isinstance(value, bool) else [f"{bad} be a number"]
-        )
-    return [f"'{where}' has shape type {t}, which this checker does not know"]
-
-
-def _range_errors(n: int, meta: dict[str, Any], bad: str, what: str) -> list[str]:
-    errors = []
-    if "min" in meta and n < meta["min"]:
-        errors.append(f"{bad} {what} greater than or equal to {meta['min']}")
-    if "max" in meta and n > meta["max"]:
-        errors.append(f"{bad} {what} less than or equal to {meta['max']}")
-    return errors
 
 
 def validate_request(operation: OperationModel, params: dict[str, Any]) -> None:
