@@ -13,10 +13,7 @@ late or replayed write of an older document (see connectors/opensearch/bulk.py).
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
-import json
-import re
 from collections import defaultdict
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -30,6 +27,7 @@ from pyiceberg.expressions import And, BooleanExpression, GreaterThanOrEqual, Le
 
 from connectors.lake.lake import Lake
 from connectors.opensearch.bulk import Document
+from pipelines import search_tables as tables
 
 RECENT_DAYS = 7
 # Only what the document uses is read (claims' scanned attachments are not).
@@ -105,22 +103,24 @@ class PeopleDocuments:
         if not ids:
             return []
         inputs = self._load(ids)
-        return self._assemble(ids, inputs, version if version is not None else self.state_version()[0])
+        version = version if version is not None else self.state_version()[0]
+        docs = {d.doc_id: d for d in _documents(inputs, 0, inputs.table.num_rows, version)}
+        return [docs.get(str(pid)) or Document(str(pid), version, None) for pid in ids]
 
     def build_all(self, version: int, chunk: int = 5_000) -> Iterator[list[Document]]:
         """Every patient's document, in chunks: each input table is read once, not once per chunk."""
         inputs = self._load(None)
-        ids = sorted(inputs.patients)
-        for start in range(0, len(ids), chunk):
-            yield self._assemble(ids[start : start + chunk], inputs, version)
+        for start in range(0, inputs.table.num_rows, chunk):
+            yield _documents(inputs, start, chunk, version)
 
     def _load(self, ids: Sequence[int] | None) -> _Inputs:
-        """Every input's rows, read in parallel (Parquet decoding releases the GIL)."""
+        """Every input, read in parallel (Parquet decoding releases the GIL), as one row per patient."""
         m, d = self.sources.mysql, self.sources.devices
         reads: list[tuple[str, str, tuple[str, ...], str | None]] = [
             ("patients", m, PATIENT_COLUMNS, None),
             ("health_preferences", m, PREFERENCE_COLUMNS, None),
             ("plan_enrollments", m, ENROLLMENT_COLUMNS, None),
+            ("insurance_claims", m, CLAIM_COLUMNS, None),
             ("assessments", m, ASSESSMENT_COLUMNS, None),
         ]
         if d:
@@ -130,44 +130,48 @@ class PeopleDocuments:
             ]
         with ThreadPoolExecutor(max_workers=4, thread_name_prefix="docs-read") as pool:
             futures = {
-                name: pool.submit(self._read, source, name, columns, ids, schema=schema)
+                name: pool.submit(self._read_plain, source, name, columns, ids, schema=schema)
                 for name, source, columns, schema in reads
             }
-            claims = pool.submit(self._claim_summaries, ids)
-            enrollments = _group(futures["plan_enrollments"].result())
-            plan_ids = sorted({int(e["plan_id"]) for rows in enrollments.values() for e in rows})
-            plans = self._read(
+            enrollments = futures["plan_enrollments"].result()
+            plan_ids = sorted(
+                {
+                    int(v)
+                    for v in tables.column(enrollments, "plan_id", pa.int64()).to_pylist()
+                    if v is not None
+                }
+            )
+            catalogue = self._read_plain(
                 m, "fitness_plans", PLAN_COLUMNS, plan_ids if ids is not None else None, key="plan_id"
             )
-            inputs = _Inputs(
-                patients={int(r["patient_id"]): r for r in futures["patients"].result()},
-                prefs={int(r["patient_id"]): r for r in futures["health_preferences"].result()},
-                enrollments=enrollments,
-                plans={int(r["plan_id"]): r for r in plans},
-                claims=claims.result(),
-                assessments=_group(futures["assessments"].result()),
-            )
+            patients = futures["patients"].result()
+            if not patients.num_rows:
+                return _Inputs(pa.table({tables.PID: pa.array([], pa.int64())}))
+            table = tables.align(
+                tables.profiles(patients),
+                tables.preferences(futures["health_preferences"].result()),
+                tables.plans(enrollments, catalogue),
+                tables.claims(futures["insurance_claims"].result()),
+                tables.latest_assessments(futures["assessments"].result()),
+            ).sort_by(tables.PID)
+            inputs = _Inputs(table)
             if d:
-                inputs.events = _group(futures["device_events"].result())
-                inputs.summaries = _group(futures["daily_summary"].result())
+                inputs.events = _group(futures["device_events"].result().to_pylist())
+                inputs.summaries = _group(futures["daily_summary"].result().to_pylist())
         return inputs
 
-    @staticmethod
-    def _assemble(ids: Sequence[int], inputs: _Inputs, version: int) -> list[Document]:
-        docs = []
-        for pid in ids:
-            patient = inputs.patients.get(pid)
-            if patient is None:
-                docs.append(Document(str(pid), version, None))
-                continue
-            source = _profile(patient)
-            source |= _preferences(inputs.prefs.get(pid))
-            source |= _plans(inputs.enrollments.get(pid, []), inputs.plans)
-            source |= inputs.claims.get(pid) or NO_CLAIMS
-            source |= _assessment(inputs.assessments.get(pid, []))
-            source |= _devices(inputs.events.get(pid, []), inputs.summaries.get(pid, []))
-            docs.append(Document(str(pid), version, source))
-        return docs
+    def _read_plain(
+        self,
+        source: str,
+        table: str,
+        columns: Sequence[str] | None,
+        ids: Sequence[int] | None,
+        *,
+        key: str = "patient_id",
+        schema: str | None = None,
+    ) -> pa.Table:
+        rows = self._read_table(source, table, columns, ids, key=key, schema=schema)
+        return _plain_columns(rows) if rows.num_columns else pa.table({})
 
     def _read_table(
         self,
@@ -219,48 +223,31 @@ class PeopleDocuments:
         rows = self._read_table(source, table, columns, ids, key=key, schema=schema)
         return _plain_columns(rows).to_pylist() if rows.num_rows else []
 
-    def _claim_summaries(self, ids: Sequence[int] | None) -> dict[int, dict[str, Any]]:
-        """Per patient: claim count, open claims, total, last service date, diagnosis codes —
-        aggregated in Arrow (claims outnumber patients several times over)."""
-        rows = self._read_table(self.sources.mysql, "insurance_claims", CLAIM_COLUMNS, ids)
-        if not rows.num_rows:
-            return {}
-        rows = _plain_columns(rows)
-        opened = pc.is_in(rows.column("status"), value_set=pa.array(sorted(OPEN_CLAIM_STATUSES)))
-        rows = rows.append_column("open", pc.cast(opened, pa.int64()))
-        grouped = rows.group_by("patient_id").aggregate(
-            [
-                ("patient_id", "count"),
-                ("open", "sum"),
-                ("amount", "sum"),
-                ("service_date", "max"),
-                ("diagnosis_code", "distinct"),
-            ]
-        )
-        return {
-            int(r["patient_id"]): {
-                "claims_count": r["patient_id_count"],
-                "claims_open": r["open_sum"],
-                "claims_total": round(r["amount_sum"] or 0.0, 2),
-                "last_claim_date": r["service_date_max"],
-                "diagnosis_codes": sorted(c for c in r["diagnosis_code_distinct"] if c),
-            }
-            for r in grouped.to_pylist()
-        }
-
 
 @dataclass
 class _Inputs:
-    """The rows one build needs, grouped by patient (plans by plan id)."""
+    """What one build needs: one row per patient (sorted by id), device rows grouped by patient."""
 
-    patients: dict[int, dict[str, Any]]
-    prefs: dict[int, dict[str, Any]]
-    enrollments: dict[int, list[dict[str, Any]]]
-    plans: dict[int, dict[str, Any]]
-    claims: dict[int, dict[str, Any]]
-    assessments: dict[int, list[dict[str, Any]]]
+    table: pa.Table
     events: dict[int, list[dict[str, Any]]] = field(default_factory=dict)
     summaries: dict[int, list[dict[str, Any]]] = field(default_factory=dict)
+
+
+def _documents(inputs: _Inputs, start: int, length: int, version: int) -> list[Document]:
+    """Documents of rows [start, start + length) of the inputs' table."""
+    docs = []
+    for row in inputs.table.slice(start, length).to_pylist():
+        pid = row.pop(tables.PID)
+        row["plans"] = row.get("plans") or ""
+        row["plan_codes"] = row.get("plan_codes") or []
+        row["plan_status"] = sorted(s for s in row.get("plan_status") or [] if s)
+        row["diagnosis_codes"] = sorted(c for c in row.get("diagnosis_codes") or [] if c)
+        for name, default in NO_CLAIMS.items():
+            if row.get(name) is None:
+                row[name] = default
+        row |= _devices(inputs.events.get(pid, []), inputs.summaries.get(pid, []))
+        docs.append(Document(str(pid), version, row))
+    return docs
 
 
 def _plain_columns(rows: pa.Table) -> pa.Table:
@@ -276,6 +263,8 @@ def _plain_columns(rows: pa.Table) -> pa.Table:
             column = pc.strftime(column, format="%Y-%m-%dT%H:%M:%S" + ("Z" if t.tz else ""))
         elif pa.types.is_date(t):
             column = pc.cast(column, pa.string())
+        elif pa.types.is_large_string(t):
+            column = pc.cast(column, pa.string())  # one string type for the compute kernels
         columns.append(column)
     return pa.table(columns, names=rows.column_names)
 
@@ -289,72 +278,6 @@ def _group(rows: list[dict[str, Any]]) -> dict[int, list[dict[str, Any]]]:
     for row in rows:
         out[int(row["patient_id"])].append(row)
     return out
-
-
-def _profile(p: Mapping[str, Any]) -> dict[str, Any]:
-    name = " ".join(x for x in (p.get("given_name"), p.get("family_name")) if x)
-    return {
-        "patient_id": str(int(p["patient_id"])),
-        "tenant_id": p.get("tenant_id"),
-        "name": name,
-        "email": p.get("email"),
-        "phone": p.get("phone"),
-        "city": p.get("city"),
-        "country": p.get("country"),
-        "sex": p.get("sex"),
-        "birth_date": _iso(p.get("birth_date")),
-        "marketing_opt_in": bool(p.get("marketing_opt_in")),
-        "updated_at": _iso(p.get("updated_at")),
-    }
-
-
-def _preferences(row: Mapping[str, Any] | None) -> dict[str, Any]:
-    if row is None:
-        return {}
-    return {
-        "preferences": _json_words(row.get("preferences") or ""),
-        "diet": row.get("diet"),
-        "language": row.get("language"),
-        "contact_channel": row.get("contact_channel"),
-    }
-
-
-# Every JSON string token, in order, and whether a ':' follows it (then it is a key). Matching all
-# strings keeps the scan aligned on string boundaries: outside strings JSON has no quotes.
-_JSON_STRING = re.compile(r'"((?:[^"\\]|\\.)*)"(\s*:)?')
-
-
-def _json_words(text: str) -> str:
-    """The string values of a JSON preferences document, space-separated (for full-text search).
-
-    A regular expression over the text instead of parsing and walking the document: a third of
-    the cost of building a document went into that walk (measured on 10k documents).
-    """
-    words = [raw for raw, key in _JSON_STRING.findall(text) if not key and raw]
-    for i, raw in enumerate(words):
-        if "\\" in raw:
-            with contextlib.suppress(ValueError):  # a broken escape stays as it is written
-                words[i] = json.loads(f'"{raw}"')
-    return " ".join(words)
-
-
-def _plans(enrollments: list[dict[str, Any]], plans: Mapping[int, Mapping[str, Any]]) -> dict[str, Any]:
-    names, codes, statuses = [], [], []
-    for e in sorted(enrollments, key=lambda r: int(r["plan_id"])):
-        plan = plans.get(int(e["plan_id"]))
-        if plan is None:
-            continue
-        names.append(f"{plan.get('name')} {plan.get('description') or ''}".strip())
-        codes.append(plan.get("code"))
-        statuses.append(e.get("status"))
-    return {"plans": " | ".join(names), "plan_codes": codes, "plan_status": sorted(set(statuses))}
-
-
-def _assessment(rows: list[dict[str, Any]]) -> dict[str, Any]:
-    if not rows:
-        return {}
-    latest = max(rows, key=lambda r: r["assessed_at"])
-    return {"risk_band": latest.get("risk_band"), "notes": latest.get("notes")}
 
 
 def _devices(events: list[dict[str, Any]], summaries: list[dict[str, Any]]) -> dict[str, Any]:

@@ -19,9 +19,9 @@ from connectors.opensearch.bulk import BulkIndexer, Document
 from connectors.opensearch.client import open_client
 from connectors.opensearch.config import OpenSearchConfig
 from connectors.opensearch.indices import IndexManager, IndexTemplate, load_template
-from pipelines import search_index
+from pipelines import search_docs, search_index
 from pipelines.runner import sync_source
-from pipelines.search_docs import PeopleDocuments, PeopleSources
+from pipelines.search_docs import PeopleSources
 from pipelines.search_index import PeopleIndexer
 from pipelines.sources import open_source
 from pipelines.world import create_world
@@ -139,15 +139,15 @@ def test_a_late_or_replayed_document_never_overwrites_a_newer_one(world: World) 
 
 def test_refused_documents_go_to_the_dead_letter_table(world: World, monkeypatch: pytest.MonkeyPatch) -> None:
     world.capture()
-    real_assemble = PeopleDocuments._assemble
+    real_documents = search_docs._documents
 
-    def assemble_with_a_bad_document(ids: Any, inputs: Any, version: int) -> list[Document]:
-        docs = real_assemble(ids, inputs, version)
+    def documents_with_a_bad_one(*args: Any) -> list[Document]:
+        docs = real_documents(*args)
         bad = docs[0]
         assert bad.source is not None
         return [Document(bad.doc_id, bad.version, {**bad.source, "not_in_mapping": 1}), *docs[1:]]
 
-    monkeypatch.setattr(PeopleDocuments, "_assemble", staticmethod(assemble_with_a_bad_document))
+    monkeypatch.setattr(search_docs, "_documents", documents_with_a_bad_one)
     report = world.indexer.run()
     assert len(report.result.failures) == 1 and report.result.indexed == len(world.patient_ids()) - 1
     assert report.dead_letter_file is not None
