@@ -11,6 +11,7 @@ make harmless.
 
 from __future__ import annotations
 
+import collections
 import datetime as dt
 import json
 import logging
@@ -30,6 +31,7 @@ from pipelines.search_docs import PeopleDocuments, PeopleSources
 log = logging.getLogger(__name__)
 
 BUILD_CHUNK = 2_500  # patients per document build and bulk call
+SENDERS = 2  # bulk requests in flight (documents of one patient are in one chunk: order is kept)
 DEAD_LETTER_SCHEMA = pa.schema(
     [
         pa.field("index", pa.string()),
@@ -92,17 +94,17 @@ class PeopleIndexer:
         else:
             ids = self.changed_patients(checkpoint, seqs)
             chunks = (self.documents.build(c, version) for c in _chunks(sorted(ids), BUILD_CHUNK))
-        # One chunk is sent while the next is built: OpenSearch indexes (on its own cores) while
-        # we assemble documents. At most two chunks are held.
-        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="bulk") as sender:
-            pending: Future[BulkResult] | None = None
+        # Chunks are sent while the next ones are built, SENDERS requests at a time: OpenSearch
+        # indexes on its own threads while we assemble documents. At most SENDERS + 1 chunks are held.
+        with ThreadPoolExecutor(max_workers=SENDERS, thread_name_prefix="bulk") as sender:
+            pending: collections.deque[Future[BulkResult]] = collections.deque()
             for docs in chunks:
                 report.patients += len(docs)
-                if pending is not None:
-                    report.result.add(pending.result())
-                pending = sender.submit(bulk.write, docs)
-            if pending is not None:
-                report.result.add(pending.result())
+                if len(pending) >= SENDERS:
+                    report.result.add(pending.popleft().result())
+                pending.append(sender.submit(bulk.write, docs))
+            while pending:
+                report.result.add(pending.popleft().result())
         if report.result.failures:
             report.dead_letter_file = self._dead_letter(report.result.failures)
         self.lake.storage.write_bytes(self._checkpoint_path, json.dumps(seqs, sort_keys=True).encode())
