@@ -4,7 +4,7 @@
   version). `synonyms_changed` watches the lake's commit log for new commits of the synonyms
   table and requests a run of `publish_synonyms` — no triggers, no Lambda.
 * `search/people` indexes the changed 360° documents. Checks: the index holds one document per
-  patient in the lake, and a canary query (a patient's own name) finds that patient.
+  patient in the lake, and a canary query set (names and emails of a few patients) finds them.
 Each body is one call into `pipelines`, plus its metadata.
 """
 
@@ -24,6 +24,7 @@ from pipelines.synonym_publish import publish_synonyms, synonyms_path
 
 SYNONYMS_KEY = dg.AssetKey(["search", "synonyms"])
 PEOPLE_KEY = dg.AssetKey(["search", "people"])
+CANARIES = 3  # patients in the canary query set
 
 
 def build_search_definitions(config: LakehouseConfig) -> tuple[list[Any], list[Any], list[Any], list[Any]]:
@@ -119,17 +120,38 @@ def build_search_definitions(config: LakehouseConfig) -> tuple[list[Any], list[A
             passed=indexed == len(ids),
             metadata={"documents": indexed, "patients_in_lake": len(ids)},
         )
-        canary = random.Random(len(ids)).choice(ids) if ids else None
-        found, name = False, ""
-        if canary is not None:
-            doc = documents.build([canary])[0]
-            name = str((doc.source or {}).get("name") or "")
-            hits = search(client, search_config.people_alias, name, size=20) if name else []
-            found = str(canary) in {h.doc_id for h in hits}
+        # The canary set: for a few patients drawn from the lake, their name and their email
+        # (an exact keyword) must each find them; every miss is listed.
+        sample = random.Random(len(ids)).sample(ids, min(CANARIES, len(ids)))
+        results: list[dict[str, Any]] = []
+        for doc in documents.build(sample):
+            source = doc.source or {}
+            queries = [("all_text", str(source.get("name") or ""))]
+            for field, text in queries:
+                hits = (
+                    search(client, search_config.people_alias, text, fields=[field], size=20) if text else []
+                )
+                results.append(
+                    {"patient_id": doc.doc_id, "query": text, "found": doc.doc_id in {h.doc_id for h in hits}}
+                )
+            if source.get("email"):
+                found = client.search(
+                    index=search_config.people_alias, body={"query": {"term": {"email": source["email"]}}}
+                )["hits"]["hits"]
+                results.append(
+                    {
+                        "patient_id": doc.doc_id,
+                        "query": "email",
+                        "found": doc.doc_id in {h["_id"] for h in found},
+                    }
+                )
         yield dg.AssetCheckResult(
             check_name="canary_query_finds_patient",
-            passed=found,
-            metadata={"patient_id": str(canary), "query": name},
+            passed=bool(results) and all(r["found"] for r in results),
+            metadata={
+                "canaries": dg.MetadataValue.json(results),
+                "misses": sum(not r["found"] for r in results),
+            },
         )
 
     publish_job = dg.define_asset_job("publish_synonyms", selection=dg.AssetSelection.assets(SYNONYMS_KEY))
@@ -167,4 +189,6 @@ def _merge_source_table(lake: Any, source: str, lake_table: str) -> None:
         try:
             lake.current(source).merge_table(lake_table, latest.heads[lake_table])
         except MergeConflictError:
-            lake.current(source).merge_table(lake_table, latest.heads[lake_table])  # the other merger got there first
+            lake.current(source).merge_table(
+                lake_table, latest.heads[lake_table]
+            )  # the other merger got there first
