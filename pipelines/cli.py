@@ -282,6 +282,14 @@ def _cmd_synonyms(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_publish(args: argparse.Namespace) -> int:
+    from pipelines.publish import publish_changelogs
+
+    plan = publish_changelogs(load_config(args.config), dry_run=args.dry_run)
+    print(("plan (dry run):\n" if args.dry_run else "") + str(plan))
+    return 0
+
+
 def _cmd_world(args: argparse.Namespace) -> int:
     from pipelines.demo import create_world_from_config
 
@@ -367,6 +375,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--seconds", type=float, default=30.0)
     s.add_argument("--seed", type=int, default=11)
     s.set_defaults(func=_cmd_workload)
+
+    s = sub.add_parser("publish", help="register the lake's change logs in the Glue Data Catalog")
+    s.add_argument("--dry-run", action="store_true", help="print the plan, change nothing")
+    s.set_defaults(func=_cmd_publish)
 
     s = sub.add_parser("search", help="search the people (or catalog) index; ranked results with highlights")
     s.add_argument("query", nargs="+")

@@ -1,0 +1,275 @@
+"""The lake's change logs as Glue Data Catalog tables, so Athena and Redshift Spectrum read them.
+
+One Glue database per source, `<source>_changelog`; one external Parquet table per lake table at
+`<lake root>/changelog/<source>/<table>/`, partitioned by `commit_date` (the directories the lake
+writes). Current-state tables need nothing here: with `lake.catalog = "glue"` they are Iceberg
+tables in Glue already (database `<source>`).
+
+Publishing is a plan, then its application, so a dry run can print what would change:
+* a missing database or table is created; a table whose columns differ from the lake's newest
+  change-log schema is updated (a column added in the lake appears; nothing is dropped);
+* partitions the lake has and Glue lacks are added;
+* a table in our Glue database that the lake no longer has is reported, never dropped.
+Running it again with nothing new plans nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import pyarrow as pa
+
+from connectors.lake.lake import Lake
+
+log = logging.getLogger(__name__)
+
+PARTITION = "commit_date"
+PARQUET = {
+    "InputFormat": "org.apache.hadoop.hive.ql.io.parquet.MapredParquetInputFormat",
+    "OutputFormat": "org.apache.hadoop.hive.ql.io.parquet.MapredParquetOutputFormat",
+    "SerdeInfo": {"SerializationLibrary": "org.apache.hadoop.hive.ql.io.parquet.serde.ParquetHiveSerDe"},
+}
+ActionKind = Literal["create_database", "create_table", "update_table", "add_partitions", "orphan_table"]
+
+
+class CatalogError(Exception):
+    """A Glue call failed; the message names the database and table."""
+
+
+@dataclass(frozen=True, slots=True)
+class Action:
+    """One change the publisher would make (or, for `orphan_table`, only report)."""
+
+    kind: ActionKind
+    database: str
+    table: str = ""
+    detail: str = ""
+    payload: Any = None
+
+    def __str__(self) -> str:
+        where = f"{self.database}.{self.table}" if self.table else self.database
+        return f"{self.kind} {where}" + (f": {self.detail}" if self.detail else "")
+
+
+@dataclass
+class Plan:
+    actions: list[Action] = field(default_factory=list)
+
+    @property
+    def orphans(self) -> list[Action]:
+        return [a for a in self.actions if a.kind == "orphan_table"]
+
+    def __str__(self) -> str:
+        return "\n".join(str(a) for a in self.actions) or "nothing to change"
+
+
+def hive_type(t: pa.DataType) -> str:
+    """The Hive/Glue type Athena and Spectrum read a Parquet column of Arrow type `t` as."""
+    if pa.types.is_string(t) or pa.types.is_large_string(t):
+        return "string"
+    if pa.types.is_boolean(t):
+        return "boolean"
+    if pa.types.is_int8(t):
+        return "tinyint"
+    if pa.types.is_int16(t):
+        return "smallint"
+    if pa.types.is_int32(t) or pa.types.is_uint8(t) or pa.types.is_uint16(t):
+        return "int"
+    if pa.types.is_integer(t):
+        return "bigint"
+    if pa.types.is_float32(t):
+        return "float"
+    if pa.types.is_floating(t):
+        return "double"
+    if pa.types.is_decimal(t):
+        return f"decimal({t.precision},{t.scale})"  # type: ignore[attr-defined]
+    if pa.types.is_timestamp(t):
+        return "timestamp"
+    if pa.types.is_date(t):
+        return "date"
+    if pa.types.is_binary(t) or pa.types.is_large_binary(t) or pa.types.is_fixed_size_binary(t):
+        return "binary"
+    if pa.types.is_list(t) or pa.types.is_large_list(t):
+        return f"array<{hive_type(t.value_type)}>"  # type: ignore[attr-defined]
+    if pa.types.is_time(t):
+        return "string"  # times of day are kept as exact text in the lake
+    raise CatalogError(f"no Glue type for Arrow type {t}")
+
+
+class ChangelogCatalog:
+    """Keeps `<source>_changelog` Glue databases in step with the lake's change logs."""
+
+    def __init__(self, glue: Any, lake: Lake) -> None:
+        self.glue = glue
+        self.lake = lake
+
+    @staticmethod
+    def database(source: str) -> str:
+        return f"{source}_changelog"
+
+    def plan(self, sources: Sequence[str]) -> Plan:
+        plan = Plan()
+        for source in sources:
+            database = self.database(source)
+            existing = self._tables(database)
+            if existing is None:
+                plan.actions.append(
+                    Action("create_database", database, detail=f"change logs of source {source}")
+                )
+                existing = {}
+            schemas = {t.lake_name: s for t, s in self.lake.changelog_schemas(source).items()}
+            for lake_table, schema in sorted(schemas.items()):
+                wanted = self._table_input(source, lake_table, schema)
+                have = existing.get(lake_table)
+                if have is None:
+                    plan.actions.append(
+                        Action("create_table", database, lake_table, f"{len(schema)} columns", wanted)
+                    )
+                else:
+                    merged = _merge_columns(_columns(have), wanted["StorageDescriptor"]["Columns"])
+                    if merged != _columns(have):
+                        changed = [c["Name"] for c in merged if c not in _columns(have)]
+                        wanted["StorageDescriptor"]["Columns"] = merged
+                        plan.actions.append(
+                            Action("update_table", database, lake_table, f"columns {changed}", wanted)
+                        )
+                missing = sorted(
+                    self._lake_partitions(source, lake_table)
+                    - self._glue_partitions(database, lake_table, have)
+                )
+                if missing:
+                    plan.actions.append(
+                        Action(
+                            "add_partitions",
+                            database,
+                            lake_table,
+                            f"{len(missing)} partition(s)",
+                            (wanted, missing),
+                        )
+                    )
+            for name in sorted(set(existing) - set(schemas)):
+                plan.actions.append(
+                    Action(
+                        "orphan_table",
+                        database,
+                        name,
+                        "in Glue but not in the lake's change logs; left in place",
+                    )
+                )
+        return plan
+
+    def apply(self, plan: Plan) -> None:
+        for action in plan.actions:
+            try:
+                self._apply(action)
+            except self.glue.exceptions.AlreadyExistsException:
+                log.info("%s: already there (another publisher)", action)
+            except Exception as exc:
+                raise CatalogError(f"{action}: {exc}") from None
+            if action.kind == "orphan_table":
+                log.warning("%s", action)
+            else:
+                log.info("%s", action)
+
+    def publish(self, sources: Sequence[str], *, dry_run: bool = False) -> Plan:
+        plan = self.plan(sources)
+        if not dry_run:
+            self.apply(plan)
+        return plan
+
+    # --- helpers -------------------------------------------------------------------------------
+    def _apply(self, action: Action) -> None:
+        if action.kind == "create_database":
+            self.glue.create_database(DatabaseInput={"Name": action.database, "Description": action.detail})
+        elif action.kind == "create_table":
+            self.glue.create_table(DatabaseName=action.database, TableInput=action.payload)
+        elif action.kind == "update_table":
+            self.glue.update_table(DatabaseName=action.database, TableInput=action.payload)
+        elif action.kind == "add_partitions":
+            wanted, days = action.payload
+            for start in range(0, len(days), 100):  # BatchCreatePartition takes at most 100
+                inputs = [self._partition_input(wanted, day) for day in days[start : start + 100]]
+                result = self.glue.batch_create_partition(
+                    DatabaseName=action.database, TableName=action.table, PartitionInputList=inputs
+                )
+                errors = [
+                    e
+                    for e in result.get("Errors", [])
+                    if e["ErrorDetail"]["ErrorCode"] != "AlreadyExistsException"
+                ]
+                if errors:
+                    raise CatalogError(f"{action}: {errors[:3]}")
+
+    def _tables(self, database: str) -> dict[str, dict[str, Any]] | None:
+        """Our database's tables by name (None when the database does not exist)."""
+        try:
+            self.glue.get_database(Name=database)
+        except self.glue.exceptions.EntityNotFoundException:
+            return None
+        tables: dict[str, dict[str, Any]] = {}
+        for page in self.glue.get_paginator("get_tables").paginate(DatabaseName=database):
+            for table in page["TableList"]:
+                tables[table["Name"]] = table
+        return tables
+
+    def _table_input(self, source: str, lake_table: str, schema: pa.Schema) -> dict[str, Any]:
+        columns = [
+            {"Name": f.name.lower(), "Type": hive_type(f.type)} for f in schema if f.name.lower() != PARTITION
+        ]
+        return {
+            "Name": lake_table,
+            "Description": f"Change log of {source}.{lake_table} (Op I/U/D, _commit_ts, _position, _txid, row, _seq)",
+            "TableType": "EXTERNAL_TABLE",
+            "Parameters": {"classification": "parquet", "EXTERNAL": "TRUE", "lakehouse.source": source},
+            "PartitionKeys": [{"Name": PARTITION, "Type": "string"}],
+            "StorageDescriptor": {
+                "Columns": columns,
+                "Location": self._location(source, lake_table),
+                **PARQUET,
+            },
+        }
+
+    def _partition_input(self, table_input: dict[str, Any], day: str) -> dict[str, Any]:
+        descriptor = dict(table_input["StorageDescriptor"])
+        descriptor["Location"] = f"{descriptor['Location']}{PARTITION}={day}/"
+        return {"Values": [day], "StorageDescriptor": descriptor}
+
+    def _location(self, source: str, lake_table: str) -> str:
+        return self.lake.storage.uri(f"changelog/{source}/{lake_table}").rstrip("/") + "/"
+
+    def _lake_partitions(self, source: str, lake_table: str) -> set[str]:
+        prefix = f"changelog/{source}/{lake_table}/{PARTITION}="
+        return {
+            e.path[len(prefix) :].split("/", 1)[0]
+            for e in self.lake.storage.list_files(prefix.rsplit("/", 1)[0])
+            if e.path.startswith(prefix)
+        }
+
+    def _glue_partitions(self, database: str, table: str, have: dict[str, Any] | None) -> set[str]:
+        if have is None:
+            return set()
+        values: set[str] = set()
+        for page in self.glue.get_paginator("get_partitions").paginate(
+            DatabaseName=database, TableName=table
+        ):
+            values.update(p["Values"][0] for p in page["Partitions"])
+        return values
+
+
+def _merge_columns(have: list[dict[str, str]], lake: list[dict[str, str]]) -> list[dict[str, str]]:
+    """Glue's columns with the lake's types and new columns; columns the lake's newest files no
+    longer have (dropped at the source) stay: older partitions still hold them."""
+    lake_types = {c["Name"]: c["Type"] for c in lake}
+    merged = [{"Name": c["Name"], "Type": lake_types.get(c["Name"], c["Type"])} for c in have]
+    known = {c["Name"] for c in have}
+    merged += [c for c in lake if c["Name"] not in known]
+    return merged
+
+
+def _columns(table: dict[str, Any]) -> list[dict[str, str]]:
+    return [
+        {"Name": c["Name"], "Type": c["Type"]} for c in table.get("StorageDescriptor", {}).get("Columns", [])
+    ]
