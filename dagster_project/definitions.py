@@ -11,6 +11,7 @@ import dagster as dg
 
 from connectors.dynamodb.source import SCHEMA as DYNAMODB_SCHEMA
 from dagster_project.assets import build_source_assets
+from dagster_project.catalog_assets import build_catalog_definitions
 from dagster_project.checks import build_source_checks
 from dagster_project.resources import LakeResource, dynamodb_resource, replay_resource, source_resource
 from dagster_project.search_assets import build_search_definitions
@@ -49,6 +50,10 @@ def build_definitions(config: LakehouseConfig) -> dg.Definitions:
         aws_access_key_id=dg.EnvVar("AWS_ACCESS_KEY_ID") if lake.root.startswith("s3://") else None,
         aws_secret_access_key=dg.EnvVar("AWS_SECRET_ACCESS_KEY") if lake.root.startswith("s3://") else None,
     )
+    if config.lake.catalog == "glue" or config.lake.glue_endpoint_url:  # a Glue to publish to
+        catalog_assets, catalog_checks = build_catalog_definitions(config)
+        assets += catalog_assets
+        checks += catalog_checks
     search_jobs: list[dg.UnresolvedAssetJobDefinition] = []
     sensors: list[dg.SensorDefinition] = []
     if config.search.mysql_source in {s.name for s in config.sources}:
@@ -56,7 +61,7 @@ def build_definitions(config: LakehouseConfig) -> dg.Definitions:
         assets += search_assets
         checks += search_checks
     micro_batches = dg.define_asset_job(
-        "micro_batches", selection=dg.AssetSelection.all() - dg.AssetSelection.groups("search")
+        "micro_batches", selection=dg.AssetSelection.all() - dg.AssetSelection.groups("search", "catalog")
     )
     schedule = dg.ScheduleDefinition(
         name="every_minute",

@@ -135,3 +135,36 @@ def test_publish_from_the_configuration(
     publish_changelogs(config)
     assert glue.get_table(DatabaseName=f"{source}_changelog", Name="health__patients")
     assert str(publish_changelogs(config)) == "nothing to change"
+
+
+def test_the_dagster_catalog_asset_publishes_and_its_check_passes(
+    setup: tuple[Lake, Any, str], aws_client_kwargs: dict[str, str]
+) -> None:
+    import dagster as dg
+
+    from dagster_project.catalog_assets import GLUE_KEY, build_catalog_definitions
+    from pipelines.config import parse_config
+
+    lake, glue, source = setup
+    patients = _table(source, "patients")
+    lake.writer(source).write(
+        snapshot_batch(
+            5, changes([("I", 5, {"id": 1, "name": "a"})], schema(table=patients)), tables=(patients,)
+        )
+    )
+    config = parse_config(
+        {
+            "lake": {"root": lake.config.root, "glue_endpoint_url": aws_client_kwargs["endpoint_url"],
+                     "s3": {"access_key_id": "testing", "secret_access_key": "testing"}},
+            "sources": [{"kind": "postgres", "name": source, "port": 1, "user": "u", "database": "d"}],
+        }
+    )  # fmt: skip
+    assets, checks = build_catalog_definitions(config)
+    result = dg.materialize(assets, selection=[GLUE_KEY])
+    assert result.success
+    metadata = result.asset_materializations_for_node("catalog__glue_changelogs")[0].metadata
+    assert metadata["changes"].value == 3
+    defs = dg.Definitions(assets=assets, asset_checks=checks)
+    check = defs.resolve_implicit_global_asset_job_def().execute_in_process()
+    evaluations = {e.check_name: e.passed for e in check.get_asset_check_evaluations()}
+    assert evaluations == {"glue_matches_lake": True}
