@@ -8,6 +8,7 @@ import signal
 import sys
 import threading
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 from connectors.events import TableId
 from connectors.source import SourceError
@@ -290,6 +291,29 @@ def _cmd_publish(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_query(args: argparse.Namespace) -> int:
+    from connectors.catalog.warehouse import WarehouseError, connect, query, register_lake
+    from connectors.lake.lake import Lake
+    from pipelines.report import format_table
+
+    config = load_config(args.config)
+    lake = Lake(config.lake)
+    path = args.warehouse or (
+        "warehouse.duckdb"
+        if lake.storage.is_s3
+        else str(Path(config.lake.root.removeprefix("file://")) / "warehouse.duckdb")
+    )
+    try:
+        con = connect(path)
+        register_lake(con, lake, [s.name for s in config.sources])
+        result = query(con, " ".join(args.sql))
+    except WarehouseError as e:
+        raise ConfigError(str(e)) from None
+    print(format_table(result.column_names, [list(r.values()) for r in result.to_pylist()]))
+    print(f"({result.num_rows} rows; warehouse {path})")
+    return 0
+
+
 def _cmd_world(args: argparse.Namespace) -> int:
     from pipelines.demo import create_world_from_config
 
@@ -379,6 +403,14 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("publish", help="register the lake's change logs in the Glue Data Catalog")
     s.add_argument("--dry-run", action="store_true", help="print the plan, change nothing")
     s.set_defaults(func=_cmd_publish)
+
+    s = sub.add_parser(
+        "query",
+        help="SQL over the lake in the local DuckDB warehouse (schemas <source> and <source>_changelog)",
+    )
+    s.add_argument("sql", nargs="+")
+    s.add_argument("--warehouse", help="DuckDB file (default: <lake root>/warehouse.duckdb)")
+    s.set_defaults(func=_cmd_query)
 
     s = sub.add_parser("search", help="search the people (or catalog) index; ranked results with highlights")
     s.add_argument("query", nargs="+")

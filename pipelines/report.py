@@ -12,6 +12,11 @@ from connectors.offsets import parse_offset
 from pipelines.runner import SyncReport
 
 
+def format_table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
+    """Rows as an aligned plain-text table under a header line."""
+    return _table(headers, rows)
+
+
 def _table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
     cells = [[str(h) for h in headers]] + [["" if c is None else str(c) for c in r] for r in rows]
     widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
