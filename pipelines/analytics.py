@@ -54,14 +54,19 @@ def load_use_cases() -> dict[str, UseCase]:
 
 
 def run(
-    con: Any, name: str, schemas: Mapping[str, str] | None = None, databases: Mapping[str, str] | None = None
+    con: Any,
+    name: str,
+    schemas: Mapping[str, str] | None = None,
+    databases: Mapping[str, str] | None = None,
+    tables: Mapping[str, str] | None = None,
 ) -> pa.Table:
     """Execute a use case in the local DuckDB warehouse (see connectors.catalog.warehouse).
 
     `schemas` renames sources (`aurora_mysql` -> another source name) and `databases` the source
-    database inside lake table names (`health__patients` -> `<database>__patients`).
+    database inside lake table names (`health__patients` -> `<database>__patients`); `tables`
+    renames whole lake table names.
     """
-    return con.sql(_rewrite(_case(name).sql, "duckdb", schemas, databases)).to_arrow_table()
+    return con.sql(_rewrite(_case(name).sql, "duckdb", schemas, databases, tables)).to_arrow_table()
 
 
 def render(
@@ -79,6 +84,7 @@ def _rewrite(
     dialect: str,
     schemas: Mapping[str, str] | None,
     databases: Mapping[str, str] | None,
+    tables: Mapping[str, str] | None = None,
     *,
     pretty: bool = False,
 ) -> str:
@@ -89,6 +95,8 @@ def _rewrite(
         database, sep, rest = table.name.partition("__")
         if databases and sep and database in databases:
             table.set("this", exp.to_identifier(f"{databases[database]}__{rest}".lower()))
+        if tables and table.name in tables:
+            table.set("this", exp.to_identifier(tables[table.name]))
     return tree.sql(dialect=dialect, pretty=pretty)
 
 
