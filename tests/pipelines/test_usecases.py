@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections import defaultdict
+from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -22,7 +23,7 @@ from pipelines.runner import sync_source
 from pipelines.sources import open_source
 from pipelines.world import create_world
 
-TABLES = ("patients", "plan_enrollments", "fitness_plans", "insurance_claims")
+TABLES = ("patients", "plan_enrollments", "fitness_plans", "insurance_claims", "health_preferences")
 
 
 @pytest.fixture
@@ -32,10 +33,16 @@ def warehouse(mysql_db: Any, pg_db: Any, tmp_path: Path) -> tuple[Any, Any, str]
 
 
 def _warehouse(
-    mysql_db: Any, pg_db: Any, tmp_path: Path, devices: tuple[Any, str] | None = None
+    mysql_db: Any,
+    pg_db: Any,
+    tmp_path: Path,
+    devices: tuple[Any, str] | None = None,
+    prepare: Any = None,
 ) -> tuple[Any, Any, str, Lake]:
     my = mysql_db.admin_connect()
     create_world(my, pg_db.admin_connect(), seed=4, patients=40)
+    if prepare is not None:
+        prepare(my)
     config = MySQLSourceConfig(
         name="aurora_mysql", host=mysql_db.host, port=mysql_db.port, user=mysql_db.cdc_user,
         password=mysql_db.cdc_password, database=mysql_db.name, tables=TABLES, server_id=0,
@@ -102,9 +109,35 @@ def test_an_unknown_use_case_names_the_known_ones() -> None:
         render("nope", "redshift")
 
 
-def test_coach_patients_off_plan_matches_the_sources(
+@dataclass
+class DevicesWorld:
+    con: Any
+    my: Any
+    database: str
+    events_table: str
+    events: list[dict[str, Any]]
+
+    def run(self, name: str) -> list[dict[str, Any]]:
+        tables = {"dynamodb__device_events": f"dynamodb__{self.events_table}".lower()}
+        return run(self.con, name, databases={"health": self.database}, tables=tables).to_pylist()
+
+    def rows(self, sql: str) -> list[tuple[Any, ...]]:
+        with self.my.cursor() as cur:
+            cur.execute(sql)
+            return list(cur.fetchall())
+
+    def latest(self) -> dt.datetime:
+        return max(_at(e) for e in self.events)
+
+
+def _at(event: dict[str, Any]) -> dt.datetime:
+    return dt.datetime.fromisoformat(str(event["event_time"]).replace("Z", "+00:00"))
+
+
+@pytest.fixture
+def devices_world(
     mysql_db: Any, pg_db: Any, tmp_path: Path, aws_client_kwargs: dict[str, str]
-) -> None:
+) -> DevicesWorld:
     import uuid
 
     import boto3
@@ -114,47 +147,111 @@ def test_coach_patients_off_plan_matches_the_sources(
     from pipelines.world.devices_schema import create_device_tables
 
     client = boto3.client("dynamodb", **aws_client_kwargs)
-    prefix = f"uc{uuid.uuid4().hex[:6]}_"
-    tables = create_device_tables(client, prefix)
-    seed_devices(client, tables, patients=40, events_per_patient=12, seed=3)
+    tables = create_device_tables(client, f"uc{uuid.uuid4().hex[:6]}_")
+    seed_devices(client, tables, patients=40, events_per_patient=14, seed=3)
     events_table = tables.name("device_events")
-    con, my, database, _ = _warehouse(mysql_db, pg_db, tmp_path, devices=(aws_client_kwargs, events_table))
-    result = run(
-        con, "coach_patients_off_plan", databases={"health": database},
-        tables={"dynamodb__device_events": f"dynamodb__{events_table}".lower()},
-    )  # fmt: skip
-    got = {
-        (r["patient_id"], r["plan_code"], float(r["steps_per_day"]), float(r["sleep_minutes_per_day"]))
-        for r in result.to_pylist()
-    }
 
-    # Independently: DynamoDB items and MariaDB rows, in Python.
-    events = []
+    def a_patient_needing_attention(my: Any) -> None:
+        """Patient 1: resting pulse 55 three weeks ago, 95 yesterday, and a claim at the newest date."""
+        newest = max(
+            item["event_time"]["S"]
+            for page in client.get_paginator("scan").paginate(TableName=events_table)
+            for item in page["Items"]
+        )
+        at = dt.datetime.fromisoformat(newest.replace("Z", "+00:00"))
+        for days, bpm in ((21, 55), (1, 95)):
+            stamp = (at - dt.timedelta(days=days)).strftime("%Y-%m-%dT%H:%M:%S.000Z")
+            client.put_item(
+                TableName=events_table,
+                Item={"patient_id": {"N": "1"}, "event_time": {"S": stamp}, "type": {"S": "pulse"},
+                      "bpm": {"N": str(bpm)}, "resting": {"BOOL": True}},
+            )  # fmt: skip
+        with my.cursor() as cur:
+            cur.execute(
+                "INSERT INTO insurance_claims (claim_id, patient_id, provider_id, service_date, benefit_year, "
+                "submitted_at, amount, currency, status, diagnosis_code) SELECT max(claim_id) + 1, 1, 1, "
+                "max(service_date), YEAR(max(service_date)), NOW(), 120.00, 'USD', 'submitted', 'I10' FROM insurance_claims"
+            )
+        my.commit()
+
+    con, my, database, _ = _warehouse(
+        mysql_db,
+        pg_db,
+        tmp_path,
+        devices=(aws_client_kwargs, events_table),
+        prepare=a_patient_needing_attention,
+    )
     deserialize = TypeDeserializer().deserialize
+    events = []
     for page in client.get_paginator("scan").paginate(TableName=events_table):
         events += [{k: deserialize(v) for k, v in item.items()} for item in page["Items"]]
+    return DevicesWorld(con, my, database, events_table, events)
 
-    def at(e: dict[str, Any]) -> dt.datetime:
-        return dt.datetime.fromisoformat(str(e["event_time"]).replace("Z", "+00:00"))
 
-    latest = max(at(e) for e in events)
+def test_coach_patients_off_plan_matches_the_sources(devices_world: DevicesWorld) -> None:
+    w = devices_world
+    got = {
+        (r["patient_id"], r["plan_code"], float(r["steps_per_day"]), float(r["sleep_minutes_per_day"]))
+        for r in w.run("coach_patients_off_plan")
+    }
+    # Independently: the DynamoDB items and the MariaDB rows, in Python.
+    week = w.latest() - dt.timedelta(days=7)
     steps: dict[int, float] = defaultdict(float)
     sleep: dict[int, float] = defaultdict(float)
-    for e in events:
-        if at(e) > latest - dt.timedelta(days=7):
+    for e in w.events:
+        if _at(e) > week:
             if e["type"] == "steps":
                 steps[int(e["patient_id"])] += float(e.get("steps", 0))
             elif e["type"] == "sleep":
                 sleep[int(e["patient_id"])] += float(e.get("sleep_minutes", 0))
-    with my.cursor() as cur:
-        cur.execute(
-            "SELECT e.patient_id, p.code, p.target_daily_steps, p.target_sleep_minutes FROM plan_enrollments e "
-            "JOIN fitness_plans p ON p.plan_id = e.plan_id WHERE e.status = 'active'"
-        )
-        enrolled = cur.fetchall()
     expected = set()
-    for pid, code, target_steps, target_sleep in enrolled:
+    for pid, code, target_steps, target_sleep in w.rows(
+        "SELECT e.patient_id, p.code, p.target_daily_steps, p.target_sleep_minutes FROM plan_enrollments e "
+        "JOIN fitness_plans p ON p.plan_id = e.plan_id WHERE e.status = 'active'"
+    ):
         per_day_steps, per_day_sleep = steps[int(pid)] / 7, sleep[int(pid)] / 7
         if per_day_steps < target_steps or per_day_sleep < target_sleep:
             expected.add((int(pid), code, round(per_day_steps, 1), round(per_day_sleep, 1)))
     assert got == expected and got
+
+
+def test_care_patients_needing_attention_matches_the_sources(devices_world: DevicesWorld) -> None:
+    w = devices_world
+    got = {(r["patient_id"], r["recent_claims"]) for r in w.run("care_patients_needing_attention")}
+    week = w.latest() - dt.timedelta(days=7)
+    recent: dict[int, list[float]] = defaultdict(list)
+    earlier: dict[int, list[float]] = defaultdict(list)
+    for e in w.events:
+        if e["type"] == "pulse" and e.get("resting"):
+            (recent if _at(e) > week else earlier)[int(e["patient_id"])].append(float(e["bpm"]))
+    claims = w.rows("SELECT patient_id, service_date FROM insurance_claims")
+    newest = max(day for _, day in claims)
+    recent_claims: dict[int, int] = defaultdict(int)
+    for pid, day in claims:
+        if day > newest - dt.timedelta(days=90):
+            recent_claims[int(pid)] += 1
+    expected = set()
+    for pid in set(recent) & set(earlier) & set(recent_claims):
+        r, b = sum(recent[pid]) / len(recent[pid]), sum(earlier[pid]) / len(earlier[pid])
+        if r >= 1.1 * b:
+            expected.add((pid, recent_claims[pid]))
+    assert got == expected and 1 in {pid for pid, _ in got}
+
+
+def test_marketing_campaign_audience_matches_the_sources(devices_world: DevicesWorld) -> None:
+    w = devices_world
+    got = {r["patient_id"] for r in w.run("marketing_campaign_audience")}
+    week = w.latest() - dt.timedelta(days=7)
+    walked: dict[int, float] = defaultdict(float)
+    for e in w.events:
+        if e["type"] == "steps" and _at(e) > week:
+            walked[int(e["patient_id"])] += float(e.get("steps", 0))
+    expected = {
+        int(pid)
+        for pid, opt_in, channel, prefs in w.rows(
+            "SELECT p.patient_id, p.marketing_opt_in, h.contact_channel, h.preferences FROM patients p "
+            "JOIN health_preferences h ON h.patient_id = p.patient_id"
+        )
+        if opt_in and channel != "none" and '"run_5k"' in prefs and walked[int(pid)] > 0
+    }
+    assert got == expected and got  # the seeded world has such patients
