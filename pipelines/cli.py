@@ -303,11 +303,23 @@ def _cmd_query(args: argparse.Namespace) -> int:
         if lake.storage.is_s3
         else str(Path(config.lake.root.removeprefix("file://")) / "warehouse.duckdb")
     )
+    from pipelines.analytics import UseCaseError, load_use_cases, render, run
+
     try:
+        if args.render:
+            print(render(args.use_case or "", args.render))
+            return 0
         con = connect(path)
         register_lake(con, lake, [s.name for s in config.sources])
-        result = query(con, " ".join(args.sql))
-    except WarehouseError as e:
+        if args.use_case:
+            result = run(con, args.use_case)
+        elif args.sql:
+            result = query(con, " ".join(args.sql))
+        else:
+            cases = load_use_cases()
+            print("\n".join(f"{c.name} (v{c.version}, {c.audience})" for c in cases.values()))
+            return 0
+    except (WarehouseError, UseCaseError) as e:
         raise ConfigError(str(e)) from None
     print(format_table(result.column_names, [list(r.values()) for r in result.to_pylist()]))
     print(f"({result.num_rows} rows; warehouse {path})")
@@ -408,7 +420,11 @@ def build_parser() -> argparse.ArgumentParser:
         "query",
         help="SQL over the lake in the local DuckDB warehouse (schemas <source> and <source>_changelog)",
     )
-    s.add_argument("sql", nargs="+")
+    s.add_argument("sql", nargs="*", help="SQL (DuckDB); none and no --use-case lists the use cases")
+    s.add_argument("--use-case", help="run a named use case (pipelines/usecases/<name>.sql)")
+    s.add_argument(
+        "--render", choices=["redshift", "athena"], help="print the use case's SQL for that engine"
+    )
     s.add_argument("--warehouse", help="DuckDB file (default: <lake root>/warehouse.duckdb)")
     s.set_defaults(func=_cmd_query)
 
