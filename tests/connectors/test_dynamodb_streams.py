@@ -12,7 +12,6 @@ from __future__ import annotations
 import datetime as dt
 import itertools
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -156,20 +155,30 @@ def test_parents_are_read_before_children_across_splits(harness: Harness) -> Non
 
 
 def test_expired_iterators_are_recreated_from_the_last_sequence_number(harness: Harness) -> None:
-    """Iterators here live 150 ms, so the reader's pauses on a quiet shard (up to 400 ms) outlive them."""
-    harness.model._ttl = 0.15  # the fake's iterator lifetime (15 minutes on AWS)
-    harness.source = harness.new_source(poll_max_seconds=0.4)
+    """Every iterator issued so far expires every 300 ms while records keep arriving.
+
+    Expiry by the fake's switch rather than by a short lifetime: a lifetime of milliseconds would
+    also expire the fresh iterator of a renewal on a loaded machine, which AWS's 15 minutes never do.
+    """
     _writes(harness, 100)
-    writer = threading.Thread(
-        target=lambda: [(_writes(harness, 1, start=200 + i), time.sleep(0.6)) for i in range(4)]
-    )
-    writer.start()
+    done = threading.Event()
+
+    def keep_writing_and_expiring() -> None:
+        for i in range(8):
+            _writes(harness, 1, start=200 + i)
+            harness.model.expire_iterators()
+            if done.wait(0.3):
+                return
+
+    worker = threading.Thread(target=keep_writing_and_expiring)
+    worker.start()
     try:
         harness.drain(until=dt.datetime.now(dt.UTC) + dt.timedelta(seconds=2.0))
     finally:
-        writer.join()
+        done.set()
+        worker.join()
     renewed = harness.source.reader_stats.iterators_renewed
-    harness.drain()  # whatever the writer wrote after `until`
+    harness.drain()  # whatever was written after `until`
     assert renewed >= 3
     harness.check()
 
