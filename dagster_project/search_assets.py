@@ -14,13 +14,14 @@ from typing import Any
 
 import dagster as dg
 
+from connectors.lake.current import MergeConflictError
 from connectors.opensearch.client import open_client
 from connectors.opensearch.search import search
 from dagster_project.assets import table_key
 from pipelines.config import LakehouseConfig
 from pipelines.search_docs import PeopleDocuments, PeopleSources
 from pipelines.search_index import PeopleIndexer
-from pipelines.synonym_publish import publish_synonyms, synonyms_path
+from pipelines.synonym_publish import merge_synonyms_table, publish_synonyms, synonyms_path
 
 SYNONYMS_KEY = dg.AssetKey(["search", "synonyms"])
 PEOPLE_KEY = dg.AssetKey(["search", "people"])
@@ -52,7 +53,10 @@ def build_search_definitions(config: LakehouseConfig) -> tuple[list[Any], list[A
     )
     def synonyms(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
         lake = context.resources.lake.lake()
-        _merge_source_table(lake, syn.source, syn.lake_table)
+        try:
+            merge_synonyms_table(lake, syn)
+        except MergeConflictError:  # the other merger got there first: catch up to the newest commit
+            merge_synonyms_table(lake, syn)
         report = publish_synonyms(lake, search_config, open_client(search_config.opensearch))
         return dg.MaterializeResult(
             metadata={
@@ -178,17 +182,3 @@ def _source_table_name(source: Any, lake_table: str) -> str:
         if lake_table.endswith("__" + table.lower()):
             return str(table)
     return lake_table.split("__", 1)[-1]
-
-
-def _merge_source_table(lake: Any, source: str, lake_table: str) -> None:
-    """Bring the synonyms table's current state up to the lake's newest commit first."""
-    from connectors.lake.current import MergeConflictError
-
-    latest = lake.commit_log(source).latest()
-    if latest is not None and lake_table in latest.heads:
-        try:
-            lake.current(source).merge_table(lake_table, latest.heads[lake_table])
-        except MergeConflictError:
-            lake.current(source).merge_table(
-                lake_table, latest.heads[lake_table]
-            )  # the other merger got there first

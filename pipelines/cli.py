@@ -247,7 +247,7 @@ def _cmd_synonyms(args: argparse.Namespace) -> int:
     from connectors.lake.current import MergeConflictError
     from connectors.lake.lake import Lake
     from connectors.opensearch.client import open_client
-    from pipelines.synonym_publish import publish_synonyms
+    from pipelines.synonym_publish import merge_synonyms_table, publish_synonyms
 
     config = load_config(args.config)
     lake = Lake(config.lake)
@@ -261,11 +261,10 @@ def _cmd_synonyms(args: argparse.Namespace) -> int:
         head = latest.heads.get(syn.lake_table, 0) if latest else 0
         if args.follow and head == last_head:
             return  # no new commit of the synonyms table
-        if head:
-            try:
-                lake.current(syn.source).merge_table(syn.lake_table, head)
-            except MergeConflictError:
-                return  # a running `lakehouse stream` merged it meanwhile: look again next round
+        try:
+            head = merge_synonyms_table(lake, syn)
+        except MergeConflictError:
+            return  # a running `lakehouse stream` merged it meanwhile: look again next round
         last_head = head
         report = publish_synonyms(lake, config.search, client, force_apply=force)
         print(

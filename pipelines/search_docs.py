@@ -220,8 +220,7 @@ class PeopleDocuments:
         key: str = "patient_id",
         schema: str | None = None,
     ) -> list[dict[str, Any]]:
-        rows = self._read_table(source, table, columns, ids, key=key, schema=schema)
-        return _plain_columns(rows).to_pylist() if rows.num_rows else []
+        return self._read_plain(source, table, columns, ids, key=key, schema=schema).to_pylist()
 
 
 @dataclass

@@ -79,6 +79,17 @@ def synonyms_path(config: SearchConfig, service: Any = None) -> str:
     return f"analyzers/{found[0]['PackageID']}"
 
 
+def merge_synonyms_table(lake: Lake, syn: SynonymsConfig) -> int:
+    """Bring the synonyms table's current state up to the lake's newest commit of it; returns that
+    commit (0: none yet). Raises `MergeConflictError` when another merger (a running
+    `lakehouse stream`) committed to it meanwhile."""
+    latest = lake.commit_log(syn.source).latest()
+    head = latest.heads.get(syn.lake_table, 0) if latest else 0
+    if head:
+        lake.current(syn.source).merge_table(syn.lake_table, head)
+    return head
+
+
 def publish_synonyms(
     lake: Lake,
     config: SearchConfig,

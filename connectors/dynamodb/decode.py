@@ -163,6 +163,13 @@ def _micros(stamp: Any) -> int:
     raise TypeError(f"{stamp!r} is not epoch seconds or a datetime")
 
 
+def epoch_seconds(stamp: Any) -> float:
+    """ApproximateCreationDateTime as epoch seconds: the wire's number, or boto3's datetime."""
+    if isinstance(stamp, dt.datetime):
+        return stamp.timestamp()
+    return float(stamp)
+
+
 def _stamp_time(stamp: Any) -> dt.datetime:
     try:
         return _EPOCH + _micros(stamp) * _ONE_MICRO

@@ -25,7 +25,7 @@ from typing import Any
 import pyarrow as pa
 
 from connectors.dynamodb.config import DynamoDBReplayConfig
-from connectors.dynamodb.decode import decode_records
+from connectors.dynamodb.decode import decode_records, epoch_seconds
 from connectors.dynamodb.layout import KeyAttribute, TableLayout
 from connectors.dynamodb.replay import ReplayError, iter_event_files, read_event_file, table_of
 from connectors.dynamodb.source import SCHEMA
@@ -214,16 +214,12 @@ class DynamoDBReplaySource:
             decoded = decode_records(layouts[table], records)
             if decoded.changes is not None:
                 changes.append(decoded.changes)
-                newest = max(newest, _epoch(records[-1]["dynamodb"].get("ApproximateCreationDateTime", 0)))
+                newest = max(
+                    newest, epoch_seconds(records[-1]["dynamodb"].get("ApproximateCreationDateTime", 0))
+                )
             quarantined.extend(decoded.quarantined)
             for drift in layouts[table].take_drift():
                 log.warning("%s: table %s: %s", self.name, table, drift)
         log.info("%s: replayed %d file(s) up to %s", self.name, len(files), end.path)
         lag = max(0.0, dt.datetime.now(dt.UTC).timestamp() - newest) if newest else None
         return Batch(start, end, tuple(changes), quarantined=tuple(quarantined), source_lag_seconds=lag)
-
-
-def _epoch(value: Any) -> float:
-    if isinstance(value, dt.datetime):
-        return value.timestamp()
-    return float(value)

@@ -36,7 +36,7 @@ import pyarrow.parquet as pq
 
 from connectors.dynamodb.client import AwsClients
 from connectors.dynamodb.config import DynamoDBSourceConfig
-from connectors.dynamodb.decode import decode_items
+from connectors.dynamodb.decode import decode_items, epoch_seconds
 from connectors.dynamodb.layout import TableLayout
 from connectors.dynamodb.offset import StreamPositions, StreamTip
 from connectors.dynamodb.reader import StreamReader
@@ -277,7 +277,7 @@ class SnapshotTaker:
             touched, cut, names = overlay[page.table], horizon[page.table], keys[page.table]
             for record in page.records:
                 body = record["dynamodb"]
-                if _epoch(body["ApproximateCreationDateTime"]) >= cut:
+                if epoch_seconds(body["ApproximateCreationDateTime"]) >= cut:
                     touched[item_key(names, body["Keys"])] = record
             read += len(page.records)
         log.info("%s: read %d stream records to hand the snapshot over", self.config.name, read)
@@ -287,9 +287,3 @@ class SnapshotTaker:
     def _untouched_mask(data: pa.Table, key: Sequence[str], touched: Mapping[ItemKey, Any]) -> list[bool]:
         columns = [data.column(k).to_pylist() for k in key]
         return [tuple(values) not in touched for values in zip(*columns, strict=True)]
-
-
-def _epoch(value: Any) -> float:
-    if isinstance(value, dt.datetime):
-        return value.timestamp()
-    return float(value)

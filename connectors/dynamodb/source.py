@@ -12,7 +12,7 @@ import pyarrow as pa
 
 from connectors.dynamodb.client import AwsClients, error_code
 from connectors.dynamodb.config import DynamoDBSourceConfig
-from connectors.dynamodb.decode import Decoded, decode_records
+from connectors.dynamodb.decode import Decoded, decode_records, epoch_seconds
 from connectors.dynamodb.layout import KeyAttribute, TableLayout
 from connectors.dynamodb.offset import StreamPositions, StreamTip
 from connectors.dynamodb.reader import ReaderStats, StreamReader
@@ -196,7 +196,7 @@ class DynamoDBSource:
                         pending.setdefault(page.table, []).append(decoded.changes)
                     quarantined.extend(decoded.quarantined)
                     rows += len(records)
-                    newest = _epoch(records[-1]["dynamodb"]["ApproximateCreationDateTime"])
+                    newest = epoch_seconds(records[-1]["dynamodb"]["ApproximateCreationDateTime"])
             # Cut at page boundaries: every page ends on a whole record, and a batch may end
             # anywhere (DynamoDB Streams shows no transactions). An idle cut (nothing read, the
             # position unchanged) is a no-op for the lake but lets the caller stop between batches.
@@ -255,9 +255,3 @@ def _concat(run: list[TableChanges]) -> TableChanges:
     if len(run) == 1:
         return run[0]
     return TableChanges(run[0].schema, pa.concat_tables([p.data for p in run]))
-
-
-def _epoch(value: Any) -> float:
-    if isinstance(value, dt.datetime):
-        return value.timestamp()
-    return float(value)
