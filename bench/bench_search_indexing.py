@@ -149,6 +149,9 @@ def main() -> None:
                     for name in client.indices.get(index=f"{alias}*"):
                         client.indices.delete(index=name)
     finally:
+        # Indices first: an index left behind without its synonyms file turns the node red.
+        for name in client.indices.get(index=f"bench-{tag}-*", ignore_unavailable=True):
+            client.indices.delete(index=name)
         package.unlink(missing_ok=True)
         pgw.close()
         with my.cursor() as cur:

@@ -12,8 +12,10 @@ the same ``analyzers/<package id>`` path Amazon OpenSearch Service gives custom 
 from __future__ import annotations
 
 import hashlib
+import json
 import shutil
 import subprocess
+import sys
 import time
 import urllib.error
 import urllib.request
@@ -42,6 +44,8 @@ __all__ = ["OpenSearchBuildError", "OpenSearchService", "run_build_step"]
 LAUNCHER_CLASS = "lakehouse.devstack.opensearch.Launcher"
 LAUNCHER_JAR = "devstack-opensearch-launcher.jar"
 START_TIMEOUT_S = 120.0
+# A node answering red this long is up; what stays red is some indices, reported by name.
+RED_GRACE_S = 20.0
 # SIGTERM runs the launcher's shutdown hook (node.close(), bounded at 20 s inside); then SIGKILL.
 STOP_TIMEOUT_S = 30.0
 PORT_RELEASE_TIMEOUT_S = 10.0
@@ -301,9 +305,16 @@ class OpenSearchService:
         return True
 
     def _wait_healthy(self, pid: int) -> None:
+        """Wait for yellow; a node that answers but stays red only because of some indices is up.
+
+        An index whose analyzer cannot load (its synonyms file deleted, say) stays red forever;
+        that must not keep the whole stack down, so after RED_GRACE_S of red answers the node
+        counts as started and the red indices are named on stderr with the way to remove them.
+        """
         url = f"{self.settings.opensearch_endpoint}/_cluster/health?wait_for_status=yellow&timeout=2s"
         deadline = time.monotonic() + START_TIMEOUT_S
         last = "no answer yet"
+        red_since: float | None = None
         while time.monotonic() < deadline:
             if not pid_alive(pid):
                 raise ServiceStartError(f"opensearch JVM (pid {pid}) exited during start-up")
@@ -314,9 +325,32 @@ class OpenSearchService:
                     last = f"HTTP {resp.status}"
             except urllib.error.HTTPError as exc:  # 408 while the status is still red
                 last = f"HTTP {exc.code}"
+                if exc.code == 408:
+                    red_since = red_since if red_since is not None else time.monotonic()
+                    if time.monotonic() - red_since > RED_GRACE_S and self._report_red_indices():
+                        return
             except (urllib.error.URLError, OSError) as exc:
                 last = str(exc)
             time.sleep(0.3)
         raise ServiceStartError(
             f"opensearch did not report yellow at {url} within {START_TIMEOUT_S:.0f}s ({last})"
         )
+
+    def _report_red_indices(self) -> bool:
+        """Name the red indices on stderr; False when none is red (the node itself is not ready)."""
+        url = f"{self.settings.opensearch_endpoint}/_cat/indices?health=red&h=index&format=json"
+        try:
+            with urllib.request.urlopen(url, timeout=5) as resp:
+                red = sorted(row["index"] for row in json.load(resp))
+        except (urllib.error.URLError, OSError, ValueError, KeyError):
+            return False
+        if not red:
+            return False
+        print(
+            f"opensearch is up, but {len(red)} index(es) cannot be opened: {', '.join(red)}. "
+            f"Their shards failed to allocate (often a synonyms file under {self.analyzers_dir} "
+            f"was removed); see {self.log}. Delete them with: "
+            f"curl -X DELETE '{self.settings.opensearch_endpoint}/<index>'",
+            file=sys.stderr,
+        )
+        return True

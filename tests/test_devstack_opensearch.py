@@ -202,6 +202,21 @@ def test_synonym_file_reloads_on_close_and_open(
     assert _search_names(client, index_name, "danish") == [("Fresh croissant", ["Fresh <em>croissant</em>"])]
 
 
+def test_red_index_is_named_not_fatal(
+    client: OpenSearch, index_name: str, opensearch_stack: StackSettings, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An index that cannot be allocated stays red; start-up names it instead of failing."""
+    svc = OpenSearchService(opensearch_stack)
+    assert not svc._report_red_indices()  # nothing red: the node is simply not ready yet
+    # A primary that can never be allocated (here by a filter naming no node) keeps it red, as a
+    # missing synonyms file does after a restart.
+    settings = {"number_of_replicas": 0, "routing.allocation.require._name": "no-such-node"}
+    client.indices.create(index=index_name, body={"settings": settings}, wait_for_active_shards=0)
+    assert svc._report_red_indices()
+    err = capsys.readouterr().err
+    assert index_name in err and "DELETE" in err
+
+
 def test_updateable_synonyms_are_refused_at_index_time(
     client: OpenSearch, index_name: str, synonyms: SynonymPackage
 ) -> None:
