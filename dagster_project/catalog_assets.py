@@ -1,12 +1,79 @@
-"""The lake in the Glue Data Catalog as a Dagster asset: the applied plan in its metadata, and a
-check that nothing is left to change (everything published matches the lake)."""
+"""Publishing as Dagster assets: the lake in Glue, the Athena views, the Redshift schemas and views,
+and the local DuckDB warehouse. Each asset is one call into `pipelines.publish`; its metadata shows
+the plan it applied, and a check per asset re-plans (a dry run) and passes only when nothing is left
+to change, i.e. every published object matches its declaration."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
 
 import dagster as dg
 
 from pipelines.config import LakehouseConfig
-from pipelines.publish import publish_changelogs
+from pipelines.publish import (
+    glue_enabled,
+    open_warehouse,
+    publish_athena_views,
+    publish_changelogs,
+    publish_current_state,
+    publish_redshift,
+)
 
 GLUE_KEY = dg.AssetKey(["catalog", "glue_changelogs"])
+GLUE_CURRENT_KEY = dg.AssetKey(["catalog", "glue_current_state"])
+ATHENA_KEY = dg.AssetKey(["catalog", "athena_views"])
+REDSHIFT_KEY = dg.AssetKey(["analytics", "redshift_schemas_and_views"])
+WAREHOUSE_KEY = dg.AssetKey(["analytics", "local_warehouse"])
+
+
+def _lines(items: Any) -> dg.MetadataValue:
+    text = "\n".join(f"- {line}" for line in str(items).splitlines() if line.strip())
+    return dg.MetadataValue.md(text or "nothing to change")
+
+
+def _pending(actions: list[Any]) -> list[Any]:
+    """Actions that would change something (reports such as orphans change nothing)."""
+    return [
+        a
+        for a in actions
+        if a.kind not in {"orphan_table", "skip_view", "unmanaged_schema", "unmanaged_view"}
+    ]
+
+
+def _plan_asset(
+    key: dg.AssetKey,
+    check_name: str,
+    publish: Callable[..., Any],
+    *,
+    deps: list[dg.AssetKey],
+    kinds: set[str],
+    description: str,
+) -> tuple[dg.AssetsDefinition, dg.AssetChecksDefinition]:
+    """An asset that applies `publish`'s plan, and a check that a dry run plans nothing more."""
+
+    @dg.asset(key=key, group_name="catalog", kinds=kinds, deps=deps, description=description)
+    def _asset() -> dg.MaterializeResult:
+        planned = publish(dry_run=True)
+        applied = publish()
+        return dg.MaterializeResult(
+            metadata={
+                "dry_run_plan": _lines(planned),
+                "applied": _lines(applied),
+                "changes": len(_pending(applied.actions)),
+                "reported": [str(a) for a in applied.actions if a not in _pending(applied.actions)],
+            }
+        )
+
+    @dg.asset_check(asset=key, name=check_name)
+    def _check() -> dg.AssetCheckResult:
+        pending = _pending(publish(dry_run=True).actions)
+        return dg.AssetCheckResult(
+            passed=not pending,
+            metadata={"pending": dg.MetadataValue.md("\n".join(f"- {a}" for a in pending) or "none")},
+        )
+
+    return _asset, _check
 
 
 def build_catalog_definitions(
@@ -15,32 +82,119 @@ def build_catalog_definitions(
     changelogs = [
         dg.AssetKey([s.name, str(t), "changelog"]) for s in config.sources for t in (s.tables or ())
     ]
+    currents = [dg.AssetKey([s.name, str(t), "current"]) for s in config.sources for t in (s.tables or ())]
+    assets: list[dg.AssetsDefinition] = []
+    checks: list[dg.AssetChecksDefinition] = []
+    redshift = config.redshift
+
+    def add(pair: tuple[dg.AssetsDefinition, dg.AssetChecksDefinition]) -> None:
+        assets.append(pair[0])
+        checks.append(pair[1])
+
+    if glue_enabled(config):
+        add(
+            _plan_asset(
+                GLUE_KEY,
+                "glue_matches_lake",
+                lambda dry_run=False: publish_changelogs(config, dry_run=dry_run),
+                deps=changelogs,
+                kinds={"glue"},
+                description="Every source's change logs registered in Glue (Athena / Redshift Spectrum read them).",
+            )
+        )
+        add(
+            _plan_asset(
+                GLUE_CURRENT_KEY,
+                "glue_current_matches_lake",
+                lambda dry_run=False: publish_current_state(config, dry_run=dry_run),
+                deps=currents,
+                kinds={"glue", "iceberg"},
+                description="Every current-state Iceberg table registered in Glue at its newest metadata.",
+            )
+        )
+        if redshift.views:
+            add(
+                _plan_asset(
+                    ATHENA_KEY,
+                    "athena_views_match_declaration",
+                    lambda dry_run=False: publish_athena_views(config, dry_run=dry_run),
+                    deps=[GLUE_KEY, GLUE_CURRENT_KEY],
+                    kinds={"athena", "glue"},
+                    description="The declared views that read only the lake, as Glue views for Athena.",
+                )
+            )
+    if redshift.target is not None:
+        add(
+            _plan_asset(
+                REDSHIFT_KEY,
+                "redshift_matches_declaration",
+                lambda dry_run=False: publish_redshift(config, dry_run=dry_run),
+                deps=[GLUE_KEY, GLUE_CURRENT_KEY] if glue_enabled(config) else [],
+                kinds={"redshift"},
+                description="Federated (MYSQL/POSTGRES) and Spectrum schemas and cross-source views on Redshift.",
+            )
+        )
+    if redshift.federated or redshift.spectrum or redshift.views:
+        asset, check = _warehouse_asset(config, deps=currents + changelogs)
+        assets.append(asset)
+        checks.append(check)
+    return assets, checks
+
+
+def _warehouse_asset(
+    config: LakehouseConfig, *, deps: list[dg.AssetKey]
+) -> tuple[dg.AssetsDefinition, dg.AssetChecksDefinition]:
+    redshift = config.redshift
+    views = [f"{v.schema_}.{v.name}" for v in redshift.views]
 
     @dg.asset(
-        key=GLUE_KEY,
+        key=WAREHOUSE_KEY,
         group_name="catalog",
-        kinds={"glue"},
-        deps=changelogs,
-        description="Every source's change logs registered in Glue (Athena / Redshift Spectrum read them).",
+        kinds={"duckdb"},
+        deps=deps,
+        description="The local DuckDB warehouse: the lake, the live databases as federated schemas, the views.",
     )
-    def glue_changelogs() -> dg.MaterializeResult:
-        plan = publish_changelogs(config)
+    def local_warehouse() -> dg.MaterializeResult:
+        con = open_warehouse(config)
+        try:
+            rows = {v: con.sql(f"SELECT count(*) FROM {_qualified(v)}").fetchone()[0] for v in views}
+        finally:
+            con.close()
         return dg.MaterializeResult(
             metadata={
-                "applied": dg.MetadataValue.md(
-                    "\n".join(f"- {a}" for a in plan.actions) or "nothing to change"
-                ),
-                "changes": len([a for a in plan.actions if a.kind != "orphan_table"]),
-                "orphan_tables": [f"{a.database}.{a.table}" for a in plan.orphans],
+                "federated_schemas": [f"{f.name} ({f.engine} {f.database})" for f in redshift.federated],
+                "spectrum_schemas": [f"{s.name} (Glue {s.glue_database})" for s in redshift.spectrum],
+                "view_rows": dg.MetadataValue.json(rows),
             }
         )
 
-    @dg.asset_check(asset=GLUE_KEY, name="glue_matches_lake")
-    def glue_matches_lake() -> dg.AssetCheckResult:
-        pending = [a for a in publish_changelogs(config, dry_run=True).actions if a.kind != "orphan_table"]
+    @dg.asset_check(asset=WAREHOUSE_KEY, name="views_answer")
+    def views_answer() -> dg.AssetCheckResult:
+        """Every declared view runs in the warehouse and has the declared columns."""
+        con = open_warehouse(config)
+        problems = []
+        try:
+            for view in redshift.views:
+                name = f"{view.schema_}.{view.name}"
+                try:
+                    got = [d[0] for d in con.sql(f"SELECT * FROM {_qualified(name)} LIMIT 0").description]
+                except Exception as exc:  # DuckDB's own error classes
+                    problems.append(f"{name}: {exc}")
+                    continue
+                want = [*view.columns, view.source_column]
+                if got != want:
+                    problems.append(f"{name}: columns {got}, declared {want}")
+        finally:
+            con.close()
         return dg.AssetCheckResult(
-            passed=not pending,
-            metadata={"pending": dg.MetadataValue.md("\n".join(f"- {a}" for a in pending) or "none")},
+            passed=not problems, metadata={"problems": dg.MetadataValue.md("\n".join(problems) or "none")}
         )
 
-    return [glue_changelogs], [glue_matches_lake]
+    return local_warehouse, views_answer
+
+
+def _qualified(name: str) -> str:
+    from sqlglot import exp
+
+    schema, _, view = name.partition(".")
+    return exp.table_(view, db=schema, quoted=True).sql("duckdb")

@@ -50,10 +50,10 @@ def build_definitions(config: LakehouseConfig) -> dg.Definitions:
         aws_access_key_id=dg.EnvVar("AWS_ACCESS_KEY_ID") if lake.root.startswith("s3://") else None,
         aws_secret_access_key=dg.EnvVar("AWS_SECRET_ACCESS_KEY") if lake.root.startswith("s3://") else None,
     )
-    if config.lake.catalog == "glue" or config.lake.glue_endpoint_url:  # a Glue to publish to
-        catalog_assets, catalog_checks = build_catalog_definitions(config)
-        assets += catalog_assets
-        checks += catalog_checks
+    # Glue, Athena, Redshift and the local warehouse: each only when configured.
+    catalog_assets, catalog_checks = build_catalog_definitions(config)
+    assets += catalog_assets
+    checks += catalog_checks
     search_jobs: list[dg.UnresolvedAssetJobDefinition] = []
     sensors: list[dg.SensorDefinition] = []
     if config.search.mysql_source in {s.name for s in config.sources}:

@@ -8,7 +8,6 @@ import signal
 import sys
 import threading
 from collections.abc import Callable, Sequence
-from pathlib import Path
 
 from connectors.events import TableId
 from connectors.source import SourceError
@@ -283,41 +282,40 @@ def _cmd_synonyms(args: argparse.Namespace) -> int:
 
 
 def _cmd_publish(args: argparse.Namespace) -> int:
-    from pipelines.publish import publish_changelogs
+    from connectors.catalog.glue_plan import CatalogError
+    from connectors.catalog.redshift_publish import RedshiftPublishError
+    from connectors.catalog.warehouse import WarehouseError
+    from pipelines.publish import publish
 
-    plan = publish_changelogs(load_config(args.config), dry_run=args.dry_run)
-    print(("plan (dry run):\n" if args.dry_run else "") + str(plan))
+    try:
+        report = publish(load_config(args.config), dry_run=args.dry_run, parts=args.only or None)
+    except (CatalogError, RedshiftPublishError, WarehouseError) as e:
+        raise ConfigError(str(e)) from None
+    print(report)
     return 0
 
 
 def _cmd_query(args: argparse.Namespace) -> int:
-    from connectors.catalog.warehouse import WarehouseError, connect, query, register_lake
-    from connectors.lake.lake import Lake
+    from connectors.catalog.warehouse import WarehouseError, query
+    from pipelines.analytics import UseCaseError, load_use_cases, render, run
+    from pipelines.publish import open_warehouse, warehouse_path
     from pipelines.report import format_table
 
     config = load_config(args.config)
-    lake = Lake(config.lake)
-    path = args.warehouse or (
-        "warehouse.duckdb"
-        if lake.storage.is_s3
-        else str(Path(config.lake.root.removeprefix("file://")) / "warehouse.duckdb")
-    )
-    from pipelines.analytics import UseCaseError, load_use_cases, render, run
-
+    path = args.warehouse or warehouse_path(config)
     try:
         if args.render:
             print(render(args.use_case or "", args.render))
             return 0
-        con = connect(path)
-        register_lake(con, lake, [s.name for s in config.sources])
-        if args.use_case:
-            result = run(con, args.use_case)
-        elif args.sql:
-            result = query(con, " ".join(args.sql))
-        else:
+        if not args.use_case and not args.sql:
             cases = load_use_cases()
             print("\n".join(f"{c.name} (v{c.version}, {c.audience})" for c in cases.values()))
             return 0
+        con = open_warehouse(config, path)
+        try:
+            result = run(con, args.use_case) if args.use_case else query(con, " ".join(args.sql))
+        finally:
+            con.close()
     except (WarehouseError, UseCaseError) as e:
         raise ConfigError(str(e)) from None
     print(format_table(result.column_names, [list(r.values()) for r in result.to_pylist()]))
@@ -411,13 +409,24 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--seed", type=int, default=11)
     s.set_defaults(func=_cmd_workload)
 
-    s = sub.add_parser("publish", help="register the lake's change logs in the Glue Data Catalog")
+    s = sub.add_parser(
+        "publish",
+        help="register the lake in Glue, publish the federated schemas and views (Redshift, Athena) "
+        "and build the local DuckDB warehouse",
+    )
     s.add_argument("--dry-run", action="store_true", help="print the plan, change nothing")
+    s.add_argument(
+        "--only",
+        action="append",
+        choices=["glue", "athena", "redshift", "warehouse"],
+        help="publish only this part (repeatable)",
+    )
     s.set_defaults(func=_cmd_publish)
 
     s = sub.add_parser(
         "query",
-        help="SQL over the lake in the local DuckDB warehouse (schemas <source> and <source>_changelog)",
+        help="SQL in the local DuckDB warehouse: the lake (<source>, <source>_changelog), the federated "
+        "and Spectrum schemas and the views of [redshift]",
     )
     s.add_argument("sql", nargs="*", help="SQL (DuckDB); none and no --use-case lists the use cases")
     s.add_argument("--use-case", help="run a named use case (pipelines/usecases/<name>.sql)")

@@ -15,6 +15,7 @@ from typing import Annotated, Any
 
 from pydantic import Field, ValidationError, model_validator
 
+from connectors.catalog.redshift_config import RedshiftConfig
 from connectors.config import FrozenModel
 from connectors.dynamodb.config import DynamoDBReplayConfig, DynamoDBSourceConfig
 from connectors.lake.config import LakeConfig
@@ -41,6 +42,10 @@ class LakehouseConfig(FrozenModel):
     sources: tuple[SourceConfig, ...] = Field(default=(), description="CDC sources.")
     search: SearchConfig = Field(
         default_factory=SearchConfig, description="OpenSearch indexing and synonyms."
+    )
+    redshift: RedshiftConfig = Field(
+        default_factory=RedshiftConfig,
+        description="Federated and Spectrum schemas and cross-source views (Redshift and the local warehouse).",
     )
 
     @model_validator(mode="after")

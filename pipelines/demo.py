@@ -15,6 +15,8 @@ from typing import Any
 import psycopg2
 import pymysql
 
+from connectors.mysql.config import MySQLSourceConfig
+from connectors.postgres.config import PostgresSourceConfig
 from pipelines.config import LakehouseConfig, load_config
 
 log = logging.getLogger(__name__)
@@ -84,6 +86,7 @@ def create_world_from_config(config: LakehouseConfig, *, patients: int = 200, se
             cur.execute(f'GRANT CREATE ON DATABASE "{pg.database}" TO "{pg.user}"')
     state = "seeded" if summary.seeded else "already there"
     log.info("sample world %s: %s", state, dict(summary.row_counts))
+    _store_federated_secrets(config)
     devices = _devices_source(config)
     if devices is not None:
         from pipelines.world.devices import seed_devices
@@ -97,6 +100,48 @@ def create_world_from_config(config: LakehouseConfig, *, patients: int = 200, se
         else:
             counts = seed_devices(client, tables, patients=patients, events_per_patient=10, seed=seed)
             log.info("device tables seeded: %s", counts)
+
+
+def _store_federated_secrets(config: LakehouseConfig) -> None:
+    """Store each federated schema's credentials in the local Secrets Manager (moto), as an
+    administrator would for Redshift: the CDC user of the source with the same database and port.
+
+    Only with a Secrets Manager endpoint override: the demo never writes secrets to real AWS.
+    """
+    import json
+
+    from pipelines.publish import secrets_client
+
+    if not config.redshift.federated or config.redshift.aws.secrets_endpoint_url is None:
+        return
+    client = secrets_client(config)
+    sql_sources = [s for s in config.sources if isinstance(s, MySQLSourceConfig | PostgresSourceConfig)]
+    for schema in config.redshift.federated:
+        source = next(
+            (
+                s
+                for s in sql_sources
+                if s.kind == schema.engine.lower()
+                and s.database == schema.database
+                and s.port == schema.resolved_port
+            ),
+            None,
+        )
+        if source is None:
+            log.warning(
+                "federated schema %s: no %s source for %s; no secret stored",
+                schema.name,
+                schema.engine,
+                schema.database,
+            )
+            continue
+        value = json.dumps({"username": source.user, "password": source.password.get_secret_value()})
+        name = schema.secret_arn.split(":secret:", 1)[1]
+        try:
+            client.put_secret_value(SecretId=name, SecretString=value)
+        except client.exceptions.ResourceNotFoundException:
+            client.create_secret(Name=name, SecretString=value)
+    log.info("federated secrets stored: %s", [s.name for s in config.redshift.federated])
 
 
 def _devices_source(config: LakehouseConfig) -> Any:
@@ -157,17 +202,17 @@ def run_demo(config_path: str | None, *, seconds: float, rate: float) -> None:
 
     config = load_config(config_path)
     print(
-        "1/4 creating the sample world (MariaDB as Aurora MySQL, PostgreSQL as Aurora PostgreSQL, "
+        "1/6 creating the sample world (MariaDB as Aurora MySQL, PostgreSQL as Aurora PostgreSQL, "
         "DynamoDB on moto)",
         flush=True,
     )
     create_world_from_config(config)
-    print("2/4 capturing: initial snapshot (or catch-up) into the lake", flush=True)
+    print("2/6 capturing: initial snapshot (or catch-up) into the lake", flush=True)
     print_reports(sync_all(config))
-    print(f"3/4 running the workload: {rate:g} operations/s for {seconds:g} s", flush=True)
+    print(f"3/6 running the workload: {rate:g} operations/s for {seconds:g} s", flush=True)
     run_workload_from_config(config, rate=rate, seconds=seconds, seed=int.from_bytes(os.urandom(2), "big"))
     print(
-        "4/4 capturing the changes (binlog, logical replication, DynamoDB Streams) and merging current state",
+        "4/6 capturing the changes (binlog, logical replication, DynamoDB Streams) and merging current state",
         flush=True,
     )
     print_reports(sync_all(config))
@@ -176,9 +221,15 @@ def run_demo(config_path: str | None, *, seconds: float, rate: float) -> None:
     if config.search.mysql_source in {s.name for s in config.sources}:
         print()
         print(
-            "5/5 search: synonyms table -> dictionary -> OpenSearch analyzers; 360° documents -> the people index"
+            "5/6 search: synonyms table -> dictionary -> OpenSearch analyzers; 360° documents -> the people index"
         )
         _search_demo(config)
+    if config.redshift.federated or config.redshift.views:
+        print()
+        print(
+            "6/6 analytics: `lakehouse publish` (Glue on moto, the DuckDB warehouse with live Aurora attached)"
+        )
+        _analytics_demo(config)
 
 
 def _search_demo(config: LakehouseConfig) -> None:
@@ -214,6 +265,31 @@ def _search_demo(config: LakehouseConfig) -> None:
         query = hits[0]["_source"]["city"]
         print(f'\n$ lakehouse search "{query}"')
         print(format_hits(Searcher(client, search.people_alias).search(query, size=3)))
+
+
+def _analytics_demo(config: LakehouseConfig) -> None:
+    """Publish, then query a cross-source view and a use case in the local warehouse."""
+    from pipelines.analytics import run
+    from pipelines.publish import open_warehouse, publish
+    from pipelines.report import format_table
+
+    report = publish(config)
+    for title, body in report.sections:
+        actions = [line for line in body.splitlines() if line and not line.startswith(" ")]
+        print(f"{title}: " + ("up to date" if body == "nothing to change" else f"{len(actions)} action(s)"))
+    con = open_warehouse(config)
+    try:
+        for view in config.redshift.views[:1]:
+            name = f'"{view.schema_}"."{view.name}"'
+            sql = f'SELECT "{view.source_column}", count(*) AS n FROM {name} GROUP BY 1 ORDER BY 1'
+            print(f"\n$ lakehouse query '{sql}'")
+            rows = con.sql(sql).fetchall()
+            print(format_table([view.source_column, "n"], [list(r) for r in rows]))
+        print("\n$ lakehouse query --use-case cost_of_care_per_plan_month   (first rows)")
+        result = run(con, "cost_of_care_per_plan_month").slice(0, 5)
+        print(format_table(result.column_names, [list(r.values()) for r in result.to_pylist()]))
+    finally:
+        con.close()
 
 
 def _source_rows(config: LakehouseConfig) -> dict[str, dict[str, int]]:

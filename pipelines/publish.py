@@ -1,15 +1,34 @@
-"""`lakehouse publish`: register the lake in the Glue Data Catalog (and, as it grows, the
-Redshift federated schemas and views), from the same configuration that drives the pipeline."""
+"""`lakehouse publish`: the lake and the analytics declarations, published from the same
+configuration that drives the pipeline.
+
+In order, each part only when configured:
+1. Glue (when `lake.catalog = "glue"` or `lake.glue_endpoint_url` is set): the change logs as Hive
+   tables, the current-state Iceberg tables, and the declared views that read only the lake as
+   Athena (Presto) views;
+2. Redshift (when `[redshift.target]` is set): federated and Spectrum schemas and views, through
+   the Data API, changing only what differs;
+3. the local DuckDB warehouse, always: the lake tables, the live databases attached as the
+   federated schemas, the Spectrum schemas and the views, executed for real.
+A dry run reads everything and changes nothing; the warehouse step is then only described.
+"""
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import boto3
 
-from connectors.catalog.glue_changelog import ChangelogCatalog, Plan
+from connectors.catalog.glue_changelog import ChangelogCatalog
+from connectors.catalog.glue_plan import Plan
+from connectors.catalog.redshift_publish import RedshiftPlan
 from connectors.lake.lake import Lake
 from pipelines.config import LakehouseConfig
+
+log = logging.getLogger(__name__)
 
 
 def glue_client(config: LakehouseConfig) -> Any:
@@ -24,7 +43,128 @@ def glue_client(config: LakehouseConfig) -> Any:
     return boto3.client("glue", **kwargs)
 
 
+def glue_enabled(config: LakehouseConfig) -> bool:
+    return config.lake.catalog == "glue" or config.lake.glue_endpoint_url is not None
+
+
+def secrets_client(config: LakehouseConfig) -> Any:
+    aws = config.redshift.aws
+    return boto3.client("secretsmanager", **aws.client_kwargs(aws.secrets_endpoint_url))
+
+
+def warehouse_path(config: LakehouseConfig) -> str:
+    """The local DuckDB warehouse file: beside a local lake, or in the working directory."""
+    root = config.lake.root
+    if root.startswith("s3://"):
+        return "warehouse.duckdb"
+    return str(Path(root.removeprefix("file://")) / "warehouse.duckdb")
+
+
 def publish_changelogs(config: LakehouseConfig, *, dry_run: bool = False, glue: Any = None) -> Plan:
     """Every configured source's change logs as Glue tables; the plan (applied unless `dry_run`)."""
     catalog = ChangelogCatalog(glue or glue_client(config), Lake(config.lake))
     return catalog.publish([s.name for s in config.sources], dry_run=dry_run)
+
+
+def publish_current_state(config: LakehouseConfig, *, dry_run: bool = False, glue: Any = None) -> Plan:
+    """Every configured source's current-state Iceberg tables as Glue tables."""
+    from connectors.catalog.glue_current import CurrentStateCatalog
+
+    catalog = CurrentStateCatalog(glue or glue_client(config), Lake(config.lake))
+    return catalog.publish([s.name for s in config.sources], dry_run=dry_run)
+
+
+def publish_athena_views(config: LakehouseConfig, *, dry_run: bool = False, glue: Any = None) -> Any:
+    """The declared views that read only the lake, as Glue views Athena queries."""
+    from connectors.catalog.athena_views import AthenaViewCatalog
+
+    redshift = config.redshift
+    return AthenaViewCatalog(glue or glue_client(config)).publish(
+        redshift.views, redshift.spectrum, [f.name for f in redshift.federated], dry_run=dry_run
+    )
+
+
+def publish_redshift(config: LakehouseConfig, *, dry_run: bool = False, client: Any = None) -> RedshiftPlan:
+    """The declared schemas and views on the `[redshift.target]` cluster, through the Data API."""
+    from connectors.catalog.redshift_data import DataApiRunner
+    from connectors.catalog.redshift_publish import RedshiftPublisher
+
+    redshift = config.redshift
+    if redshift.target is None:
+        raise ValueError("redshift.target: not set (a cluster_identifier or workgroup_name to publish to)")
+    if client is None:
+        client = boto3.client("redshift-data", **redshift.aws.client_kwargs(redshift.aws.endpoint_url))
+    return RedshiftPublisher(DataApiRunner(client, redshift.target), redshift).publish(dry_run=dry_run)
+
+
+def open_warehouse(config: LakehouseConfig, path: str | None = None, *, secrets: Any = None) -> Any:
+    """A DuckDB connection on the warehouse file with the lake and every declaration in place."""
+    from connectors.catalog.warehouse import connect, register_lake
+    from connectors.catalog.warehouse_federation import apply_declarations
+
+    redshift = config.redshift
+    con = connect(path or warehouse_path(config), federation=bool(redshift.federated))
+    try:
+        register_lake(con, Lake(config.lake), [s.name for s in config.sources])
+        if redshift.federated or redshift.spectrum or redshift.views:
+            apply_declarations(con, redshift, secrets or secrets_client(config))
+    except BaseException:
+        con.close()
+        raise
+    return con
+
+
+@dataclass
+class PublishReport:
+    """What each part of `publish` planned (and, unless a dry run, applied)."""
+
+    dry_run: bool
+    sections: list[tuple[str, str]] = field(default_factory=list)
+
+    def __str__(self) -> str:
+        head = "plan (dry run), nothing changed\n" if self.dry_run else ""
+        return head + "\n".join(f"== {title}\n{body}" for title, body in self.sections)
+
+
+def publish(
+    config: LakehouseConfig, *, dry_run: bool = False, parts: Sequence[str] | None = None
+) -> PublishReport:
+    """Publish every configured part (or only `parts`: glue, athena, redshift, warehouse)."""
+    wanted = set(parts or ("glue", "athena", "redshift", "warehouse"))
+    report = PublishReport(dry_run)
+    redshift = config.redshift
+    if glue_enabled(config) and "glue" in wanted:
+        glue = glue_client(config)
+        report.sections.append(
+            ("Glue: change logs", str(publish_changelogs(config, dry_run=dry_run, glue=glue)))
+        )
+        report.sections.append(
+            ("Glue: current state", str(publish_current_state(config, dry_run=dry_run, glue=glue)))
+        )
+    if glue_enabled(config) and "athena" in wanted and redshift.views:
+        report.sections.append(("Athena views (Glue)", str(publish_athena_views(config, dry_run=dry_run))))
+    if redshift.target is not None and "redshift" in wanted:
+        report.sections.append(("Redshift", str(publish_redshift(config, dry_run=dry_run))))
+    if "warehouse" in wanted:
+        path = warehouse_path(config)
+        if dry_run:
+            body = _describe_warehouse(config, path)
+        else:
+            con = open_warehouse(config, path)
+            con.close()
+            body = _describe_warehouse(config, path, done=True)
+        report.sections.append(("Local warehouse (DuckDB)", body))
+    return report
+
+
+def _describe_warehouse(config: LakehouseConfig, path: str, *, done: bool = False) -> str:
+    verb = "" if done else "would "
+    redshift = config.redshift
+    lines = [f"{path}: {verb}register the lake ({', '.join(s.name for s in config.sources) or 'no sources'})"]
+    lines += [
+        f"{verb}attach {f.engine} {f.database} at {f.uri}:{f.resolved_port} as {f.name}"
+        for f in redshift.federated
+    ]
+    lines += [f"{verb}map Glue database {s.glue_database} as {s.name}" for s in redshift.spectrum]
+    lines += [f"{verb}create view {v.schema_}.{v.name}" for v in redshift.views]
+    return "\n".join(lines)

@@ -17,11 +17,11 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
 import pyarrow as pa
 
+from connectors.catalog.glue_plan import Action, CatalogError, Plan, apply_plan, list_tables
 from connectors.lake.lake import Lake
 
 log = logging.getLogger(__name__)
@@ -32,38 +32,6 @@ PARQUET = {
     "OutputFormat": "org.apache.hadoop.hive.ql.io.parquet.MapredParquetOutputFormat",
     "SerdeInfo": {"SerializationLibrary": "org.apache.hadoop.hive.ql.io.parquet.serde.ParquetHiveSerDe"},
 }
-ActionKind = Literal["create_database", "create_table", "update_table", "add_partitions", "orphan_table"]
-
-
-class CatalogError(Exception):
-    """A Glue call failed; the message names the database and table."""
-
-
-@dataclass(frozen=True, slots=True)
-class Action:
-    """One change the publisher would make (or, for `orphan_table`, only report)."""
-
-    kind: ActionKind
-    database: str
-    table: str = ""
-    detail: str = ""
-    payload: Any = None
-
-    def __str__(self) -> str:
-        where = f"{self.database}.{self.table}" if self.table else self.database
-        return f"{self.kind} {where}" + (f": {self.detail}" if self.detail else "")
-
-
-@dataclass
-class Plan:
-    actions: list[Action] = field(default_factory=list)
-
-    @property
-    def orphans(self) -> list[Action]:
-        return [a for a in self.actions if a.kind == "orphan_table"]
-
-    def __str__(self) -> str:
-        return "\n".join(str(a) for a in self.actions) or "nothing to change"
 
 
 def hive_type(t: pa.DataType) -> str:
@@ -162,17 +130,7 @@ class ChangelogCatalog:
         return plan
 
     def apply(self, plan: Plan) -> None:
-        for action in plan.actions:
-            try:
-                self._apply(action)
-            except self.glue.exceptions.AlreadyExistsException:
-                log.info("%s: already there (another publisher)", action)
-            except Exception as exc:
-                raise CatalogError(f"{action}: {exc}") from None
-            if action.kind == "orphan_table":
-                log.warning("%s", action)
-            else:
-                log.info("%s", action)
+        apply_plan(self.glue, plan, self._apply)
 
     def publish(self, sources: Sequence[str], *, dry_run: bool = False) -> Plan:
         plan = self.plan(sources)
@@ -204,16 +162,7 @@ class ChangelogCatalog:
                     raise CatalogError(f"{action}: {errors[:3]}")
 
     def _tables(self, database: str) -> dict[str, dict[str, Any]] | None:
-        """Our database's tables by name (None when the database does not exist)."""
-        try:
-            self.glue.get_database(Name=database)
-        except self.glue.exceptions.EntityNotFoundException:
-            return None
-        tables: dict[str, dict[str, Any]] = {}
-        for page in self.glue.get_paginator("get_tables").paginate(DatabaseName=database):
-            for table in page["TableList"]:
-                tables[table["Name"]] = table
-        return tables
+        return list_tables(self.glue, database)
 
     def _table_input(self, source: str, lake_table: str, schema: pa.Schema) -> dict[str, Any]:
         columns = [

@@ -11,8 +11,9 @@ from __future__ import annotations
 import re
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, Field, ValidationInfo, field_validator, model_validator
+from pydantic import AfterValidator, Field, SecretStr, ValidationInfo, field_validator, model_validator
 
+from connectors.catalog.redshift_data import RedshiftTarget
 from connectors.config import FrozenModel
 
 # Redshift identifiers are at most 127 bytes of UTF-8 (CREATE SCHEMA / names and identifiers docs).
@@ -193,9 +194,46 @@ class UnionView(FrozenModel):
         return v
 
 
-class RedshiftConfig(FrozenModel):
-    """Everything published to Redshift: external schemas and the views over them."""
+class RedshiftAws(FrozenModel):
+    """How to reach the Redshift Data API and Secrets Manager: AWS by default, moto locally."""
 
+    region: str = Field("us-east-1", description="AWS region of the cluster and the secrets.")
+    endpoint_url: str | None = Field(None, description="Redshift Data API endpoint override.")
+    secrets_endpoint_url: str | None = Field(
+        None,
+        description="Secrets Manager endpoint override; the local warehouse reads federated secrets there.",
+    )
+    access_key_id: str | None = Field(None, description="Access key; default: the AWS credential chain.")
+    secret_access_key: SecretStr | None = Field(None, description="Secret key; use ${ENV_VAR} in the file.")
+
+    @model_validator(mode="after")
+    def _keys_in_pairs(self) -> RedshiftAws:
+        if (self.access_key_id is None) != (self.secret_access_key is None):
+            raise ValueError("set both access_key_id and secret_access_key, or neither (credential chain)")
+        return self
+
+    def client_kwargs(self, endpoint_url: str | None) -> dict[str, str]:
+        """boto3 client arguments for one service of this connection."""
+        kwargs = {"region_name": self.region}
+        if endpoint_url:
+            kwargs["endpoint_url"] = endpoint_url
+        if self.access_key_id and self.secret_access_key:
+            kwargs["aws_access_key_id"] = self.access_key_id
+            kwargs["aws_secret_access_key"] = self.secret_access_key.get_secret_value()
+        return kwargs
+
+
+class RedshiftConfig(FrozenModel):
+    """Everything published to Redshift: external schemas and the views over them.
+
+    With a `target` the declarations are applied to that cluster through the Data API; the local
+    DuckDB warehouse executes the same declarations in every case (the embedded default).
+    """
+
+    target: RedshiftTarget | None = Field(
+        None, description="Cluster or workgroup the Data API runs the DDL on; unset: local warehouse only."
+    )
+    aws: RedshiftAws = Field(default_factory=RedshiftAws)
     federated: tuple[FederatedSchema, ...] = Field((), description="Federated-query schemas.")
     spectrum: tuple[SpectrumSchema, ...] = Field((), description="Glue Data Catalog schemas.")
     views: tuple[UnionView, ...] = Field((), description="Cross-source views.")

@@ -142,7 +142,8 @@ def drop_external_schema(name: str, *, cascade: bool = False) -> str:
     return _render_redshift(drop)
 
 
-def _view_select(view: UnionView) -> exp.Query:
+def view_select(view: UnionView) -> exp.Query:
+    """The view's SELECT ... UNION ALL ... as an expression, for any dialect to render."""
     branches: list[exp.Select] = []
     for source in view.sources:
         source_columns = source.columns or view.columns
@@ -165,7 +166,7 @@ def _view(view: UnionView, *, no_schema_binding: bool) -> exp.Create:
         this=exp.Table(this=_ident(view.name), db=_ident(view.schema_)),
         kind="VIEW",
         replace=True,
-        expression=_view_select(view),
+        expression=view_select(view),
         # Late binding: the view may read external schemas, whose tables Redshift cannot bind
         # at creation time, and must survive their recreation.
         no_schema_binding=no_schema_binding or None,
@@ -184,3 +185,14 @@ def render_view_for(view: UnionView, dialect: ViewDialect) -> str:
     if dialect not in ("athena", "duckdb"):
         raise ValueError(f"unsupported view dialect {dialect!r}")
     return _view(view, no_schema_binding=False).sql(dialect=dialect, unsupported_level=ErrorLevel.RAISE)
+
+
+def local_schema(name: str) -> str:
+    """CREATE SCHEMA IF NOT EXISTS for the (local) schema a view lives in."""
+    return _render_redshift(exp.Create(this=_schema_ref(name), kind="SCHEMA", exists=True))
+
+
+def drop_view(schema: str, name: str) -> str:
+    """DROP VIEW IF EXISTS, for a view whose columns change (Redshift replaces only same-column views)."""
+    table = exp.Table(this=_ident(name), db=_ident(schema))
+    return _render_redshift(exp.Drop(tables=[table], kind="VIEW", exists=True))

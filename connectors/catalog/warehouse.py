@@ -24,6 +24,8 @@ from connectors.lake.lake import Lake
 log = logging.getLogger(__name__)
 
 EXTENSIONS = ("httpfs", "avro", "iceberg")  # avro before iceberg: iceberg needs it
+# Loaded only when federated schemas are attached (see warehouse_federation).
+FEDERATION_EXTENSIONS = ("mysql_scanner", "postgres_scanner")
 
 
 class WarehouseError(Exception):
@@ -38,8 +40,9 @@ def _string(value: str) -> str:
     return exp.Literal.string(value).sql("duckdb")
 
 
-def connect(path: str = ":memory:") -> Any:
-    """A DuckDB connection with the lake's extensions loaded from their wheels."""
+def connect(path: str = ":memory:", *, federation: bool = False) -> Any:
+    """A DuckDB connection with the lake's extensions (and the MySQL/PostgreSQL scanners when
+    `federation`) loaded from their wheels."""
     try:
         import duckdb
     except ImportError:
@@ -49,12 +52,12 @@ def connect(path: str = ":memory:") -> Any:
     con = duckdb.connect(
         path, config={"autoinstall_known_extensions": False, "autoload_known_extensions": False}
     )
-    for name in EXTENSIONS:
+    for name in EXTENSIONS + (FEDERATION_EXTENSIONS if federation else ()):
         try:
             module = importlib.import_module(f"duckdb_extension_{name}")
         except ImportError:
             raise WarehouseError(
-                f"the DuckDB extension wheel duckdb-extension-{name} is not installed"
+                f"the DuckDB extension wheel duckdb-extension-{name.replace('_', '-')} is not installed"
             ) from None
         file = (
             pathlib.Path(module.__file__ or "").parent

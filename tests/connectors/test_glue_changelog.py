@@ -167,4 +167,4 @@ def test_the_dagster_catalog_asset_publishes_and_its_check_passes(
     defs = dg.Definitions(assets=assets, asset_checks=checks)
     check = defs.resolve_implicit_global_asset_job_def().execute_in_process()
     evaluations = {e.check_name: e.passed for e in check.get_asset_check_evaluations()}
-    assert evaluations == {"glue_matches_lake": True}
+    assert evaluations == {"glue_matches_lake": True, "glue_current_matches_lake": True}

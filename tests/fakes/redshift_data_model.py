@@ -7,7 +7,10 @@ final ``FINISHED`` / ``FAILED`` / ``ABORTED``, advancing one step per ``Describe
 reaching the final status on the ``polls_to_finish``-th call. Tests script outcomes by matching the
 SQL (``re.search``, case-insensitive): ``fail_when``, ``abort_when``, ``stall_when`` and ``respond``
 (a result set served in pages by ``GetStatementResult``). Every submitted SQL is kept, in order, in
-``executed``. The HTTP front end is ``redshift_data_server``; import both from ``tests.fakes.redshift_data``.
+``executed``. With a ``catalog`` (``redshift_catalog.FakeRedshiftCatalog``), a statement no rule
+matches runs against it when submitted, and ends as the catalog says (FINISHED with or without a
+result set, or FAILED with its error). The HTTP front end is ``redshift_data_server``; import both
+from ``tests.fakes.redshift_data``.
 """
 
 from __future__ import annotations
@@ -20,6 +23,8 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
+
+from tests.fakes.redshift_catalog import FakeRedshiftCatalog, Outcome
 
 RUNNING = ("SUBMITTED", "PICKED", "STARTED")
 
@@ -49,6 +54,19 @@ class _Rule:
     error: str = ""
     columns: tuple[str, ...] = ()
     rows: tuple[tuple[Any, ...], ...] = ()
+    types: tuple[str, ...] = ()  # Data API type names; empty: guessed from the values
+
+
+# The pattern of a rule built from the catalog's outcome for one statement; it is never matched.
+_COMPUTED = re.compile(r"(?!)")
+
+
+def _catalog_rule(outcome: Outcome) -> _Rule | None:
+    if outcome.status == "FAILED":
+        return _Rule(_COMPUTED, "FAILED", error=outcome.error)
+    if outcome.rows is None:
+        return None
+    return _Rule(_COMPUTED, "RESULT", columns=outcome.columns, rows=outcome.rows, types=outcome.types)
 
 
 @dataclass
@@ -81,6 +99,7 @@ class FakeRedshiftData:
     executed: list[str] = field(default_factory=list)
     statements: dict[str, Statement] = field(default_factory=dict)
     calls: list[str] = field(default_factory=list)
+    catalog: FakeRedshiftCatalog | None = None
     _rules: list[_Rule] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -117,6 +136,9 @@ class FakeRedshiftData:
             now = self.clock()
             sql: str = p["Sql"]
             rule = next((r for r in self._rules if r.pattern.search(sql)), None)
+            if rule is None and self.catalog is not None:
+                # The catalog changes at submission, as the cluster would once the statement runs.
+                rule = _catalog_rule(self.catalog.run(sql, p.get("Parameters")))
             statement = Statement(
                 str(uuid.uuid4()), sql, target, p.get("Parameters"), now, rule, updated_at=now
             )
@@ -164,7 +186,10 @@ class FakeRedshiftData:
             end = start + self.page_size
             page: dict[str, Any] = {
                 "Records": [[_field(v) for v in row] for row in rows[start:end]],
-                "ColumnMetadata": [_column(name, rows, i) for i, name in enumerate(s.rule.columns)],
+                "ColumnMetadata": [
+                    _column(name, rows, i, s.rule.types[i] if s.rule.types else None)
+                    for i, name in enumerate(s.rule.columns)
+                ],
                 "TotalNumRows": len(rows),
             }
             if end < len(rows):
@@ -245,6 +270,10 @@ def _field(value: Any) -> dict[str, Any]:
 _TYPE_NAMES = {bool: "bool", int: "int8", float: "float8", bytes: "varbyte"}
 
 
-def _column(name: str, rows: tuple[tuple[Any, ...], ...], index: int) -> dict[str, Any]:
-    sample = next((row[index] for row in rows if row[index] is not None), "")
-    return {"name": name, "label": name, "typeName": _TYPE_NAMES.get(type(sample), "varchar"), "nullable": 1}
+def _column(
+    name: str, rows: tuple[tuple[Any, ...], ...], index: int, type_name: str | None
+) -> dict[str, Any]:
+    if type_name is None:
+        sample = next((row[index] for row in rows if row[index] is not None), "")
+        type_name = _TYPE_NAMES.get(type(sample), "varchar")
+    return {"name": name, "label": name, "typeName": type_name, "nullable": 1}
