@@ -298,14 +298,14 @@ def _cmd_publish(args: argparse.Namespace) -> int:
 def _cmd_query(args: argparse.Namespace) -> int:
     from connectors.catalog.warehouse import WarehouseError, query
     from pipelines.analytics import UseCaseError, load_use_cases, render, run
-    from pipelines.publish import open_warehouse, warehouse_path
+    from pipelines.publish import open_warehouse, published_schemas, warehouse_path
     from pipelines.report import format_table
 
     config = load_config(args.config)
     path = args.warehouse or warehouse_path(config)
     try:
         if args.render:
-            print(render(args.use_case or "", args.render))
+            print(render(args.use_case or "", args.render, schemas=published_schemas(config, args.render)))
             return 0
         if not args.use_case and not args.sql:
             cases = load_use_cases()

@@ -60,6 +60,18 @@ def warehouse_path(config: LakehouseConfig) -> str:
     return str(Path(root.removeprefix("file://")) / "warehouse.duckdb")
 
 
+def published_schemas(config: LakehouseConfig, dialect: str) -> dict[str, str]:
+    """Local warehouse schema -> the name the use cases read it by in `dialect`.
+
+    Locally the lake's schemas are `<source>` and `<source>_changelog`, the same names as their Glue
+    databases, so Athena needs no mapping; Redshift reads a Glue database through the Spectrum
+    schema declared over it.
+    """
+    if dialect == "redshift":
+        return {s.glue_database: s.name for s in config.redshift.spectrum}
+    return {}
+
+
 def publish_changelogs(config: LakehouseConfig, *, dry_run: bool = False, glue: Any = None) -> Plan:
     """Every configured source's change logs as Glue tables; the plan (applied unless `dry_run`)."""
     catalog = ChangelogCatalog(glue or glue_client(config), Lake(config.lake))

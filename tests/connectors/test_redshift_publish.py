@@ -198,6 +198,12 @@ def test_a_failing_statement_stops_the_run_with_its_error(
     assert set(catalog.external_schemas) == {"health_live"}  # before the failure: applied; after: not
     assert not catalog.views
 
+    # Once the cause is fixed, a re-run finishes the job and touches nothing already done.
+    fake.clear_rules()
+    plan = RedshiftPublisher(runner, _config()).publish()
+    assert [a.name for a in plan.changes] == ["tenants_live", "lake_health", "analytics.customer_contacts"]
+    assert RedshiftPublisher(runner, _config()).plan().changes == []
+
 
 def test_normalized_query_ignores_layout_but_not_meaning() -> None:
     a = 'SELECT "Tenant_ID", email FROM "health_live"."patients"'

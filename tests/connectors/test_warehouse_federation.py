@@ -152,6 +152,20 @@ def test_view_unions_live_mysql_live_postgres_and_the_lake(world: dict[str, Any]
     assert after["lake"] == expected["lake"]
 
 
+def test_passwords_stay_out_of_the_warehouse_file(
+    world: dict[str, Any], secrets: Any, tmp_path: Path
+) -> None:
+    """The credentials live in a temporary DuckDB secret; the file keeps the views, not them."""
+    con = world["con"]
+    apply_declarations(con, world["config"], secrets)
+    con.sql("CHECKPOINT")
+    password = world["mysql_db"].cdc_password.get_secret_value()
+    assert password.encode() not in (tmp_path / "warehouse.duckdb").read_bytes()
+    listed = con.sql("SELECT name, persistent, secret_string FROM duckdb_secrets()").fetchall()
+    assert listed and all(not persistent for _, persistent, _ in listed)
+    assert all(password not in text for _, _, text in listed)
+
+
 def test_federated_schemas_are_read_only(world: dict[str, Any], secrets: Any) -> None:
     con = world["con"]
     apply_declarations(con, world["config"], secrets, views=False)

@@ -23,10 +23,14 @@ def test_the_shipped_configuration_loads_as_definitions(monkeypatch: pytest.Monk
     assert "aurora_mysql/patients/changelog" in keys
     assert "aurora_mysql/SynonymsTable/current" in keys
     assert "aurora_postgres/tenant_metadata/current" in keys
+    # Publishing: Glue on moto, Athena views, and the local warehouse (no Redshift target locally).
+    assert {"catalog/glue_changelogs", "catalog/glue_current_state", "catalog/athena_views"} <= keys
+    assert "analytics/local_warehouse" in keys and "analytics/redshift_schemas_and_views" not in keys
     checks = {(k.asset_key.to_user_string(), k.name) for k in defs.resolve_asset_graph().asset_check_keys}
     assert ("aurora_mysql/patients/changelog", "lag_behind_source") in checks
     assert ("aurora_postgres/care_providers/current", "no_duplicate_keys") in checks
     assert ("aurora_postgres/care_providers/current", "rows_match_source") in checks
+    assert ("analytics/local_warehouse", "views_answer") in checks
     assert defs.resolve_job_def("micro_batches") is not None
     assert [s.name for s in defs.schedules or []] == ["every_minute"]
 

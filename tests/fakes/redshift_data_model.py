@@ -128,6 +128,11 @@ class FakeRedshiftData:
         rule = _Rule(_compile(pattern), "RESULT", columns=tuple(columns), rows=tuple(map(tuple, rows)))
         self._rules.append(rule)
 
+    def clear_rules(self) -> None:
+        """Forget every scripted outcome (statements then finish, or go to the catalog)."""
+        with self._lock:
+            self._rules.clear()
+
     # -- operations ------------------------------------------------------------------------------
 
     def execute_statement(self, p: dict[str, Any]) -> dict[str, Any]:

@@ -104,6 +104,21 @@ def test_every_use_case_renders_for_redshift_and_athena() -> None:
             sqlglot.parse_one(sql, read=dialect)  # parses back in that dialect
 
 
+def test_renderings_read_the_lake_through_the_declared_spectrum_schemas() -> None:
+    from pipelines.config import load_config
+    from pipelines.publish import published_schemas
+
+    config = load_config(Path(__file__).resolve().parents[2] / "lakehouse.toml")
+    spectrum = {s.glue_database: s.name for s in config.redshift.spectrum}
+    redshift = render("care_patients_needing_attention", "redshift", published_schemas(config, "redshift"))
+    tree = sqlglot.parse_one(redshift, read="redshift")
+    schemas = {t.db for t in tree.find_all(sqlglot.exp.Table) if t.db}
+    assert schemas and schemas <= set(spectrum.values())  # every lake table through a Spectrum schema
+    athena = render("care_patients_needing_attention", "athena", published_schemas(config, "athena"))
+    glue = {t.db for t in sqlglot.parse_one(athena, read="athena").find_all(sqlglot.exp.Table) if t.db}
+    assert glue and glue <= set(spectrum)  # Athena reads the Glue databases by their own names
+
+
 def test_an_unknown_use_case_names_the_known_ones() -> None:
     with pytest.raises(UseCaseError, match="cost_of_care_per_plan_month"):
         render("nope", "redshift")
