@@ -83,7 +83,7 @@ def apply_plan(glue: Any, plan: Plan, apply_one: Callable[[Action], None]) -> No
             continue
         except Exception as exc:
             raise CatalogError(f"{action}: {exc}") from None
-        log.info("%s", action)
+        log.debug("%s", action)  # the caller prints the plan; -v shows each action as it lands
 
 
 def list_tables(glue: Any, database: str) -> dict[str, dict[str, Any]] | None:

@@ -280,7 +280,7 @@ class RedshiftPublisher:
                 self.runner.execute_batch(action.statements)
             except Exception as exc:
                 raise RedshiftPublishError(f"{action}: {exc}") from exc
-            log.info("redshift: %s", action)
+            log.debug("redshift: %s", action)
 
     def publish(self, *, dry_run: bool = False) -> RedshiftPlan:
         try:

@@ -14,22 +14,19 @@ from __future__ import annotations
 import functools
 import json
 import logging
-import threading
-import uuid
-import zlib
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
 
 import botocore.session
 from botocore.model import OperationModel, ServiceModel
 from botocore.utils import parse_to_aware_datetime
-from botocore.validate import ParamValidator
 
 from tests.fakes.ddb_streams_model import FakeStreams, RequestValidationError, StreamsError
+from tests.fakes.fake_server import FakeHandler, FakeHTTPServer, FakeServer, check_sigv4, validate_params
 from tests.fakes.wire_shape import wire_errors
 
 log = logging.getLogger(__name__)
+
+__all__ = ["FakeStreamsServer", "service_model", "validate_request", "wire_errors"]
 
 TARGET_PREFIX = "DynamoDBStreams_20120810."
 CONTENT_TYPE = "application/x-amz-json-1.0"
@@ -55,6 +52,16 @@ class SerializationError(StreamsError):
     code = "SerializationException"
 
 
+_FRAMEWORK_ERRORS = {
+    e.code: e for e in (UnknownOperationError, MissingAuthenticationTokenError, SerializationError)
+}
+
+
+def FrameworkError(code: str, message: str) -> StreamsError:  # noqa: N802 -- used like a class
+    """An error of AWS's request layer (signature, routing, body encoding), not a modelled one."""
+    return _FRAMEWORK_ERRORS[code](message)
+
+
 @functools.cache
 def service_model() -> ServiceModel:
     """botocore's model of DynamoDB Streams (loading it takes a while, so once per process)."""
@@ -63,14 +70,7 @@ def service_model() -> ServiceModel:
 
 def validate_request(operation: OperationModel, params: Any) -> None:
     """Raise RequestValidationError naming every way ``params`` breaks the operation's input shape."""
-    shape = operation.input_shape
-    assert shape is not None  # every DynamoDB Streams operation has an input
-    report = ParamValidator().validate(params, shape)
-    if report.has_errors():
-        raise RequestValidationError(report.generate_report())
-    errors = wire_errors(params, shape, "")
-    if errors:
-        raise RequestValidationError(f"{len(errors)} validation error(s) detected: " + "; ".join(errors))
+    validate_params(operation, params, RequestValidationError)
 
 
 def _invoke(model: FakeStreams, operation: str, p: dict[str, Any]) -> bytes:
@@ -99,14 +99,11 @@ def _error_body(code: str, message: str) -> bytes:
     return json.dumps({"__type": f"{namespace}#{code}", "message": message}).encode()
 
 
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"  # keep-alive, as botocore's connection pool expects
-    # Headers and body go out in separate writes; with Nagle on, delayed ACKs add ~40 ms per call.
-    disable_nagle_algorithm = True
+class _Handler(FakeHandler):
     server: _HTTPServer
 
     def do_POST(self) -> None:
-        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        body = self.read_body()
         try:
             status, payload = 200, self._handle(body)
         except StreamsError as exc:
@@ -115,17 +112,10 @@ class _Handler(BaseHTTPRequestHandler):
         except Exception as exc:  # a bug in the fake must reach the client as the 500 the service would send
             log.exception("fake DynamoDB Streams failed")
             status, payload = 500, _error_body("InternalServerError", repr(exc))
-        self.send_response(status)
-        self.send_header("Content-Type", CONTENT_TYPE)
-        self.send_header("Content-Length", str(len(payload)))
-        self.send_header("x-amzn-RequestId", uuid.uuid4().hex.upper())
-        self.send_header("x-amz-crc32", str(zlib.crc32(payload)))
-        self.end_headers()
-        self.wfile.write(payload)
+        self.reply(status, payload, CONTENT_TYPE)
 
     def _handle(self, body: bytes) -> bytes:
-        if not self.headers.get("Authorization", "").startswith("AWS4-HMAC-SHA256"):
-            raise MissingAuthenticationTokenError("Request is missing Authentication Token")
+        check_sigv4(self.headers.get("Authorization", ""), None, FrameworkError)
         target = self.headers.get("X-Amz-Target", "")
         operation = target.removeprefix(TARGET_PREFIX)
         if (
@@ -133,74 +123,31 @@ class _Handler(BaseHTTPRequestHandler):
             or not target.startswith(TARGET_PREFIX)
             or operation not in self.server.operations
         ):
-            raise UnknownOperationError(f"Unknown operation {target!r}")
+            raise FrameworkError("UnknownOperationException", f"Unknown operation {target!r}")
         if self.headers.get("Content-Type", "").split(";")[0].strip() != CONTENT_TYPE:
-            raise SerializationError(f"Content-Type must be {CONTENT_TYPE}")
+            raise FrameworkError("SerializationException", f"Content-Type must be {CONTENT_TYPE}")
         try:
             params = json.loads(body or b"{}")
         except ValueError as exc:
-            raise SerializationError(f"Request body is not JSON: {exc}") from exc
+            raise FrameworkError("SerializationException", f"Request body is not JSON: {exc}") from exc
         validate_request(self.server.operations[operation], params)
         return _invoke(self.server.model, operation, params)
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 -- the base class's name
-        pass  # one line per request would swamp test output and slow benchmarks
 
-
-class _HTTPServer(ThreadingHTTPServer):
-    daemon_threads = True
-    block_on_close = False  # daemon handler threads; stop() must not wait for idle keep-alive clients
+class _HTTPServer(FakeHTTPServer):
+    model: FakeStreams
 
     def __init__(self, address: tuple[str, int], model: FakeStreams) -> None:
-        super().__init__(address, _Handler)
-        self.model = model
+        super().__init__(address, _Handler, model)
         service = service_model()
         self.operations = {name: service.operation_model(name) for name in service.operation_names}
 
 
-class FakeStreamsServer:
-    """Serve ``model`` on ``host:port`` (port 0 picks a free one) in a background thread.
+class FakeStreamsServer(FakeServer):
+    """Serve ``model`` on ``host:port`` (port 0 picks a free one), in a thread or the caller's."""
 
-    Use as a context manager; ``endpoint_url`` is known as soon as the object exists.
-    """
+    thread_name = "fake-ddb-streams"
+    model: FakeStreams
 
     def __init__(self, model: FakeStreams, host: str = "127.0.0.1", port: int = 0) -> None:
-        self.model = model
-        self._httpd = _HTTPServer((host, port), model)
-        self._thread: threading.Thread | None = None
-        self._serving = False
-
-    @property
-    def endpoint_url(self) -> str:
-        host, port = self._httpd.server_address[:2]
-        return f"http://{host!s}:{port}"
-
-    def start(self) -> None:
-        self._serving = True
-        self._thread = threading.Thread(
-            target=self._httpd.serve_forever, args=(0.05,), name="fake-ddb-streams", daemon=True
-        )
-        self._thread.start()
-
-    def serve_forever(self) -> None:
-        """Serve in the calling thread until ``stop`` is called from another thread."""
-        self._serving = True
-        self._httpd.serve_forever()
-
-    def stop(self) -> None:
-        if self._serving:  # shutdown() blocks forever unless serve_forever runs or is about to
-            self._httpd.shutdown()
-            self._serving = False
-        if self._thread is not None:
-            self._thread.join()
-            self._thread = None
-        self._httpd.server_close()
-
-    def __enter__(self) -> Self:
-        self.start()
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()
+        super().__init__(_HTTPServer((host, port), model))

@@ -23,7 +23,8 @@ from tests.fakes.opensearch_packages_model import (
     ValidationError,
 )
 from tests.fakes.opensearch_packages_server import OpenSearchPackagesServer
-from tests.fakes.opensearch_packages_wire import request_params, service_model, validate_request, wire_errors
+from tests.fakes.opensearch_packages_wire import request_params, service_model, validate_request
+from tests.fakes.wire_shape import wire_errors
 
 __all__ = [
     "ConflictError",

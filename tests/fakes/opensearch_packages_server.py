@@ -18,14 +18,10 @@ from __future__ import annotations
 
 import json
 import logging
-import re
-import threading
-import uuid
 from collections.abc import Callable
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
 
+from tests.fakes.fake_server import FakeHandler, FakeHTTPServer, FakeServer, check_sigv4, error_statuses
 from tests.fakes.opensearch_packages_model import FakeOpenSearchPackages, PackagesError
 from tests.fakes.opensearch_packages_wire import (
     FrameworkError,
@@ -33,7 +29,6 @@ from tests.fakes.opensearch_packages_wire import (
     routes,
     service_model,
     validate_request,
-    wire_errors,
 )
 
 log = logging.getLogger(__name__)
@@ -67,10 +62,7 @@ def _invoke(model: FakeOpenSearchPackages, operation: str, p: dict[str, Any]) ->
     return handlers[operation]()
 
 
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"  # keep-alive, as botocore's connection pool expects
-    # Headers and body go out in separate writes; with Nagle on, delayed ACKs add ~40 ms per call.
-    disable_nagle_algorithm = True
+class _Handler(FakeHandler):
     server: _HTTPServer
 
     def do_GET(self) -> None:
@@ -101,25 +93,10 @@ class _Handler(BaseHTTPRequestHandler):
             log.exception("fake OpenSearch packages API failed")
             status, headers["x-amzn-ErrorType"] = 500, f"InternalException:{ERROR_NAMESPACE}"
             payload = json.dumps({"message": repr(exc)}).encode()
-        self.send_response(status)
-        for name, value in headers.items():
-            self.send_header(name, value)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(payload)))
-        self.send_header("x-amzn-RequestId", str(uuid.uuid4()))
-        self.end_headers()
-        self.wfile.write(payload)
+        self.reply(status, payload, "application/json", headers, crc32=False)
 
     def _handle(self, method: str, body: bytes) -> bytes:
-        authorization = self.headers.get("Authorization", "")
-        if not authorization.startswith("AWS4-HMAC-SHA256 "):
-            raise FrameworkError("MissingAuthenticationTokenException", "Missing Authentication Token")
-        scope = re.search(r"Credential=[^/,]+/[0-9]{8}/[^/,]+/([^/,]+)/aws4_request", authorization)
-        if scope is None or scope.group(1) != SIGNING_NAME:
-            raise FrameworkError(
-                "InvalidSignatureException",
-                f"Credential should be scoped to correct service: '{SIGNING_NAME}'.",
-            )
+        check_sigv4(self.headers.get("Authorization", ""), SIGNING_NAME, FrameworkError)
         path, _, query = self.path.partition("?")
         for route in self.server.routes:
             match = route.path.fullmatch(path)
@@ -132,71 +109,25 @@ class _Handler(BaseHTTPRequestHandler):
         validate_request(operation, params)
         self.server.model.calls.append(operation.name)
         result = _invoke(self.server.model, operation.name, params)
-        assert operation.output_shape is not None
-        problems = wire_errors(result, operation.output_shape, "")
-        if problems:  # never hand a client a response the real service could not send
-            self.server.response_problems += [f"{operation.name}: {p}" for p in problems]
-            raise RuntimeError(f"the fake built an invalid {operation.name} response: {problems}")
+        self.server.check_response(operation, result)
         return json.dumps(result, separators=(",", ":")).encode()
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 -- the base class's name
-        pass  # one line per request would swamp test output
 
-
-class _HTTPServer(ThreadingHTTPServer):
-    daemon_threads = True
-    block_on_close = False  # daemon handler threads; stop() must not wait for idle keep-alive clients
+class _HTTPServer(FakeHTTPServer):
+    model: FakeOpenSearchPackages
 
     def __init__(self, address: tuple[str, int], model: FakeOpenSearchPackages) -> None:
-        super().__init__(address, _Handler)
-        self.model = model
+        super().__init__(address, _Handler, model)
         service = service_model()
         self.routes = routes(service)
-        self.error_status = {
-            s.name: int(s.metadata.get("error", {}).get("httpStatusCode", 400)) for s in service.error_shapes
-        }
-        self.response_problems: list[str] = []
+        self.error_status = error_statuses(service)
 
 
-class OpenSearchPackagesServer:
-    """Serve ``model`` on ``host:port`` (port 0 picks a free one) in a background thread.
+class OpenSearchPackagesServer(FakeServer):
+    """Serve ``model`` on ``host:port`` (port 0 picks a free one) in a background thread."""
 
-    Use as a context manager; ``endpoint_url`` is known as soon as the object exists.
-    """
+    thread_name = "fake-opensearch-packages"
+    model: FakeOpenSearchPackages
 
     def __init__(self, model: FakeOpenSearchPackages, host: str = "127.0.0.1", port: int = 0) -> None:
-        self.model = model
-        self._httpd = _HTTPServer((host, port), model)
-        self._thread: threading.Thread | None = None
-
-    @property
-    def endpoint_url(self) -> str:
-        host, port = self._httpd.server_address[:2]
-        return f"http://{host!s}:{port}"
-
-    @property
-    def response_problems(self) -> list[str]:
-        """Responses the fake refused to send because they broke the output shape (should be empty)."""
-        return list(self._httpd.response_problems)
-
-    def start(self) -> None:
-        self._thread = threading.Thread(
-            target=self._httpd.serve_forever, args=(0.05,), name="fake-opensearch-packages", daemon=True
-        )
-        self._thread.start()
-
-    def stop(self) -> None:
-        if self._thread is not None:
-            self._httpd.shutdown()
-            self._thread.join()
-            self._thread = None
-        self._httpd.server_close()
-
-    def __enter__(self) -> Self:
-        self.start()
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()
+        super().__init__(_HTTPServer((host, port), model))

@@ -18,10 +18,9 @@ from typing import Any
 
 import botocore.session
 from botocore.model import OperationModel, ServiceModel, Shape
-from botocore.validate import ParamValidator
 
+from tests.fakes.fake_server import validate_params
 from tests.fakes.opensearch_packages_model import PackagesError, ValidationError
-from tests.fakes.wire_shape import wire_errors
 
 
 class FrameworkError(PackagesError):
@@ -40,14 +39,7 @@ def service_model() -> ServiceModel:
 
 def validate_request(operation: OperationModel, params: dict[str, Any]) -> None:
     """Raise ValidationError naming every way ``params`` breaks the operation's input shape."""
-    shape = operation.input_shape
-    assert shape is not None
-    report = ParamValidator().validate(params, shape)
-    if report.has_errors():
-        raise ValidationError(report.generate_report())
-    errors = wire_errors(params, shape, "")
-    if errors:
-        raise ValidationError(f"{len(errors)} validation error(s) detected: " + "; ".join(errors))
+    validate_params(operation, params, ValidationError)
 
 
 @dataclass(frozen=True)
