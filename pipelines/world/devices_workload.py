@@ -41,6 +41,7 @@ from pipelines.world.devices_schema import (
     DeviceTables,
     DeviceWorldError,
 )
+from pipelines.world.pacing import Pacer
 from pipelines.world.stats import Change, ChangeKind, Tally, WorkloadStats
 
 __all__ = [
@@ -231,42 +232,23 @@ class DeviceWorkload:
         """
         if operations is not None and operations < 0:
             raise ValueError(f"operations must be >= 0, got {operations}")
-        stop = stop or threading.Event()
-        rate = self.config.rate
         run_tally = Tally(keep_journal=self.config.keep_journal)
-        started = time.monotonic()
-        deadline = None if duration_seconds is None else started + duration_seconds
-        next_log = started + self.config.log_every_seconds
+        pacer = Pacer(
+            self.config.rate,
+            duration=duration_seconds,
+            operations=operations,
+            stop=stop,
+            log_every=self.config.log_every_seconds,
+        )
         done = 0
         try:
             self._load_keys()
-            while not stop.is_set():
-                if operations is not None and done >= operations:
-                    break
-                now = time.monotonic()
-                if deadline is not None and now >= deadline:
-                    break
-                if rate is not None:
-                    delay = started + done / rate - now
-                    if deadline is not None:
-                        delay = min(delay, deadline - now)
-                    if delay > 0:
-                        stop.wait(delay)  # not a busy wait; returns early when stop is set
-                        continue
-                self._operation(run_tally, started)
+            while pacer.next(done):
+                self._operation(run_tally, pacer.started)
                 done += 1
-                if time.monotonic() >= next_log:
-                    next_log = time.monotonic() + self.config.log_every_seconds
-                    elapsed = time.monotonic() - started
-                    log.info(
-                        "device workload: %d operations in %.0fs (%.1f/s), %d items changed",
-                        done,
-                        elapsed,
-                        done / elapsed if elapsed else 0.0,
-                        sum(run_tally.rows.values()),
-                    )
+                pacer.progress("device workload", done, lambda: sum(run_tally.rows.values()), "items")
         finally:
-            elapsed = time.monotonic() - started
+            elapsed = pacer.elapsed
             self._elapsed += elapsed
         stats = run_tally.freeze(elapsed)
         log.info("device workload finished: %s", stats)

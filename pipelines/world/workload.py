@@ -20,7 +20,6 @@ import datetime as dt
 import logging
 import random
 import threading
-import time
 from collections.abc import Mapping
 from types import MappingProxyType
 from typing import Any
@@ -28,6 +27,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from pipelines.world.actions import Actions, StaleStateError
+from pipelines.world.pacing import Pacer
 from pipelines.world.schema import TABLES, TABLES_BY_NAME, WorldError, WorldTable
 from pipelines.world.session import mysql_utc_session, transactional
 from pipelines.world.state import WorldState
@@ -190,11 +190,10 @@ class Workload:
             raise ValueError(f"operations must be >= 0, got {operations}")
         if self._broken:
             raise WorkloadError(self._broken)
-        stop = stop or threading.Event()
         run_tally = Tally(keep_journal=self.config.keep_journal)
-        started = time.monotonic()
-        deadline = None if duration is None else started + duration
-        next_log = started + self.config.log_every_seconds
+        pacer = Pacer(
+            rate, duration=duration, operations=operations, stop=stop, log_every=self.config.log_every_seconds
+        )
         done = 0
         try:
             with (
@@ -202,36 +201,15 @@ class Workload:
                 transactional(self._conns["postgres"]),
                 mysql_utc_session(self._conns["mysql"]),
             ):
-                while not stop.is_set():
-                    if operations is not None and done >= operations:
-                        break
-                    now = time.monotonic()
-                    if deadline is not None and now >= deadline:
-                        break
-                    if rate is not None:
-                        delay = started + done / rate - now
-                        if deadline is not None:
-                            delay = min(delay, deadline - now)
-                        if delay > 0:
-                            stop.wait(delay)  # not a busy wait; returns early when stop is set
-                            continue
+                while pacer.next(done):
                     budget = self.config.max_operations_per_transaction
                     if operations is not None:
                         budget = min(budget, operations - done)
                     # Fetched each time: a stale picture is replaced inside _transaction.
                     done += self._transaction(self._actions_for_run(), budget, run_tally)
-                    if time.monotonic() >= next_log:
-                        next_log = time.monotonic() + self.config.log_every_seconds
-                        elapsed = time.monotonic() - started
-                        log.info(
-                            "workload: %d operations in %.0fs (%.1f/s), %d rows changed",
-                            done,
-                            elapsed,
-                            done / elapsed if elapsed else 0.0,
-                            sum(run_tally.rows.values()),
-                        )
+                    pacer.progress("workload", done, lambda: sum(run_tally.rows.values()), "rows")
         finally:
-            elapsed = time.monotonic() - started
+            elapsed = pacer.elapsed
             self._elapsed += elapsed
         stats = run_tally.freeze(elapsed)
         log.info("workload finished: %s", stats)
