@@ -23,6 +23,7 @@ from connectors.lake.writer import LakeWriter
 from connectors.offsets import Offset
 from connectors.source import Source
 from pipelines import requests
+from pipelines.backfill_worker import BackfillWorker
 from pipelines.config import LakehouseConfig
 from pipelines.sources import open_source
 
@@ -69,11 +70,14 @@ def _commit_all(
     on_commit: CommitCallback | None,
     stop: threading.Event | None = None,
     pause: Callable[[], bool] | None = None,
+    between: Callable[[], None] | None = None,
 ) -> None:
     """Write every batch; acknowledge the source after each commit.
 
-    Returns early when `stop` is set or `pause()` says so, always between two commit units (a
-    staged, uncommitted unit is simply re-read later), and closes the source's iterator.
+    Between two commit units `between()` runs (it may commit something of its own, such as a
+    staged backfill, without interrupting the source's stream). Returns early when `stop` is set
+    or `pause()` says so, always between two commit units (a staged, uncommitted unit is simply
+    re-read later), and closes the source's iterator.
     """
     try:
         for batch in batches:
@@ -86,6 +90,8 @@ def _commit_all(
                 report.add(record)
                 if on_commit:
                     on_commit(record)
+            if batch.complete and between is not None:
+                between()
             if batch.complete and ((stop is not None and stop.is_set()) or (pause is not None and pause())):
                 return
     finally:
@@ -163,18 +169,38 @@ def stream_source(
 
     next_check = 0.0
     waiting = False
+    worker: BackfillWorker | None = None
+    # A source that can be opened again gets its backfills staged beside the stream; any other is
+    # served in line, between two commits.
+    config = getattr(source, "config", None)
 
     def requests_waiting() -> bool:
-        """Heartbeat, and whether a backfill request waits (looked up every couple of seconds)."""
-        nonlocal next_check, waiting
+        """Heartbeat, and whether a backfill must be served in line (the stream pauses for it).
+        With a source that can be opened again, a new request starts a worker instead."""
+        nonlocal next_check, waiting, worker
+        if worker is not None:
+            return False
         if not waiting and time.monotonic() >= next_check:
             next_check = time.monotonic() + REQUEST_CHECK_SECONDS
             requests.beat(lake.storage, source.name)
-            waiting = bool(requests.pending(lake.storage, source.name))
+            pending = requests.pending(lake.storage, source.name)
+            if pending and config is not None:
+                worker = _start_worker(lake, writer, source, config, pending[0])
+                return False
+            waiting = bool(pending)
         return waiting
+
+    def between_commits() -> None:
+        """Commit a backfill the worker has finished staging, between two stream commits (the
+        source's stream is not interrupted)."""
+        nonlocal worker
+        if worker is not None and worker.done:
+            done, worker = worker, None
+            _commit_staged_backfill(lake, writer, done, report, committed)
 
     try:
         while not stop.is_set():
+            between_commits()
             if requests_waiting():
                 _serve_backfill_requests(lake, source, report)
                 waiting = False
@@ -188,16 +214,81 @@ def stream_source(
                     _commit_all(writer, source, source.snapshot(), report, committed, stop)
                     continue
                 batches = source.stream(state.offset, state.floors)
-                _commit_all(writer, source, batches, report, committed, stop, pause=requests_waiting)
+                _commit_all(
+                    writer,
+                    source,
+                    batches,
+                    report,
+                    committed,
+                    stop,
+                    pause=requests_waiting,
+                    between=between_commits,
+                )
             except CommitConflictError as e:
                 log.warning("%s; re-reading the lake's position and resuming", e)
                 writer.reload()
                 _adopt_lake_schemas(lake, source)
     finally:
+        if worker is not None:  # not committed: the request stays pending for the next run
+            worker.cancel()
         requests.clear_beat(lake.storage, source.name)
     report.merged.extend(current.merge())
     report.seconds = time.monotonic() - started
     return report
+
+
+def _start_worker(
+    lake: Lake, writer: LakeWriter, source: Source, config: object, request: requests.BackfillRequest
+) -> BackfillWorker | None:
+    """A worker staging `request` from the stream's last commit (None: the request was refused)."""
+    known = {t.name: t for t in source.tables()}
+    unknown = [t for t in request.tables if t not in known]
+    if unknown:
+        requests.finish(
+            lake.storage, source.name, request.request_id,
+            error=f"unknown table(s) {unknown}; the source captures {sorted(known)}", commit=None, rows=0,
+        )  # fmt: skip
+        return None
+    state = writer.last_committed()
+    if state.offset is None:
+        return None  # no stream position yet: served once the initial snapshot is committed
+    clone = getattr(source, "clone", None)
+    open_twin = clone if clone is not None else (lambda: open_source(config))  # type: ignore[arg-type]
+    worker = BackfillWorker(
+        lake, writer, open_twin, request, [known[t] for t in request.tables], state.offset, state.seq
+    )
+    worker.start()
+    return worker
+
+
+def _commit_staged_backfill(
+    lake: Lake, writer: LakeWriter, worker: BackfillWorker, report: SyncReport, committed: CommitCallback
+) -> None:
+    """Commit what the worker staged (between two stream commits), or report why it failed."""
+    request = worker.request
+    if worker.error is not None or worker.staged is None:
+        error = worker.error or RuntimeError("the backfill staged nothing")
+        requests.finish(
+            lake.storage, writer.source, request.request_id, error=str(error), commit=None, rows=0
+        )
+        log.error("%s: backfill of %s failed: %s", writer.source, request.tables, error)
+        return
+    staged = worker.staged
+    try:
+        record = writer.commit_backfill(staged)
+    except CommitConflictError:
+        writer.discard_backfill(staged)  # the request stays pending: staged again from the new head
+        raise
+    crash_point("published")
+    report.add(record)
+    committed(record)
+    requests.finish(
+        lake.storage, writer.source, request.request_id, error=None, commit=record.seq, rows=staged.rows
+    )
+    log.info(
+        "%s: backfill of %s committed as commit %d (%d rows), the stream having gone on meanwhile",
+        writer.source, request.tables, record.seq, staged.rows,
+    )  # fmt: skip
 
 
 def _serve_backfill_requests(lake: Lake, source: Source, report: SyncReport) -> None:

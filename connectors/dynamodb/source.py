@@ -117,6 +117,13 @@ class DynamoDBSource:
         self._stream_arns = dict(stream_arns)
         self._keys = {t: tuple(k) for t, k in keys.items()}
 
+    def clone(self) -> DynamoDBSource:
+        """A second instance reading the same streams (for a backfill staged beside the stream)."""
+        twin = DynamoDBSource(self.config)
+        if self._stream_arns:
+            twin.attach(self._stream_arns, self._keys)
+        return twin
+
     @property
     def stream_arns(self) -> Mapping[str, str]:
         """Table name -> the ARN of its stream (known after `preflight`)."""

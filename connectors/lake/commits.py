@@ -64,6 +64,9 @@ class TableCommit(FrozenModel):
     ops: dict[str, int] = Field(default_factory=dict)
     snapshot: bool = False  # the rows replace the table's current state
     prev_seq: int = 0  # the previous commit that touched this table (0: none), for merges
+    # A backfill staged while the stream went on: the table's commits after this seq are applied
+    # again over the snapshot rows (which rank below them), so nothing they changed is lost.
+    replay_after: int | None = None
 
 
 class CommitRecord(FrozenModel):

@@ -174,11 +174,17 @@ class CurrentState:
         if head <= applied:
             return None
         commits = self.log.walk_table(lake_table, head, applied)
-        # A snapshot replaces the state: nothing before the latest one matters.
+        # A snapshot replaces the state: nothing before the latest one matters, except, for a
+        # backfill staged while the stream went on, the table's commits after the one it was
+        # staged from: they are applied again over it (its rows rank below theirs by _seq).
         start = max((i for i, c in enumerate(commits) if c.tables[lake_table].snapshot), default=None)
         replace = start is not None
-        if replace:
+        if start is not None:
+            snapshot = commits[start].tables[lake_table]
             commits = commits[start:]
+            if snapshot.replay_after is not None:
+                replayed = self.log.walk_table(lake_table, snapshot.prev_seq, snapshot.replay_after)
+                commits = replayed + commits
         key = self._key_columns(table, lake_table, commits)
         # Pass 1 (key columns, _seq and Op only): which change row of each key wins. The rows
         # themselves are read again, one change file at a time, only when they are written.

@@ -18,7 +18,7 @@ import datetime as dt
 import logging
 import uuid
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 import pyarrow as pa
@@ -77,6 +77,11 @@ def changelog_prefix(source: str, table: TableId | str) -> str:
     return f"changelog/{source}/{name}"
 
 
+# A backfill staged beside the stream does not know its commit seq yet: its files are named with
+# this tag, replaced by the seq when it commits.
+_UNKNOWN_SEQ = "backfill"
+
+
 @dataclass
 class _Unit:
     """A commit unit being staged."""
@@ -84,6 +89,8 @@ class _Unit:
     unit_id: str
     seq: int
     start: Offset | None
+    staging: str
+    seq_base: int
     files: dict[str, list[FileRef]] = field(default_factory=dict)
     tables: dict[str, TableId] = field(default_factory=dict)
     ops: dict[str, Counter[str]] = field(default_factory=dict)
@@ -91,6 +98,26 @@ class _Unit:
     quarantined_rows: int = 0
     next_row: int = 0
     next_file: int = 0
+
+
+BACKFILL_STAGING = "_staging_backfill"
+
+
+@dataclass
+class StagedBackfill:
+    """A backfill staged beside the stream, waiting to be committed between two of its commits."""
+
+    unit: _Unit
+    tables: frozenset[TableId]
+    replay_after: int
+
+    @property
+    def rows(self) -> int:
+        return self.unit.next_row
+
+
+def _file_tag(unit: _Unit) -> str:
+    return f"{unit.seq:012d}" if unit.seq else _UNKNOWN_SEQ
 
 
 class LakeWriter:
@@ -114,23 +141,28 @@ class LakeWriter:
         floors = {ref.table_id(self.source): parse_offset(text) for ref, text in rec.floors.values()}
         return LakeState(rec.seq, parse_offset(rec.end), floors, rec)
 
-    def _recover(self) -> LakeState:
-        """Finish the last commit's file moves and clear staging (see module docstring, step 4)."""
+    def _recover(self, *, backfills: bool = True) -> LakeState:
+        """Finish the last commit's file moves and clear staging (see module docstring, step 4).
+
+        `backfills`: also drop backfills staged beside the stream (at start-up only: a running
+        stream may be staging one while it reloads)."""
         state = self._load_state()
         if state.record is not None:
             self._publish(state.record)
         self.storage.delete_prefix(f"_staging/{self.source}")
+        if backfills:
+            self.storage.delete_prefix(f"{BACKFILL_STAGING}/{self.source}")
         return state
 
     def reload(self) -> LakeState:
         """Drop anything staged and re-read the commit log (after a conflict)."""
         self.abort()
-        self._state = self._recover()
+        self._state = self._recover(backfills=False)
         return self._state
 
     def abort(self) -> None:
         if self._unit is not None:
-            self.storage.delete_prefix(f"_staging/{self.source}/{self._unit.unit_id}")
+            self.storage.delete_prefix(self._unit.staging)
             self._unit = None
 
     # -- writing -------------------------------------------------------------------------------
@@ -147,7 +179,8 @@ class LakeWriter:
                 log.info("%s: batch ending at %s is already committed; skipped", self.source, batch.end)
                 return None
             self._check_start(batch)
-            self._unit = _Unit(uuid.uuid4().hex, self._state.seq + 1, batch.start)
+            unit_id, seq = uuid.uuid4().hex, self._state.seq + 1
+            self._unit = _Unit(unit_id, seq, batch.start, f"_staging/{self.source}/{unit_id}", seq << 32)
         unit = self._unit
         for changes in batch.changes:
             # A zero-row TableChanges (an empty table in a snapshot) is staged too: it records
@@ -163,6 +196,67 @@ class LakeWriter:
             return self._commit(unit, batch)
         finally:
             self._unit = None
+
+    def stage_backfill(self, batches: Iterable[Batch], replay_after: int) -> StagedBackfill:
+        """Stage a backfill's snapshot without committing it, while the stream goes on committing.
+
+        Safe beside the stream's own unit (separate staging, no shared state). Its rows get `_seq`
+        values just below those of commit `replay_after + 1`, so when it commits, the merge ranks
+        them below every change the stream committed after `replay_after` (see `commit_backfill`).
+        """
+        unit_id = uuid.uuid4().hex
+        seq_base = (replay_after << 32) + (1 << 31)
+        unit = _Unit(unit_id, 0, None, f"{BACKFILL_STAGING}/{self.source}/{unit_id}", seq_base)
+        tables: set[TableId] = set()
+        try:
+            for batch in batches:
+                for changes in batch.changes:
+                    if changes.num_rows or changes.table in batch.snapshot:
+                        self._stage_changes(unit, changes)
+                if batch.quarantined:
+                    self._stage_quarantine(unit, batch.quarantined)
+                tables |= batch.snapshot
+                crash_point("staged")
+        except BaseException:
+            self.storage.delete_prefix(unit.staging)
+            raise
+        if unit.next_row >= 1 << 31:
+            self.storage.delete_prefix(unit.staging)
+            raise ValueError(f"source {self.source!r}: a backfill of {unit.next_row} rows is over 2^31")
+        return StagedBackfill(unit, frozenset(tables), replay_after)
+
+    def commit_backfill(self, staged: StagedBackfill) -> CommitRecord:
+        """Commit a staged backfill between two stream commits, at the stream's current offset.
+
+        The snapshot tables' commits carry `replay_after`, so the merge rebuilds each as "the
+        snapshot rows, then every change committed after `replay_after`": the snapshot was taken at
+        a position at or after that commit's, and re-applying later changes (full row images, in
+        order) over it ends in the source's state, whatever the stream did meanwhile.
+        """
+        if self._unit is not None:
+            raise RuntimeError(
+                f"source {self.source!r}: a stream unit is open; commit the backfill between units"
+            )
+        offset = self._state.offset
+        if offset is None:
+            raise RuntimeError(
+                f"source {self.source!r}: nothing committed yet; a backfill needs a running stream"
+            )
+        unit = staged.unit
+        unit.seq, unit.start = self._state.seq + 1, offset
+        tag = f"/{_UNKNOWN_SEQ}-"
+        for name, refs in unit.files.items():
+            unit.files[name] = [
+                r.model_copy(update={"path": r.path.replace(tag, f"/{unit.seq:012d}-")}) for r in refs
+            ]
+        unit.quarantine = [
+            r.model_copy(update={"path": r.path.replace(tag, f"/{unit.seq:012d}-")}) for r in unit.quarantine
+        ]
+        batch = Batch(start=offset, end=offset, snapshot=staged.tables)
+        return self._commit(unit, batch, replay_after=staged.replay_after)
+
+    def discard_backfill(self, staged: StagedBackfill) -> None:
+        self.storage.delete_prefix(staged.unit.staging)
 
     def _is_idle(self, batch: Batch) -> bool:
         """A complete batch with nothing in it that does not move the offset: nothing to commit."""
@@ -200,9 +294,7 @@ class LakeWriter:
         name = changes.table.lake_name
         unit.tables[name] = changes.table
         n = changes.num_rows
-        seqs = pa.array(
-            range((unit.seq << 32) + unit.next_row, (unit.seq << 32) + unit.next_row + n), pa.int64()
-        )
+        seqs = pa.array(range(unit.seq_base + unit.next_row, unit.seq_base + unit.next_row + n), pa.int64())
         unit.next_row += n
         data = changes.data.append_column(pa.field(SEQ_COLUMN, pa.int64(), nullable=False), seqs)
         if changes.unchanged:
@@ -219,7 +311,7 @@ class LakeWriter:
             dict(zip(*(x.to_pylist() for x in pc.value_counts(data[OP_COLUMN]).flatten()), strict=True))
         )
         for day, part in _split_by_day(data):
-            final = f"{changelog_prefix(self.source, name)}/commit_date={day}/{unit.seq:012d}-{unit.next_file:05d}.parquet"
+            final = f"{changelog_prefix(self.source, name)}/commit_date={day}/{_file_tag(unit)}-{unit.next_file:05d}.parquet"
             unit.files.setdefault(name, []).append(self._stage(unit, part, final))
 
     def _stage_quarantine(self, unit: _Unit, rows: tuple[QuarantinedRow, ...]) -> None:
@@ -238,19 +330,19 @@ class LakeWriter:
             schema=QUARANTINE_SCHEMA,
         )
         day = _day(rows[0].commit_ts)
-        final = f"quarantine/{self.source}/commit_date={day}/{unit.seq:012d}-{unit.next_file:05d}.parquet"
+        final = f"quarantine/{self.source}/commit_date={day}/{_file_tag(unit)}-{unit.next_file:05d}.parquet"
         unit.quarantine.append(self._stage(unit, table, final))
         unit.quarantined_rows += len(rows)
         for r in rows:
             log.warning("%s: quarantined a row of %s at %s: %s", self.source, r.table, r.position, r.reason)
 
     def _stage(self, unit: _Unit, table: pa.Table, final: str) -> FileRef:
-        staged = f"_staging/{self.source}/{unit.unit_id}/{unit.next_file:05d}.parquet"
+        staged = f"{unit.staging}/{unit.next_file:05d}.parquet"
         unit.next_file += 1
         size = self.storage.write_parquet(staged, table)
         return FileRef(path=final, staged=staged, rows=table.num_rows, bytes=size)
 
-    def _commit(self, unit: _Unit, batch: Batch) -> CommitRecord:
+    def _commit(self, unit: _Unit, batch: Batch, replay_after: int | None = None) -> CommitRecord:
         assert batch.end is not None
         if unit.start is None and not batch.snapshot:
             raise OffsetMismatchError(
@@ -276,6 +368,7 @@ class LakeWriter:
                 ops=dict(unit.ops.get(name, {})),
                 snapshot=name in snapshot_names,
                 prev_seq=heads.get(name, 0),
+                replay_after=replay_after if name in snapshot_names else None,
             )
             heads[name] = unit.seq
         record = CommitRecord(
@@ -295,11 +388,11 @@ class LakeWriter:
         try:
             self.log.append(record)
         except CommitConflictError:
-            self.storage.delete_prefix(f"_staging/{self.source}/{unit.unit_id}")
+            self.storage.delete_prefix(unit.staging)
             raise
         crash_point("committed")
         self._publish(record)
-        self.storage.delete_prefix(f"_staging/{self.source}/{unit.unit_id}")
+        self.storage.delete_prefix(unit.staging)
         self._state = LakeState(
             record.seq,
             batch.end,

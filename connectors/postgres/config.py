@@ -26,8 +26,9 @@ class PostgresSourceConfig(DatabaseSourceConfig):
         60.0,
         gt=0,
         description=(
-            "While no captured table changes, yield a row-less batch carrying the server's WAL position this "
-            "often, so the lake records it and the slot can be advanced (the server keeps WAL until then)."
+            "While no captured table changes, ask the server for its WAL position this often (twice per "
+            "period); each new position is committed to the lake as a row-less batch at once, so the slot "
+            "can be advanced (the server keeps WAL until then)."
         ),
     )
 

@@ -21,11 +21,14 @@ still arriving, then closed by a complete batch at its Commit. Its rows carry ``
 should carry one position; S still orders it after every earlier transaction's rows.
 
 Idle sources. Keepalives report the walsender's position (``cursor.wal_end``): everything that
-committed below it has been sent. When no captured table changes for `idle_heartbeat_seconds`, a
-row-less complete batch ending there is yielded, so that the lake records the position and the
-pipeline's acknowledgement can move the slot (otherwise the server keeps WAL for an idle slot).
-This keeps "the slot never runs ahead of the lake" true, which is what lets a slot position
-ahead of the lake's offset be reported as lost data.
+committed below it has been sent. When no captured table changes and a keepalive moves that
+position, a row-less complete batch ending there is yielded at once, so that the lake records the
+position and the pipeline's acknowledgement can move the slot (otherwise the server keeps WAL for
+an idle slot). At once matters: psycopg2 (2.8+) itself confirms a keepalive's position once every
+message received was confirmed, and a stream stopped before the lake recorded that position would
+find the slot ahead of the lake on restart. Keepalives are asked for every
+`idle_heartbeat_seconds / 2`. This keeps "the slot never runs ahead of the lake" true, which is
+what lets a slot position ahead of the lake's offset be reported as lost data.
 
 Unchanged TOAST. An UPDATE that leaves a TOASTed (large, out-of-line) value alone does not send it
 (a 'u' marker). With REPLICA IDENTITY FULL the old tuple carries the value and it is copied over;
@@ -197,7 +200,10 @@ class ChangeStream:
                         cursor.send_feedback(reply=True, force=True)
                         last_probe = now
                 elif txn is None and not self._pending:
-                    if self.seen > self.last_end and now - last_yield >= config.idle_heartbeat_seconds:
+                    if self.seen > self.last_end:
+                        # At once, not after a pause: psycopg2 confirms a keepalive's position by
+                        # itself once every received message was confirmed ("smart feedback", 2.8+),
+                        # so the lake must record it before the client library can report it.
                         yield self._heartbeat()
                         last_yield = now
                     elif now - last_yield >= config.batch_max_seconds:

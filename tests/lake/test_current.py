@@ -89,6 +89,67 @@ def test_a_backfill_snapshot_replaces_the_table(lake: Lake) -> None:
     assert rows(lake) == {7: {"id": 7, "name": "fresh"}}
 
 
+@pytest.mark.parametrize("merged_meanwhile", [False, True])
+def test_a_backfill_staged_beside_the_stream_keeps_what_the_stream_committed(
+    lake: Lake, merged_meanwhile: bool
+) -> None:
+    """The stream goes on committing while a backfill is staged; committing the backfill later
+    must not undo those commits: the merge replays them over the snapshot."""
+    w = lake.writer("src")
+    w.write(snapshot_batch(10, changes([("I", 10, {"id": i, "name": "old"}) for i in range(1, 4)])))
+    w.write(stream_batch(10, 20, changes([("U", 15, {"id": 1, "name": "a1"})])))
+    c0 = w.last_committed().seq  # the backfill starts here: the stream's last commit, offset 20
+    lake.current("src").merge()
+    # The stream commits while the snapshot is read (at position 35, ahead of the stream).
+    w.write(
+        stream_batch(
+            20, 30, changes([("U", 25, {"id": 2, "name": "b2"}), ("I", 26, {"id": 4, "name": "n4"})])
+        )
+    )
+    w.write(stream_batch(30, 40, changes([("D", 38, {"id": 3, "name": None})])))
+    if merged_meanwhile:
+        lake.current("src").merge()
+    snapshot = snapshot_batch(
+        35,
+        changes([("I", 35, {"id": 1, "name": "a1"}), ("I", 35, {"id": 2, "name": "b2"}),
+                 ("I", 35, {"id": 3, "name": "old"}), ("I", 35, {"id": 4, "name": "n4"}),
+                 ("I", 35, {"id": 5, "name": "only in the snapshot"})]),
+        start=20,
+    )  # fmt: skip
+    staged = lake.writer("src").stage_backfill([snapshot], replay_after=c0)  # another writer: no shared state
+    w.write(stream_batch(40, 50, changes([("U", 45, {"id": 4, "name": "d4"})])))
+    record = w.commit_backfill(staged)
+    assert record.kind == "backfill" and record.start == record.end == w.last_committed().offset.serialize()
+    assert record.tables[PATIENTS.lake_name].replay_after == c0
+    lake.current("src").merge()
+    assert rows(lake) == {
+        1: {"id": 1, "name": "a1"},
+        2: {"id": 2, "name": "b2"},
+        4: {"id": 4, "name": "d4"},  # changed after the snapshot: the stream's change wins
+        5: {"id": 5, "name": "only in the snapshot"},
+    }  # 3 was deleted at 38, after the snapshot's position: the replay deletes it again
+    w.write(stream_batch(50, 60, changes([("U", 55, {"id": 5, "name": "later"})])))
+    lake.current("src").merge()
+    assert rows(lake)[5] == {"id": 5, "name": "later"}
+    # The change log holds each stream change once and the snapshot rows once, nothing copied.
+    log_rows = lake.read_changelog("src", PATIENTS.lake_name)
+    assert log_rows.num_rows == 3 + 1 + 2 + 1 + 5 + 1 + 1
+
+
+def test_a_staged_backfill_vanishes_on_restart_and_commits_nothing(lake: Lake) -> None:
+    w = lake.writer("src")
+    w.write(snapshot_batch(10, changes([("I", 10, {"id": 1, "name": "old"})])))
+    staged = w.stage_backfill(
+        [snapshot_batch(12, changes([("I", 12, {"id": 1, "name": "new"})]), start=10)], replay_after=1
+    )
+    assert any(lake.storage.list_files(staged.unit.staging))
+    w.reload()  # a conflict while the stream runs: the staged backfill survives
+    assert any(lake.storage.list_files(staged.unit.staging))
+    restarted = lake.writer("src")  # a new process: what was staged is gone, nothing committed
+    assert not any(lake.storage.list_files(staged.unit.staging))
+    assert restarted.last_committed().seq == 1
+
+
 def test_schema_evolution_adds_columns_and_widens_types(lake: Lake) -> None:
     w = lake.writer("src")
     v1 = schema([("id", pa.int64()), ("score", pa.int32()), ("fee", pa.decimal128(10, 2))])

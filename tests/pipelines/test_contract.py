@@ -277,6 +277,126 @@ def test_backfill_requested_from_another_process_runs_inside_the_stream(world: W
     assert [c.kind for c in commits].count("backfill") == 1
 
 
+def test_the_stream_keeps_committing_while_a_backfill_is_staged(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A slow backfill of `accounts` is staged beside the stream: `visits` and `accounts` changes
+    made after the snapshot was taken are committed by the stream meanwhile, and the backfill's
+    commit, which comes later, keeps them (its snapshot rows rank below them)."""
+    import threading
+    import time
+
+    from pipelines import requests
+    from pipelines.backfill_worker import BackfillWorker
+    from pipelines.runner import stream_source
+
+    snapshot_taken, changes_made = threading.Event(), threading.Event()
+    original = BackfillWorker._until_cancelled
+
+    def slow(self: BackfillWorker, batches: Any) -> Any:
+        for i, batch in enumerate(original(self, batches)):
+            if i == 0:  # the snapshot's position is fixed once its first rows are read
+                snapshot_taken.set()
+                changes_made.wait(30)
+            yield batch
+
+    monkeypatch.setattr(BackfillWorker, "_until_cancelled", slow)
+    world.sync()
+    stop = threading.Event()
+    source = open_source(world.config)
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            stream_source(world.lake, source, stop=stop, merge_every_seconds=0.5)
+        except BaseException as e:  # surfaced below
+            errors.append(e)
+
+    streamer = threading.Thread(target=run)
+    streamer.start()
+    try:
+        deadline = time.monotonic() + 30
+        while not requests.runner_alive(world.lake.storage, world.config.name):
+            assert time.monotonic() < deadline and not errors, errors
+            time.sleep(0.2)
+        request_id = requests.submit(world.lake.storage, world.config.name, ["accounts"])
+        assert snapshot_taken.wait(30), "the backfill never started"
+        before = world.lake.commit_log(world.config.name).latest_seq()
+        world.sql("UPDATE accounts SET score = -9 WHERE id = 9", "DELETE FROM accounts WHERE id = 10")
+        world.sql("INSERT INTO accounts VALUES (500, 'during', 5.00, 5)")
+        for i in range(801, 806):
+            world.sql(f"INSERT INTO visits VALUES ({i}, 2, 'during the backfill')")
+        # The stream commits these while the backfill is still staging.
+        while world.lake_rows("visits", "id, note")[-1][0] != 805:
+            assert time.monotonic() < deadline + 30 and not errors, errors
+            time.sleep(0.2)
+        assert world.lake.commit_log(world.config.name).latest_seq() > before
+        changes_made.set()
+        outcome = requests.wait(world.lake.storage, world.config.name, request_id, timeout=60)
+        assert outcome["ok"], outcome
+        world.sql("UPDATE accounts SET score = -11 WHERE id = 11")
+        time.sleep(1.5)
+    finally:
+        changes_made.set()
+        stop.set()
+        world.sql("INSERT INTO visits VALUES (999, 9, 'stop')")  # wake an idle stream
+        streamer.join(timeout=60)
+        source.close()
+    assert not errors, errors
+    log = world.lake.commit_log(world.config.name)
+    backfill = log.read(int(outcome["commit"]))  # type: ignore[call-overload]
+    assert backfill.kind == "backfill"
+    replay_after = backfill.tables[f"{world.schema}__accounts".lower()].replay_after
+    assert replay_after is not None
+    during = [log.read(seq) for seq in range(replay_after + 1, backfill.seq)]
+    touched = {name.rsplit("__", 1)[1] for c in during for name in c.tables}
+    assert {"visits", "accounts"} <= touched  # the stream went on, for both tables
+    world.sync()
+    lake = world.lake_rows("accounts", COLS)
+    assert lake == world.source_rows("accounts", COLS)
+    assert (9, "acct 9 ✓", Decimal("2.25"), -9) in lake and not [r for r in lake if r[0] == 10]
+    assert world.lake_rows("visits", "id, note") == world.source_rows("visits", "id, note")
+
+
+def test_a_stream_stopped_while_idle_restarts_where_it_was(world: World) -> None:
+    """Only an uncaptured table changes while the stream runs (WAL moves, nothing for the lake),
+    past PostgreSQL's and psycopg2's feedback intervals; stopped and started again, the stream
+    resumes without reporting the position lost (the slot never runs ahead of the lake)."""
+    import threading
+    import time
+
+    from pipelines.runner import stream_source
+
+    world.sql("CREATE TABLE noise (id BIGINT PRIMARY KEY, note VARCHAR(20))")
+    world.sync()
+    stop, errors = threading.Event(), []
+    source = open_source(world.config)
+
+    def run() -> None:
+        try:
+            stream_source(world.lake, source, stop=stop, merge_every_seconds=0.5)
+        except BaseException as e:  # surfaced below
+            errors.append(e)
+
+    streamer = threading.Thread(target=run)
+    streamer.start()
+    try:
+        until = time.monotonic() + 14  # beyond psycopg2's 10 s status interval
+        i = 0
+        while time.monotonic() < until and not errors:
+            i += 1
+            world.sql(f"INSERT INTO noise VALUES ({i}, 'x')")
+            time.sleep(0.3)
+    finally:
+        stop.set()
+        streamer.join(timeout=60)
+        source.close()
+    assert not errors, errors
+    world.sql("UPDATE accounts SET score = 77 WHERE id = 7")
+    world.sync()  # raised PositionLostError when psycopg2 had confirmed a keepalive position
+    assert world.lake_rows("accounts", COLS) == world.source_rows("accounts", COLS)
+
+
 def test_the_same_pipeline_on_an_s3_lake(
     world: World, s3_lake: Any, aws_client_kwargs: dict[str, str], tmp_path: Path
 ) -> None:
@@ -329,9 +449,11 @@ def test_truncate_empties_the_table_and_later_rows_arrive(world: World) -> None:
         "INSERT INTO accounts VALUES (301, 'after truncate', 2.00, 2)",
     )
     world.sync()
-    assert world.lake_rows("accounts", COLS) == world.source_rows("accounts", COLS) == [
-        (301, "after truncate", Decimal("2.00"), 2)
-    ]
+    assert (
+        world.lake_rows("accounts", COLS)
+        == world.source_rows("accounts", COLS)
+        == [(301, "after truncate", Decimal("2.00"), 2)]
+    )
     assert world.lake_rows("visits", "id, note") == world.source_rows("visits", "id, note")
     # A new process resumes after the TRUNCATE; nothing is replayed, later changes arrive.
     world.sql("INSERT INTO accounts VALUES (302, 'later', 3.00, 3)")
