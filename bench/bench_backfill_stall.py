@@ -1,0 +1,142 @@
+"""How long a backfill stops the other tables: the longest gap between lake commits of a busy table
+while a big table is re-snapshotted inside a running `lakehouse stream`.
+
+MariaDB (as Aurora MySQL) holds `big` (ROWS rows) and `small`, into which a writer thread inserts
+a row every 50 ms. `stream_source` runs exactly as `lakehouse stream` does; a backfill of `big` is
+requested as `lakehouse backfill` would. Two runs in the same process, same data:
+
+* ours — the backfill is staged by a worker beside the stream and committed between two commits;
+* baseline — the backfill served in line (the stream pauses, re-snapshots, then catches up), as
+  before this design, forced by hiding the source's configuration from the runner.
+
+For each run: the backfill's duration, and the longest gap between two commits that contain
+`small` rows during it (the other tables' freshness). Run by hand with the stack up:
+    .venv/bin/python bench/bench_backfill_stall.py [rows]
+"""
+
+from __future__ import annotations
+
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pymysql
+
+from connectors.lake.commits import CommitRecord
+from connectors.lake.config import LakeConfig
+from connectors.lake.lake import Lake
+from connectors.mysql.config import MySQLSourceConfig
+from devstack.settings import load_settings
+from pipelines import requests
+from pipelines.runner import stream_source, sync_source
+from pipelines.sources import open_source
+
+ROWS = int(sys.argv[1]) if len(sys.argv) > 1 else 300_000
+
+
+class InLine:
+    """The source without `config`/`clone`: the runner then serves backfills in line."""
+
+    def __init__(self, inner: Any) -> None:
+        self._inner = inner
+
+    def __getattr__(self, name: str) -> Any:
+        if name in ("config", "clone"):
+            raise AttributeError(name)
+        return getattr(self._inner, name)
+
+
+def run(config: MySQLSourceConfig, admin: Any, lake_root: Path, *, in_line: bool) -> tuple[float, float]:
+    lake = Lake(LakeConfig(root=str(lake_root)))
+    source = open_source(config)
+    try:
+        sync_source(lake, source)
+    finally:
+        source.close()
+    commits: list[tuple[float, CommitRecord]] = []
+    stop, writing = threading.Event(), threading.Event()
+    source = open_source(config)
+    wrapped: Any = InLine(source) if in_line else source
+    streamer = threading.Thread(
+        target=stream_source,
+        args=(lake, wrapped),
+        kwargs={
+            "stop": stop,
+            "merge_every_seconds": 3600,
+            "on_commit": lambda r: commits.append((time.monotonic(), r)),
+        },
+    )
+    streamer.start()
+
+    def write() -> None:
+        conn = pymysql.connect(**admin, database=config.database, autocommit=True)
+        n = 0
+        while not writing.is_set():
+            n += 1
+            with conn.cursor() as cur:
+                cur.execute("INSERT INTO small VALUES (%s, 'tick')", (10_000_000 + n + (1 << 20) * in_line,))
+            time.sleep(0.05)
+        conn.close()
+
+    writer = threading.Thread(target=write)
+    writer.start()
+    try:
+        while not requests.runner_alive(lake.storage, config.name):
+            time.sleep(0.1)
+        time.sleep(2)
+        asked = time.monotonic()
+        request_id = requests.submit(lake.storage, config.name, ["big"])
+        outcome = requests.wait(lake.storage, config.name, request_id, timeout=600)
+        done = time.monotonic()
+        assert outcome["ok"], outcome
+        time.sleep(1)
+    finally:
+        writing.set()
+        writer.join()
+        stop.set()
+        streamer.join(timeout=120)
+        source.close()
+    small = f"{config.database}__small"
+    times = [asked] + [t for t, r in commits if asked <= t and small in r.tables] + [done]
+    stall = max(b - a for a, b in zip(times, times[1:], strict=False))
+    return done - asked, stall
+
+
+def main() -> None:
+    stack = load_settings()
+    admin = {
+        "host": stack.host, "port": stack.mariadb_port, "user": stack.admin_user,
+        "password": stack.admin_password.get_secret_value(),
+    }  # fmt: skip
+    database = f"bench_{uuid.uuid4().hex[:8]}"
+    conn = pymysql.connect(**admin, autocommit=True)
+    with conn.cursor() as cur:
+        cur.execute(f"CREATE DATABASE `{database}`")
+        conn.select_db(database)  # the SEQUENCE engine's seq_1_to_N resolves in the current database
+        cur.execute("CREATE TABLE big (id BIGINT PRIMARY KEY, note VARCHAR(64), amount DECIMAL(12,2))")
+        cur.execute(f"INSERT INTO big SELECT seq, CONCAT('row ', seq), seq / 100 FROM seq_1_to_{ROWS}")
+        cur.execute("CREATE TABLE small (id BIGINT PRIMARY KEY, note VARCHAR(20))")
+    try:
+        print(f"backfill of {ROWS:,} rows inside `lakehouse stream`, other table written every 50 ms:")
+        for label, in_line in (("ours: staged beside the stream", False), ("baseline: served in line", True)):
+            config = MySQLSourceConfig(
+                name=f"bf_{int(in_line)}", host=stack.host, port=stack.mariadb_port, user=stack.cdc_user,
+                password=stack.cdc_password, database=database, tables=("big", "small"), server_id=0,
+            )  # fmt: skip
+            with tempfile.TemporaryDirectory() as tmp:
+                took, stall = run(config, admin, Path(tmp) / "lake", in_line=in_line)
+            print(
+                f"  {label:34s} backfill {took:6.1f} s   longest gap between `small` commits {stall:6.2f} s"
+            )
+    finally:
+        with conn.cursor() as cur:
+            cur.execute(f"DROP DATABASE IF EXISTS `{database}`")
+        conn.close()
+
+
+if __name__ == "__main__":
+    main()
