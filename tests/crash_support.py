@@ -7,11 +7,19 @@ import random
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections import Counter
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
+import pyarrow as pa
+import pyarrow.compute as pc
 import pytest
+
+from connectors.lake.lake import Lake
+from pipelines import requests
 
 REPO = Path(__file__).resolve().parents[1]
 # The commit protocol's named steps (connectors/faults.py): files staged but not committed; commit
@@ -61,3 +69,37 @@ def catch_up(config: Path, env: dict[str, str]) -> str:
     _, err = final.communicate(timeout=300)
     assert final.returncode == 0, err.decode()[-3000:]
     return err.decode()
+
+
+@contextmanager
+def backfills_requested(lake: Lake, source: str, tables: Sequence[str], every: float = 2.5) -> Iterator[None]:
+    """Keep asking the running stream for a backfill of `tables` (whenever none is pending), as
+    `lakehouse backfill` would, so the kills also land while one is staged or committed."""
+    stop = threading.Event()
+
+    def ask() -> None:
+        while not stop.wait(every):
+            if not requests.pending(lake.storage, source):
+                requests.submit(lake.storage, source, list(tables))
+
+    asker = threading.Thread(target=ask, daemon=True)
+    asker.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        asker.join(timeout=30)
+
+
+def without_backfill_rows(lake: Lake, source: str, log: pa.Table) -> pa.Table:
+    """The change log without the rows of backfill commits (there must be some), checking their
+    count. Backfill rows rank just below the commit after the one they were staged from: their
+    `_seq` has bit 31 set, which no streamed or snapshot row has."""
+    commits = lake.commit_log(source)
+    backfills = [
+        r for r in (commits.read(n) for n in range(1, commits.latest_seq() + 1)) if r.kind == "backfill"
+    ]
+    assert backfills, "no backfill was committed between the kills"
+    from_backfill = pc.equal(pc.bit_wise_and(log["_seq"], 1 << 31), 1 << 31)
+    assert log.filter(from_backfill).num_rows == sum(r.rows for r in backfills)
+    return log.filter(pc.invert(from_backfill))

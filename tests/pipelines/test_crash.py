@@ -28,8 +28,14 @@ import pytest
 
 from connectors.lake.config import LakeConfig
 from connectors.lake.lake import Lake
-from pipelines import requests
-from tests.crash_support import REPO, catch_up, kill_streams_repeatedly, lakehouse
+from tests.crash_support import (
+    REPO,
+    backfills_requested,
+    catch_up,
+    kill_streams_repeatedly,
+    lakehouse,
+    without_backfill_rows,
+)
 
 
 class Writer(threading.Thread):
@@ -161,24 +167,12 @@ def test_sigkill_at_random_points_loses_and_duplicates_nothing(
     writer.start()
     lake = Lake(LakeConfig(root=str(tmp_path / "lake")))
     source = f"crash_{kind}"
-    # Backfills of the same table keep being asked for: each is staged beside the stream and
-    # committed between two of its commits, and the kills land in those steps too.
-    backfills_stop = threading.Event()
-
-    def ask_for_backfills() -> None:
-        while not backfills_stop.wait(2.5):
-            if not requests.pending(lake.storage, source):
-                requests.submit(lake.storage, source, ["ledger"])
-
-    asker = threading.Thread(target=ask_for_backfills, daemon=True)
-    asker.start()
     try:
-        kills = kill_streams_repeatedly(config, env, random.Random(7))
+        with backfills_requested(lake, source, ["ledger"]):
+            kills = kill_streams_repeatedly(config, env, random.Random(7))
     finally:
-        backfills_stop.set()
         writer.stop.set()
         writer.join(timeout=30)
-        asker.join(timeout=30)
     assert writer.error is None, writer.error
     assert sum(kills.values()) >= 5, kills
 
@@ -192,15 +186,7 @@ def test_sigkill_at_random_points_loses_and_duplicates_nothing(
     got = list(zip(*(state[c].to_pylist() for c in ("id", "n", "note", "amount")), strict=True))
     assert got == expected
 
-    commits = lake.commit_log(source)
-    backfills = [commits.read(n) for n in range(1, commits.latest_seq() + 1)]
-    backfills = [c for c in backfills if c.kind == "backfill"]
-    assert backfills, "no backfill was committed between the kills"
-    log = lake.read_changelog(source, table)
-    # Backfill rows rank just below the commit after the one they were staged from: bit 31 of _seq.
-    from_backfill = pc.equal(pc.bit_wise_and(log["_seq"], 1 << 31), 1 << 31)
-    assert log.filter(from_backfill).num_rows == sum(c.rows for c in backfills)
-    log = log.filter(pc.invert(from_backfill))
+    log = without_backfill_rows(lake, source, lake.read_changelog(source, table))
     snapshot = log.filter(pc.less(log["_seq"], 2 << 32))  # commit 1 is the snapshot
     assert snapshot.num_rows == 500 and set(snapshot["Op"].to_pylist()) == {"I"}
     streamed = log.filter(pc.greater_equal(log["_seq"], 2 << 32))
