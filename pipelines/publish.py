@@ -23,8 +23,10 @@ from typing import Any
 import boto3
 
 from connectors.catalog.glue_changelog import ChangelogCatalog
-from connectors.catalog.glue_plan import Plan
+from connectors.catalog.glue_plan import Plan, unconfigured_sources
 from connectors.catalog.redshift_publish import RedshiftPlan
+from connectors.dynamodb.source import SCHEMA as DYNAMODB_SCHEMA
+from connectors.events import TableId
 from connectors.lake.lake import Lake
 from pipelines.config import LakehouseConfig
 
@@ -72,10 +74,34 @@ def published_schemas(config: LakehouseConfig, dialect: str) -> dict[str, str]:
     return {}
 
 
+def configured_lake_tables(config: LakehouseConfig) -> dict[str, set[str]]:
+    """Per source that lists its tables, their lake names (a source capturing every table of its
+    database is absent: whatever its lake holds is configured)."""
+    out: dict[str, set[str]] = {}
+    for source in config.sources:
+        if not source.tables:
+            continue
+        schema = getattr(source, "schema_name", None) if source.kind == "postgres" else None
+        if source.kind == "mysql":
+            schema = source.database  # type: ignore[union-attr]
+        elif source.kind in ("dynamodb", "dynamodb_replay"):
+            schema = DYNAMODB_SCHEMA
+        out[source.name] = {TableId(source.name, str(schema), t).lake_name for t in source.tables}
+    return out
+
+
 def publish_changelogs(config: LakehouseConfig, *, dry_run: bool = False, glue: Any = None) -> Plan:
-    """Every configured source's change logs as Glue tables; the plan (applied unless `dry_run`)."""
-    catalog = ChangelogCatalog(glue or glue_client(config), Lake(config.lake))
-    return catalog.publish([s.name for s in config.sources], dry_run=dry_run)
+    """Every configured source's change logs as Glue tables; the plan (applied unless `dry_run`).
+
+    Tables and sources no longer in the configuration are reported (never dropped)."""
+    glue = glue or glue_client(config)
+    lake = Lake(config.lake)
+    names = [s.name for s in config.sources]
+    plan = ChangelogCatalog(glue, lake).publish(
+        names, dry_run=dry_run, configured=configured_lake_tables(config)
+    )
+    plan.actions += unconfigured_sources(glue, names, lake.storage.uri("")).actions
+    return plan
 
 
 def publish_current_state(config: LakehouseConfig, *, dry_run: bool = False, glue: Any = None) -> Plan:
@@ -83,7 +109,8 @@ def publish_current_state(config: LakehouseConfig, *, dry_run: bool = False, glu
     from connectors.catalog.glue_current import CurrentStateCatalog
 
     catalog = CurrentStateCatalog(glue or glue_client(config), Lake(config.lake))
-    return catalog.publish([s.name for s in config.sources], dry_run=dry_run)
+    names = [s.name for s in config.sources]
+    return catalog.publish(names, dry_run=dry_run, configured=configured_lake_tables(config))
 
 
 def publish_athena_views(config: LakehouseConfig, *, dry_run: bool = False, glue: Any = None) -> Any:

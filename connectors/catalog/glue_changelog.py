@@ -16,7 +16,7 @@ Running it again with nothing new plans nothing.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
 import pyarrow as pa
@@ -27,6 +27,7 @@ from connectors.lake.lake import Lake
 log = logging.getLogger(__name__)
 
 PARTITION = "commit_date"
+NOT_CONFIGURED = "the source table is no longer in the configuration; left in place, no longer updated"
 PARQUET = {
     "InputFormat": "org.apache.hadoop.hive.ql.io.parquet.MapredParquetInputFormat",
     "OutputFormat": "org.apache.hadoop.hive.ql.io.parquet.MapredParquetOutputFormat",
@@ -78,9 +79,13 @@ class ChangelogCatalog:
     def database(source: str) -> str:
         return f"{source}_changelog"
 
-    def plan(self, sources: Sequence[str]) -> Plan:
+    def plan(self, sources: Sequence[str], configured: Mapping[str, Collection[str]] | None = None) -> Plan:
+        """What publishing `sources` would change. `configured` lists, per source, the lake tables
+        the configuration still captures (absent: all of them); a table dropped from it is not
+        created or updated any more, and if it is in Glue it is reported, never dropped."""
         plan = Plan()
         for source in sources:
+            wanted_tables = (configured or {}).get(source)
             database = self.database(source)
             existing = self._tables(database)
             if existing is None:
@@ -90,8 +95,12 @@ class ChangelogCatalog:
                 existing = {}
             schemas = {t.lake_name: s for t, s in self.lake.changelog_schemas(source).items()}
             for lake_table, schema in sorted(schemas.items()):
-                wanted = self._table_input(source, lake_table, schema)
                 have = existing.get(lake_table)
+                if wanted_tables is not None and lake_table not in wanted_tables:
+                    if have is not None:
+                        plan.actions.append(Action("orphan_table", database, lake_table, NOT_CONFIGURED))
+                    continue
+                wanted = self._table_input(source, lake_table, schema)
                 if have is None:
                     plan.actions.append(
                         Action("create_table", database, lake_table, f"{len(schema)} columns", wanted)
@@ -132,8 +141,14 @@ class ChangelogCatalog:
     def apply(self, plan: Plan) -> None:
         apply_plan(self.glue, plan, self._apply)
 
-    def publish(self, sources: Sequence[str], *, dry_run: bool = False) -> Plan:
-        plan = self.plan(sources)
+    def publish(
+        self,
+        sources: Sequence[str],
+        *,
+        dry_run: bool = False,
+        configured: Mapping[str, Collection[str]] | None = None,
+    ) -> Plan:
+        plan = self.plan(sources, configured)
         if not dry_run:
             self.apply(plan)
         return plan

@@ -21,13 +21,13 @@ from __future__ import annotations
 
 import logging
 import posixpath
-from collections.abc import Sequence
+from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
 import pyarrow as pa
 from pyiceberg.table import Table as IcebergTable
 
-from connectors.catalog.glue_changelog import hive_type
+from connectors.catalog.glue_changelog import NOT_CONFIGURED, hive_type
 from connectors.catalog.glue_plan import Action, CatalogError, Plan, apply_plan, list_tables
 from connectors.lake.lake import Lake
 
@@ -54,11 +54,13 @@ class CurrentStateCatalog:
     def database(source: str) -> str:
         return source
 
-    def plan(self, sources: Sequence[str]) -> Plan:
+    def plan(self, sources: Sequence[str], configured: Mapping[str, Collection[str]] | None = None) -> Plan:
+        """What publishing `sources` would change; `configured` as in `ChangelogCatalog.plan`."""
         plan = Plan()
         if self.lake.config.catalog == "glue":
             return plan  # pyiceberg's Glue catalog registers and updates the tables itself
         for source in sources:
+            wanted_tables = (configured or {}).get(source)
             database = self.database(source)
             existing = self._tables(database)
             if existing is None:
@@ -69,6 +71,11 @@ class CurrentStateCatalog:
             current = self.lake.current(source)
             in_lake: set[str] = set()
             for lake_table in self.lake.changelog_tables(source):
+                if wanted_tables is not None and lake_table not in wanted_tables:
+                    in_lake.add(lake_table)
+                    if lake_table in existing:
+                        plan.actions.append(Action("orphan_table", database, lake_table, NOT_CONFIGURED))
+                    continue
                 table = current.load(lake_table)
                 if table is None:
                     continue  # not merged yet: there is no metadata to point at
@@ -94,8 +101,14 @@ class CurrentStateCatalog:
     def apply(self, plan: Plan) -> None:
         apply_plan(self.glue, plan, self._apply)
 
-    def publish(self, sources: Sequence[str], *, dry_run: bool = False) -> Plan:
-        plan = self.plan(sources)
+    def publish(
+        self,
+        sources: Sequence[str],
+        *,
+        dry_run: bool = False,
+        configured: Mapping[str, Collection[str]] | None = None,
+    ) -> Plan:
+        plan = self.plan(sources, configured)
         if not dry_run:
             self.apply(plan)
         return plan

@@ -8,7 +8,7 @@ plan) and then apply it action by action; this module is that shared part. Repor
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -102,3 +102,21 @@ def list_tables(glue: Any, database: str) -> dict[str, dict[str, Any]] | None:
     except Exception as exc:
         raise CatalogError(f"{database}: listing tables: {exc}") from None
     return tables
+
+
+SOURCE_PARAMETER = "lakehouse.source"  # set on every table the publishers create
+
+
+def unconfigured_sources(glue: Any, configured: Collection[str], lake_uri: str) -> Plan:
+    """Reports (never drops) our tables whose source is no longer configured: tables marked with
+    a source, located in this lake (`lake_uri`), in any Glue database."""
+    plan = Plan()
+    for page in glue.get_paginator("get_databases").paginate():
+        for database in page["DatabaseList"]:
+            for name, table in sorted((list_tables(glue, database["Name"]) or {}).items()):
+                source = table.get("Parameters", {}).get(SOURCE_PARAMETER)
+                location = table.get("StorageDescriptor", {}).get("Location", "")
+                if source is not None and source not in configured and location.startswith(lake_uri):
+                    detail = f"source {source!r} is no longer in the configuration; left in place"
+                    plan.actions.append(Action("orphan_table", database["Name"], name, detail))
+    return plan

@@ -215,3 +215,37 @@ def test_dagster_assets_publish_and_their_checks_pass(config: LakehouseConfig) -
     assert REDSHIFT_KEY in {k for a in assets for k in a.keys} and WAREHOUSE_KEY in {
         k for a in assets for k in a.keys
     }
+
+
+def test_tables_and_sources_dropped_from_the_config_are_reported_not_dropped(
+    config: LakehouseConfig, mysql_db: Any, aws_client_kwargs: dict[str, str]
+) -> None:
+    my_source, pg_source = config.sources
+    with mysql_db.admin_connect().cursor() as cur:
+        cur.execute("CREATE TABLE visits (id BIGINT PRIMARY KEY, note VARCHAR(20))")
+        cur.execute("INSERT INTO visits VALUES (1, 'a'), (2, 'b')")
+    wider = config.model_copy(
+        update={"sources": (my_source.model_copy(update={"tables": ("patients", "visits")}), pg_source)}
+    )
+    sync_all(wider)
+    publish(wider, parts=["glue"])
+    glue = boto3.client("glue", **aws_client_kwargs)
+    visits = f"{mysql_db.name}__visits"
+    assert glue.get_table(DatabaseName=f"{my_source.name}_changelog", Name=visits)
+    assert glue.get_table(DatabaseName=my_source.name, Name=visits)
+
+    # `visits` leaves the configuration, and so does the whole PostgreSQL source.
+    narrower = config.model_copy(update={"sources": (my_source,)})
+    sections = _sections(publish(narrower, parts=["glue"]))
+    changelogs, current = sections["Glue: change logs"], sections["Glue: current state"]
+    assert f"orphan_table {my_source.name}_changelog.{visits}: the source table is no longer" in changelogs
+    assert f"orphan_table {my_source.name}.{visits}: the source table is no longer" in current
+    assert (
+        f"orphan_table {pg_source.name}_changelog.public__tenant_metadata: source '{pg_source.name}'"
+        in changelogs
+    )
+    assert f"orphan_table {pg_source.name}.public__tenant_metadata: source '{pg_source.name}'" in changelogs
+    assert "create_" not in changelogs + current and "update_" not in changelogs + current
+    # Nothing was dropped.
+    assert glue.get_table(DatabaseName=f"{my_source.name}_changelog", Name=visits)
+    assert glue.get_table(DatabaseName=pg_source.name, Name="public__tenant_metadata")
