@@ -284,11 +284,10 @@ def test_a_backfill_requested_from_a_running_stream_is_staged_beside_it(
 ) -> None:
     """`lakehouse stream` keeps reading both tables while one is re-scanned; the backfill commit,
     made later, keeps the changes the stream committed meanwhile."""
-    import threading
     import time
 
     from pipelines import requests
-    from pipelines.runner import stream_source
+    from tests.stream_support import running_stream
 
     ddb = DdbWorld(aws_client_kwargs, tmp_path / "lake", tables=2)
     a, b = ddb.names
@@ -296,22 +295,8 @@ def test_a_backfill_requested_from_a_running_stream_is_staged_beside_it(
         ddb.put(event("x", i, v={"N": str(i)}), table=a)
         ddb.put(event("y", i, v={"N": str(i)}), table=b)
     ddb.sync()
-    stop, errors = threading.Event(), []
-    source = open_source(ddb.config)
-
-    def run() -> None:
-        try:
-            stream_source(ddb.lake, source, stop=stop, merge_every_seconds=0.5)
-        except BaseException as e:  # surfaced below
-            errors.append(e)
-
-    streamer = threading.Thread(target=run)
-    streamer.start()
-    try:
-        deadline = time.monotonic() + 60
-        while not requests.runner_alive(ddb.lake.storage, ddb.config.name):
-            assert time.monotonic() < deadline and not errors, errors
-            time.sleep(0.2)
+    with running_stream(ddb.lake, ddb.config) as stream:
+        stream.wait_alive(timeout=60)
         request_id = requests.submit(ddb.lake.storage, ddb.config.name, [a])
         for i in range(5):  # both tables change while the backfill is served
             ddb.put(event("x", i, v={"N": str(100 + i)}), table=a)
@@ -321,11 +306,6 @@ def test_a_backfill_requested_from_a_running_stream_is_staged_beside_it(
         assert outcome["ok"], outcome
         ddb.put(event("x", 7, v={"N": "7"}), table=a)
         time.sleep(3)
-    finally:
-        stop.set()
-        streamer.join(timeout=60)
-        source.close()
-    assert not errors, errors
     record = ddb.lake.commit_log(ddb.config.name).read(int(outcome["commit"]))  # type: ignore[call-overload]
     assert record.kind == "backfill" and record.tables[f"dynamodb__{a}"].replay_after is not None
     ddb.sync()

@@ -21,6 +21,7 @@ from connectors.mysql.config import MySQLSourceConfig
 from connectors.postgres.config import PostgresSourceConfig
 from pipelines.runner import backfill_tables, sync_source
 from pipelines.sources import open_source
+from tests.stream_support import running_stream
 
 
 class World:
@@ -56,6 +57,17 @@ class World:
                 cur.executemany(*many)
         if self.kind == "mysql":
             self.conn.commit()
+
+    def touch(self, visit_id: int, note: str) -> None:
+        """Upsert one `visits` row: a change the stream sees, so an idle stream gets control back."""
+        if self.kind == "mysql":
+            self.sql(
+                f"INSERT INTO visits VALUES ({visit_id}, 9, '{note}') ON DUPLICATE KEY UPDATE note = '{note}'"
+            )
+        else:
+            self.sql(
+                f"INSERT INTO visits VALUES ({visit_id}, 9, '{note}') ON CONFLICT (id) DO UPDATE SET note = '{note}'"
+            )
 
     def alter_type(self, table: str, column: str, new_type: str) -> str:
         if self.kind == "mysql":
@@ -223,33 +235,13 @@ def test_one_million_row_transaction(world: World) -> None:
 
 
 def test_backfill_requested_from_another_process_runs_inside_the_stream(world: World) -> None:
-    import threading
     import time
 
     from pipelines import requests
-    from pipelines.runner import stream_source
 
     world.sync()
-    stop = threading.Event()
-    source = open_source(world.config)
-    errors: list[BaseException] = []
-
-    def run() -> None:
-        try:
-            stream_source(world.lake, source, stop=stop, merge_every_seconds=0.5)
-        except BaseException as e:  # surfaced below
-            errors.append(e)
-
-    streamer = threading.Thread(target=run)
-    streamer.start()
-    try:
-        deadline = time.monotonic() + 30
-        while not requests.runner_alive(world.lake.storage, world.config.name):
-            assert time.monotonic() < deadline and not errors, errors
-            world.sql(
-                "INSERT INTO visits VALUES (900, 1, 'wake')"
-            ) if time.monotonic() > deadline - 25 else None
-            time.sleep(0.2)
+    with running_stream(world.lake, world.config, wake=lambda: world.touch(999, "stop")) as stream:
+        stream.wait_alive(nudge=lambda: world.touch(900, "wake"))
         world.sql(
             "UPDATE accounts SET score = -7 WHERE id = 7", "INSERT INTO visits VALUES (600, 1, 'before')"
         )
@@ -263,12 +255,6 @@ def test_backfill_requested_from_another_process_runs_inside_the_stream(world: W
             "UPDATE accounts SET score = -8 WHERE id = 8", "INSERT INTO visits VALUES (700, 3, 'after')"
         )
         time.sleep(2)
-    finally:
-        stop.set()
-        world.sql("INSERT INTO visits VALUES (999, 9, 'stop')")  # wake an idle stream
-        streamer.join(timeout=60)
-        source.close()
-    assert not errors, errors
     assert not requests.runner_alive(world.lake.storage, world.config.name)
     world.sync()
     assert world.lake_rows("accounts", COLS) == world.source_rows("accounts", COLS)
@@ -288,7 +274,6 @@ def test_the_stream_keeps_committing_while_a_backfill_is_staged(
 
     from pipelines import requests
     from pipelines.backfill_worker import BackfillWorker
-    from pipelines.runner import stream_source
 
     snapshot_taken, changes_made = threading.Event(), threading.Event()
     original = BackfillWorker._until_cancelled
@@ -302,47 +287,29 @@ def test_the_stream_keeps_committing_while_a_backfill_is_staged(
 
     monkeypatch.setattr(BackfillWorker, "_until_cancelled", slow)
     world.sync()
-    stop = threading.Event()
-    source = open_source(world.config)
-    errors: list[BaseException] = []
-
-    def run() -> None:
-        try:
-            stream_source(world.lake, source, stop=stop, merge_every_seconds=0.5)
-        except BaseException as e:  # surfaced below
-            errors.append(e)
-
-    streamer = threading.Thread(target=run)
-    streamer.start()
     try:
-        deadline = time.monotonic() + 30
-        while not requests.runner_alive(world.lake.storage, world.config.name):
-            assert time.monotonic() < deadline and not errors, errors
-            time.sleep(0.2)
-        request_id = requests.submit(world.lake.storage, world.config.name, ["accounts"])
-        assert snapshot_taken.wait(30), "the backfill never started"
-        before = world.lake.commit_log(world.config.name).latest_seq()
-        world.sql("UPDATE accounts SET score = -9 WHERE id = 9", "DELETE FROM accounts WHERE id = 10")
-        world.sql("INSERT INTO accounts VALUES (500, 'during', 5.00, 5)")
-        for i in range(801, 806):
-            world.sql(f"INSERT INTO visits VALUES ({i}, 2, 'during the backfill')")
-        # The stream commits these while the backfill is still staging.
-        while world.lake_rows("visits", "id, note")[-1][0] != 805:
-            assert time.monotonic() < deadline + 30 and not errors, errors
-            time.sleep(0.2)
-        assert world.lake.commit_log(world.config.name).latest_seq() > before
-        changes_made.set()
-        outcome = requests.wait(world.lake.storage, world.config.name, request_id, timeout=60)
-        assert outcome["ok"], outcome
-        world.sql("UPDATE accounts SET score = -11 WHERE id = 11")
-        time.sleep(1.5)
+        with running_stream(world.lake, world.config, wake=lambda: world.touch(999, "stop")) as stream:
+            stream.wait_alive()
+            request_id = requests.submit(world.lake.storage, world.config.name, ["accounts"])
+            assert snapshot_taken.wait(30), "the backfill never started"
+            before = world.lake.commit_log(world.config.name).latest_seq()
+            world.sql("UPDATE accounts SET score = -9 WHERE id = 9", "DELETE FROM accounts WHERE id = 10")
+            world.sql("INSERT INTO accounts VALUES (500, 'during', 5.00, 5)")
+            for i in range(801, 806):
+                world.sql(f"INSERT INTO visits VALUES ({i}, 2, 'during the backfill')")
+            # The stream commits these while the backfill is still staging.
+            deadline = time.monotonic() + 30
+            while world.lake_rows("visits", "id, note")[-1][0] != 805:
+                assert time.monotonic() < deadline and not stream.errors, stream.errors
+                time.sleep(0.2)
+            assert world.lake.commit_log(world.config.name).latest_seq() > before
+            changes_made.set()
+            outcome = requests.wait(world.lake.storage, world.config.name, request_id, timeout=60)
+            assert outcome["ok"], outcome
+            world.sql("UPDATE accounts SET score = -11 WHERE id = 11")
+            time.sleep(1.5)
     finally:
         changes_made.set()
-        stop.set()
-        world.sql("INSERT INTO visits VALUES (999, 9, 'stop')")  # wake an idle stream
-        streamer.join(timeout=60)
-        source.close()
-    assert not errors, errors
     log = world.lake.commit_log(world.config.name)
     backfill = log.read(int(outcome["commit"]))  # type: ignore[call-overload]
     assert backfill.kind == "backfill"
@@ -362,36 +329,17 @@ def test_a_stream_stopped_while_idle_restarts_where_it_was(world: World) -> None
     """Only an uncaptured table changes while the stream runs (WAL moves, nothing for the lake),
     past PostgreSQL's and psycopg2's feedback intervals; stopped and started again, the stream
     resumes without reporting the position lost (the slot never runs ahead of the lake)."""
-    import threading
     import time
-
-    from pipelines.runner import stream_source
 
     world.sql("CREATE TABLE noise (id BIGINT PRIMARY KEY, note VARCHAR(20))")
     world.sync()
-    stop, errors = threading.Event(), []
-    source = open_source(world.config)
-
-    def run() -> None:
-        try:
-            stream_source(world.lake, source, stop=stop, merge_every_seconds=0.5)
-        except BaseException as e:  # surfaced below
-            errors.append(e)
-
-    streamer = threading.Thread(target=run)
-    streamer.start()
-    try:
+    with running_stream(world.lake, world.config) as stream:
         until = time.monotonic() + 14  # beyond psycopg2's 10 s status interval
         i = 0
-        while time.monotonic() < until and not errors:
+        while time.monotonic() < until and not stream.errors:
             i += 1
             world.sql(f"INSERT INTO noise VALUES ({i}, 'x')")
             time.sleep(0.3)
-    finally:
-        stop.set()
-        streamer.join(timeout=60)
-        source.close()
-    assert not errors, errors
     world.sql("UPDATE accounts SET score = 77 WHERE id = 7")
     world.sync()  # raised PositionLostError when psycopg2 had confirmed a keepalive position
     assert world.lake_rows("accounts", COLS) == world.source_rows("accounts", COLS)
