@@ -32,6 +32,7 @@ from tests.crash_support import (
     REPO,
     backfills_requested,
     catch_up,
+    ensure_a_backfill,
     kill_streams_repeatedly,
     lakehouse,
     without_backfill_rows,
@@ -175,6 +176,7 @@ def test_sigkill_at_random_points_loses_and_duplicates_nothing(
         writer.join(timeout=30)
     assert writer.error is None, writer.error
     assert sum(kills.values()) >= 5, kills
+    ensure_a_backfill(config, env, lake, source, ["ledger"])
 
     catch_up(config, env)
 

@@ -29,6 +29,7 @@ from tests.crash_support import (
     REPO,
     backfills_requested,
     catch_up,
+    ensure_a_backfill,
     kill_streams_repeatedly,
     lakehouse,
     without_backfill_rows,
@@ -132,6 +133,7 @@ def test_sigkill_at_random_points_loses_and_duplicates_nothing(
         writer.join(timeout=30)
     assert writer.error is None, writer.error
     assert sum(kills.values()) >= 5, kills
+    ensure_a_backfill(config, env, lake, "crash_dynamodb", [table])
 
     assert "testing" not in catch_up(config, env)  # the secret key never reaches the logs
 
