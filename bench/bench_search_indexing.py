@@ -23,11 +23,9 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-import psycopg2  # noqa: E402
-import pymysql  # noqa: E402
 from opensearchpy import helpers  # noqa: E402
+from world_databases import WorldDatabases, world_databases  # noqa: E402
 
-import devstack  # noqa: E402
 from connectors.lake.config import LakeConfig  # noqa: E402
 from connectors.lake.lake import Lake  # noqa: E402
 from connectors.mysql.config import MySQLSourceConfig  # noqa: E402
@@ -40,7 +38,6 @@ from pipelines.search_docs import PeopleDocuments, PeopleSources  # noqa: E402
 from pipelines.search_index import PeopleIndexer  # noqa: E402
 from pipelines.sources import open_source  # noqa: E402
 from pipelines.world import create_world  # noqa: E402
-from pipelines.world.setup import create_databases  # noqa: E402
 
 PATIENTS = int(sys.argv[1]) if len(sys.argv) > 1 else 10_000
 ROUNDS = int(sys.argv[2]) if len(sys.argv) > 2 else 2
@@ -56,33 +53,19 @@ CHUNK_BYTES = 5 * 1024 * 1024
 
 
 def main() -> None:
-    stack = devstack.settings()
     tag = uuid.uuid4().hex[:8]
-    my_db, pg_db = f"bench_{tag}", f"bench_{tag}"
-    pw = stack.admin_password.get_secret_value()
-    my = pymysql.connect(
-        host=stack.host,
-        port=stack.mariadb_port,
-        user=stack.admin_user,
-        password=pw,
-        charset="utf8mb4",
-        autocommit=True,
-    )
-    pg = psycopg2.connect(
-        host=stack.host, port=stack.postgres_port, user=stack.admin_user, password=pw, dbname="postgres"
-    )
-    pg.autocommit = True
-    create_databases(my, pg, mysql_database=my_db, postgres_database=pg_db)
-    my.select_db(my_db)
-    pgw = psycopg2.connect(
-        host=stack.host, port=stack.postgres_port, user=stack.admin_user, password=pw, dbname=pg_db
-    )
+    with world_databases(f"bench_{tag}") as world:
+        run(world, tag)
+
+
+def run(world: WorldDatabases, tag: str) -> None:
+    stack, my_db = world.stack, world.name
     client = open_client(OpenSearchConfig(url=stack.opensearch_endpoint))
     package = stack.service_dir("opensearch") / "config" / "analyzers" / f"bench-{tag}"
     package.write_text("jogging, running\n")
     try:
         started = time.perf_counter()
-        create_world(my, pgw, seed=5, patients=PATIENTS)
+        create_world(world.mysql, world.postgres, seed=5, patients=PATIENTS)
         print(f"world of {PATIENTS:,} patients seeded in {time.perf_counter() - started:.0f} s")
         with tempfile.TemporaryDirectory() as lake_dir:
             lake = Lake(LakeConfig(root=lake_dir))
@@ -153,11 +136,6 @@ def main() -> None:
         for name in client.indices.get(index=f"bench-{tag}-*", ignore_unavailable=True):
             client.indices.delete(index=name)
         package.unlink(missing_ok=True)
-        pgw.close()
-        with my.cursor() as cur:
-            cur.execute(f"DROP DATABASE IF EXISTS `{my_db}`")
-        with pg.cursor() as cur:
-            cur.execute(f'DROP DATABASE IF EXISTS "{pg_db}" WITH (FORCE)')
 
 
 if __name__ == "__main__":

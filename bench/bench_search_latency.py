@@ -27,16 +27,13 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-import psycopg2  # noqa: E402
-import pymysql  # noqa: E402
+from world_databases import WorldDatabases, world_databases  # noqa: E402
 
-import devstack  # noqa: E402
 from connectors.opensearch.bulk import BulkIndexer, Document  # noqa: E402
 from connectors.opensearch.client import open_client  # noqa: E402
 from connectors.opensearch.config import OpenSearchConfig  # noqa: E402
 from connectors.opensearch.search import search  # noqa: E402
 from pipelines.world import create_world  # noqa: E402
-from pipelines.world.setup import create_databases  # noqa: E402
 
 CHANGES = int(sys.argv[1]) if len(sys.argv) > 1 else 20
 TABLES = [
@@ -66,28 +63,15 @@ def summary(name: str, values: list[float]) -> str:
 
 
 def main() -> None:
-    stack = devstack.settings()
     tag = uuid.uuid4().hex[:8]
-    db = f"lat_{tag}"
+    with world_databases(f"lat_{tag}") as world:
+        create_world(world.mysql, world.postgres, seed=9, patients=60)
+        run(world, tag)
+
+
+def run(world: WorldDatabases, tag: str) -> None:
+    stack, db, my = world.stack, world.name, world.mysql
     pw = stack.admin_password.get_secret_value()
-    my = pymysql.connect(
-        host=stack.host,
-        port=stack.mariadb_port,
-        user=stack.admin_user,
-        password=pw,
-        charset="utf8mb4",
-        autocommit=True,
-    )
-    pg = psycopg2.connect(
-        host=stack.host, port=stack.postgres_port, user=stack.admin_user, password=pw, dbname="postgres"
-    )
-    pg.autocommit = True
-    create_databases(my, pg, mysql_database=db, postgres_database=db)
-    my.select_db(db)
-    pgw = psycopg2.connect(
-        host=stack.host, port=stack.postgres_port, user=stack.admin_user, password=pw, dbname=db
-    )
-    create_world(my, pgw, seed=9, patients=60)
     alias = f"lat-{tag}"
     procs: list[subprocess.Popen[bytes]] = []
     client = open_client(OpenSearchConfig(url=stack.opensearch_endpoint))
@@ -186,11 +170,6 @@ secret_access_key = "testing"
             for name in client.indices.get(index=f"{alias}*"):
                 client.indices.delete(index=name)
             (stack.service_dir("opensearch") / "config" / "analyzers" / f"lat-{tag}").unlink(missing_ok=True)
-            pgw.close()
-            with my.cursor() as cur:
-                cur.execute(f"DROP DATABASE IF EXISTS `{db}`")
-            with pg.cursor() as cur:
-                cur.execute(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)')
 
 
 if __name__ == "__main__":

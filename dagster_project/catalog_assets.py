@@ -54,12 +54,11 @@ def _plan_asset(
 
     @dg.asset(key=key, group_name="catalog", kinds=kinds, deps=deps, description=description)
     def _asset() -> dg.MaterializeResult:
-        planned = publish(dry_run=True)
+        # One plan, made before anything is changed (what a dry run prints), then applied.
         applied = publish()
         return dg.MaterializeResult(
             metadata={
-                "dry_run_plan": _lines(planned),
-                "applied": _lines(applied),
+                "dry_run_plan": _lines(applied),
                 "changes": len(_pending(applied.actions)),
                 "reported": [str(a) for a in applied.actions if a not in _pending(applied.actions)],
             }

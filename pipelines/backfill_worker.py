@@ -23,6 +23,7 @@ from connectors.lake.writer import LakeWriter, StagedBackfill
 from connectors.offsets import Offset
 from connectors.source import Source
 from pipelines.requests import BackfillRequest
+from pipelines.sources import adopt_lake_schemas
 
 log = logging.getLogger(__name__)
 
@@ -79,9 +80,7 @@ class BackfillWorker:
         source = self.open_twin()
         batches = None
         try:
-            adopt = getattr(source, "adopt_lake_schemas", None)
-            if adopt is not None:  # decode exactly as the committed files were written
-                adopt(self.lake.changelog_schemas(source.name))
+            adopt_lake_schemas(self.lake, source)
             batches = source.backfill(self.tables, self.stream_offset)  # type: ignore[attr-defined]
             self.staged = self.writer.stage_backfill(self._until_cancelled(batches), self.replay_after)
         except BaseException as exc:  # reported to the requester by the stream

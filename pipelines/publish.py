@@ -25,10 +25,9 @@ import boto3
 from connectors.catalog.glue_changelog import ChangelogCatalog
 from connectors.catalog.glue_plan import Plan, unconfigured_sources
 from connectors.catalog.redshift_publish import RedshiftPlan
-from connectors.dynamodb.source import SCHEMA as DYNAMODB_SCHEMA
-from connectors.events import TableId
 from connectors.lake.lake import Lake
 from pipelines.config import LakehouseConfig
+from pipelines.sources import open_source
 
 log = logging.getLogger(__name__)
 
@@ -76,17 +75,16 @@ def published_schemas(config: LakehouseConfig, dialect: str) -> dict[str, str]:
 
 def configured_lake_tables(config: LakehouseConfig) -> dict[str, set[str]]:
     """Per source that lists its tables, their lake names (a source capturing every table of its
-    database is absent: whatever its lake holds is configured)."""
+    database is absent: whatever its lake holds is configured). The connectors name the tables,
+    without connecting, since the configuration lists them."""
     out: dict[str, set[str]] = {}
-    for source in config.sources:
-        if not source.tables:
-            continue
-        schema = getattr(source, "schema_name", None) if source.kind == "postgres" else None
-        if source.kind == "mysql":
-            schema = source.database  # type: ignore[union-attr]
-        elif source.kind in ("dynamodb", "dynamodb_replay"):
-            schema = DYNAMODB_SCHEMA
-        out[source.name] = {TableId(source.name, str(schema), t).lake_name for t in source.tables}
+    for source_config in config.sources:
+        if source_config.tables:
+            source = open_source(source_config)
+            try:
+                out[source.name] = {t.lake_name for t in source.tables()}
+            finally:
+                source.close()
     return out
 
 

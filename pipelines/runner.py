@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from connectors.events import Batch, TableId
@@ -25,7 +25,7 @@ from connectors.source import Source
 from pipelines import requests
 from pipelines.backfill_worker import BackfillWorker
 from pipelines.config import LakehouseConfig
-from pipelines.sources import open_source
+from pipelines.sources import adopt_lake_schemas, open_source
 
 log = logging.getLogger(__name__)
 
@@ -100,14 +100,6 @@ def _commit_all(
             close()
 
 
-def _adopt_lake_schemas(lake: Lake, source: Source) -> None:
-    """Sources that infer column types from the data (DynamoDB) take the lake's types as given,
-    so a restarted or re-synced pipeline decodes exactly as the committed files were written."""
-    adopt = getattr(source, "adopt_lake_schemas", None)
-    if adopt is not None:
-        adopt(lake.changelog_schemas(source.name))
-
-
 def sync_source(
     lake: Lake,
     source: Source,
@@ -121,7 +113,7 @@ def sync_source(
     state = writer.last_committed()
     report = SyncReport(source.name, offset_before=state.offset.serialize() if state.offset else None)
     source.preflight()
-    _adopt_lake_schemas(lake, source)
+    adopt_lake_schemas(lake, source)
     if state.offset is None:
         log.info("%s: no committed position in the lake; taking an initial snapshot", source.name)
         _commit_all(writer, source, source.snapshot(), report, on_commit)
@@ -155,7 +147,7 @@ def stream_source(
     writer = lake.writer(source.name)
     report = SyncReport(source.name)
     source.preflight()
-    _adopt_lake_schemas(lake, source)
+    adopt_lake_schemas(lake, source)
     current = lake.current(source.name)
     last_merge = time.monotonic()
 
@@ -205,7 +197,7 @@ def stream_source(
                 _serve_backfill_requests(lake, source, report)
                 waiting = False
                 writer.reload()
-                _adopt_lake_schemas(lake, source)
+                adopt_lake_schemas(lake, source)
             state = writer.last_committed()
             if report.offset_before is None and state.offset is not None:
                 report.offset_before = state.offset.serialize()
@@ -227,7 +219,7 @@ def stream_source(
             except CommitConflictError as e:
                 log.warning("%s; re-reading the lake's position and resuming", e)
                 writer.reload()
-                _adopt_lake_schemas(lake, source)
+                adopt_lake_schemas(lake, source)
     finally:
         if worker is not None:  # not committed: the request stays pending for the next run
             worker.cancel()
@@ -242,12 +234,7 @@ def _start_worker(
 ) -> BackfillWorker | None:
     """A worker staging `request` from the stream's last commit (None: the request was refused)."""
     known = {t.name: t for t in source.tables()}
-    unknown = [t for t in request.tables if t not in known]
-    if unknown:
-        requests.finish(
-            lake.storage, source.name, request.request_id,
-            error=f"unknown table(s) {unknown}; the source captures {sorted(known)}", commit=None, rows=0,
-        )  # fmt: skip
+    if _refuse_unknown_tables(lake, source.name, request, known):
         return None
     state = writer.last_committed()
     if state.offset is None:
@@ -259,6 +246,19 @@ def _start_worker(
     )
     worker.start()
     return worker
+
+
+def _refuse_unknown_tables(
+    lake: Lake, source: str, request: requests.BackfillRequest, known: Mapping[str, TableId]
+) -> bool:
+    """Finish `request` with an error if it names tables the source does not capture."""
+    unknown = [t for t in request.tables if t not in known]
+    if unknown:
+        requests.finish(
+            lake.storage, source, request.request_id,
+            error=f"unknown table(s) {unknown}; the source captures {sorted(known)}", commit=None, rows=0,
+        )  # fmt: skip
+    return bool(unknown)
 
 
 def _commit_staged_backfill(
@@ -295,12 +295,7 @@ def _serve_backfill_requests(lake: Lake, source: Source, report: SyncReport) -> 
     """Run the backfills other processes asked this stream runner for, and record each outcome."""
     known = {t.name: t for t in source.tables()}
     for request in requests.pending(lake.storage, source.name):
-        unknown = [t for t in request.tables if t not in known]
-        if unknown:
-            requests.finish(
-                lake.storage, source.name, request.request_id,
-                error=f"unknown table(s) {unknown}; the source captures {sorted(known)}", commit=None, rows=0,
-            )  # fmt: skip
+        if _refuse_unknown_tables(lake, source.name, request, known):
             continue
         log.info(
             "%s: backfill of %s requested; re-snapshotting between two commits", source.name, request.tables
@@ -328,7 +323,7 @@ def backfill_tables(lake: Lake, source: Source, tables: Sequence[TableId]) -> Sy
             f"source {source.name!r} has no committed position yet; run `lakehouse sync --once` first"
         )
     report = SyncReport(source.name, offset_before=state.offset.serialize())
-    _adopt_lake_schemas(lake, source)
+    adopt_lake_schemas(lake, source)
     _commit_all(writer, source, source.backfill(tables, state.offset), report, None)  # type: ignore[attr-defined]
     report.merged = lake.current(source.name).merge()
     report.seconds = time.monotonic() - started
@@ -342,7 +337,7 @@ def resnapshot_source(lake: Lake, source: Source) -> SyncReport:
     state = writer.last_committed()
     report = SyncReport(source.name, offset_before=state.offset.serialize() if state.offset else None)
     source.preflight()
-    _adopt_lake_schemas(lake, source)
+    adopt_lake_schemas(lake, source)
     _commit_all(writer, source, source.snapshot(), report, None)
     report.merged = lake.current(source.name).merge()
     report.seconds = time.monotonic() - started

@@ -94,8 +94,15 @@ class PeopleDocuments:
         return sum(seqs.values()), seqs
 
     def all_patient_ids(self) -> list[int]:
-        rows = self._read(self.sources.mysql, "patients", ["patient_id"], None)
-        return sorted(_ints(rows, "patient_id"))
+        rows = self._read_plain(self.sources.mysql, "patients", ["patient_id"], None)
+        return sorted(_ints(rows.to_pylist(), "patient_id"))
+
+    def plan_members(self, plan_ids: Iterable[int]) -> list[int]:
+        """The patients enrolled in any of `plan_ids` (their documents show the plans)."""
+        rows = self._read_plain(
+            self.sources.mysql, "plan_enrollments", ["patient_id", "plan_id"], sorted(plan_ids), key="plan_id"
+        )
+        return _ints(rows.to_pylist(), "patient_id")
 
     def build(self, patient_ids: Iterable[int], version: int | None = None) -> list[Document]:
         """Documents of `patient_ids` (a delete for each id without a patient row)."""
@@ -170,20 +177,7 @@ class PeopleDocuments:
         key: str = "patient_id",
         schema: str | None = None,
     ) -> pa.Table:
-        rows = self._read_table(source, table, columns, ids, key=key, schema=schema)
-        return _plain_columns(rows) if rows.num_columns else pa.table({})
-
-    def _read_table(
-        self,
-        source: str,
-        table: str,
-        columns: Sequence[str] | None,
-        ids: Sequence[int] | None,
-        *,
-        key: str = "patient_id",
-        schema: str | None = None,
-    ) -> pa.Table:
-        """Rows of one input (only `columns`; only keys in `ids` when given).
+        """Rows of one input (only `columns`; only keys in `ids` when given), as plain columns.
 
         The scan gets a key range (cheap to bind, prunes files by their statistics) and the exact
         set is applied in Arrow: an `In` of thousands of literals costs pyiceberg more to bind than
@@ -208,19 +202,7 @@ class PeopleDocuments:
         if ids is not None and rows.num_rows:
             keys = pc.cast(rows.column(key), pa.int64())
             rows = rows.filter(pc.is_in(keys, value_set=pa.array(ids, pa.int64())))
-        return rows
-
-    def _read(
-        self,
-        source: str,
-        table: str,
-        columns: Sequence[str] | None,
-        ids: Sequence[int] | None,
-        *,
-        key: str = "patient_id",
-        schema: str | None = None,
-    ) -> list[dict[str, Any]]:
-        return self._read_plain(source, table, columns, ids, key=key, schema=schema).to_pylist()
+        return _plain_columns(rows) if rows.num_columns else pa.table({})
 
 
 @dataclass

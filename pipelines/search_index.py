@@ -135,11 +135,7 @@ class PeopleIndexer:
             for values in self._changed_keys(source, lake_table, key, after, applied):
                 (plan_ids if key == "plan_id" else ids).update(values)
         if plan_ids:  # a plan's new name or description changes the documents of its members
-            m = self.documents.sources
-            members = self.documents._read(
-                m.mysql, "plan_enrollments", ["patient_id", "plan_id"], sorted(plan_ids), key="plan_id"
-            )
-            ids.update(int(r["patient_id"]) for r in members)
+            ids.update(self.documents.plan_members(plan_ids))
         return ids
 
     def _changed_keys(

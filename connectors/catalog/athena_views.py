@@ -234,7 +234,7 @@ class AthenaViewCatalog:
 
     def apply(self, plan: Plan) -> None:
         """Make the plan's changes in Glue; skipped views are only logged."""
-        apply_plan(self.glue, plan, self._apply)
+        apply_plan(self.glue, plan)
 
     def publish(
         self,
@@ -251,14 +251,6 @@ class AthenaViewCatalog:
         return plan
 
     # --- helpers -------------------------------------------------------------------------------
-    def _apply(self, action: Action) -> None:
-        if action.kind == "create_database":
-            self.glue.create_database(DatabaseInput={"Name": action.database, "Description": action.detail})
-        elif action.kind == "create_view":
-            self.glue.create_table(DatabaseName=action.database, TableInput=action.payload)
-        elif action.kind == "update_view":
-            self.glue.update_table(DatabaseName=action.database, TableInput=action.payload)
-
     def _database_exists(self, database: str) -> bool:
         try:
             self.glue.get_database(Name=database)

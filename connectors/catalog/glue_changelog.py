@@ -21,7 +21,15 @@ from typing import Any
 
 import pyarrow as pa
 
-from connectors.catalog.glue_plan import Action, CatalogError, Plan, apply_plan, list_tables
+from connectors.catalog.glue_plan import (
+    SOURCE_PARAMETER,
+    Action,
+    CatalogError,
+    Plan,
+    apply_action,
+    apply_plan,
+    list_tables,
+)
 from connectors.lake.lake import Lake
 
 log = logging.getLogger(__name__)
@@ -155,13 +163,9 @@ class ChangelogCatalog:
 
     # --- helpers -------------------------------------------------------------------------------
     def _apply(self, action: Action) -> None:
-        if action.kind == "create_database":
-            self.glue.create_database(DatabaseInput={"Name": action.database, "Description": action.detail})
-        elif action.kind == "create_table":
-            self.glue.create_table(DatabaseName=action.database, TableInput=action.payload)
-        elif action.kind == "update_table":
-            self.glue.update_table(DatabaseName=action.database, TableInput=action.payload)
-        elif action.kind == "add_partitions":
+        if action.kind != "add_partitions":
+            apply_action(self.glue, action)
+        else:
             wanted, days = action.payload
             for start in range(0, len(days), 100):  # BatchCreatePartition takes at most 100
                 inputs = [self._partition_input(wanted, day) for day in days[start : start + 100]]
@@ -187,7 +191,7 @@ class ChangelogCatalog:
             "Name": lake_table,
             "Description": f"Change log of {source}.{lake_table} (Op I/U/D, _commit_ts, _position, _txid, row, _seq)",
             "TableType": "EXTERNAL_TABLE",
-            "Parameters": {"classification": "parquet", "EXTERNAL": "TRUE", "lakehouse.source": source},
+            "Parameters": {"classification": "parquet", "EXTERNAL": "TRUE", SOURCE_PARAMETER: source},
             "PartitionKeys": [{"Name": PARTITION, "Type": "string"}],
             "StorageDescriptor": {
                 "Columns": columns,

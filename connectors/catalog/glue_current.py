@@ -28,12 +28,11 @@ import pyarrow as pa
 from pyiceberg.table import Table as IcebergTable
 
 from connectors.catalog.glue_changelog import NOT_CONFIGURED, hive_type
-from connectors.catalog.glue_plan import Action, CatalogError, Plan, apply_plan, list_tables
+from connectors.catalog.glue_plan import SOURCE_PARAMETER, Action, CatalogError, Plan, apply_plan, list_tables
 from connectors.lake.lake import Lake
 
 log = logging.getLogger(__name__)
 
-SOURCE_PARAMETER = "lakehouse.source"
 # Parameter and column-parameter names Iceberg's Glue catalogs (Java and pyiceberg) write.
 TABLE_TYPE = "table_type"
 METADATA_LOCATION = "metadata_location"
@@ -99,7 +98,7 @@ class CurrentStateCatalog:
         return plan
 
     def apply(self, plan: Plan) -> None:
-        apply_plan(self.glue, plan, self._apply)
+        apply_plan(self.glue, plan)
 
     def publish(
         self,
@@ -162,18 +161,8 @@ class CurrentStateCatalog:
             wanted["Parameters"][PREVIOUS_METADATA_LOCATION] = old_location
         # The version read makes the update conditional: Glue rejects it if the table changed since.
         return Action(
-            "update_table", database, lake_table, "; ".join(changes), (wanted, have.get("VersionId"))
+            "update_table", database, lake_table, "; ".join(changes), wanted, version=have.get("VersionId")
         )
-
-    def _apply(self, action: Action) -> None:
-        if action.kind == "create_database":
-            self.glue.create_database(DatabaseInput={"Name": action.database, "Description": action.detail})
-        elif action.kind == "create_table":
-            self.glue.create_table(DatabaseName=action.database, TableInput=action.payload)
-        elif action.kind == "update_table":
-            table_input, version = action.payload
-            extra = {"VersionId": version} if version else {}
-            self.glue.update_table(DatabaseName=action.database, TableInput=table_input, **extra)
 
     def _tables(self, database: str) -> dict[str, dict[str, Any]] | None:
         return list_tables(self.glue, database)

@@ -25,6 +25,7 @@ ActionKind = Literal[
     "skip_view",
 ]
 REPORT_ONLY: frozenset[str] = frozenset({"orphan_table", "skip_view"})
+SOURCE_PARAMETER = "lakehouse.source"  # set on every table the publishers create
 
 
 class CatalogError(Exception):
@@ -40,6 +41,9 @@ class Action:
     table: str = ""
     detail: str = ""
     payload: Any = None
+    # For updates: the Glue table version read when planning; the update then fails if the
+    # table changed since (another writer), instead of overwriting it.
+    version: str | None = None
 
     def __str__(self) -> str:
         where = f"{self.database}.{self.table}" if self.table else self.database
@@ -69,9 +73,23 @@ class Plan:
         return "\n".join(str(a) for a in self.actions) or "nothing to change"
 
 
-def apply_plan(glue: Any, plan: Plan, apply_one: Callable[[Action], None]) -> None:
-    """Apply each action with `apply_one`; a race with another publisher that created the same
-    object first is fine, any other failure stops the run naming the action."""
+def apply_action(glue: Any, action: Action) -> None:
+    """The Glue call of one action: databases, tables and views (a view is a table in Glue)."""
+    if action.kind == "create_database":
+        glue.create_database(DatabaseInput={"Name": action.database, "Description": action.detail})
+    elif action.kind in ("create_table", "create_view"):
+        glue.create_table(DatabaseName=action.database, TableInput=action.payload)
+    elif action.kind in ("update_table", "update_view"):
+        extra = {"VersionId": action.version} if action.version else {}
+        glue.update_table(DatabaseName=action.database, TableInput=action.payload, **extra)
+    else:
+        raise CatalogError(f"{action}: no Glue call for {action.kind!r}")
+
+
+def apply_plan(glue: Any, plan: Plan, apply_one: Callable[[Action], None] | None = None) -> None:
+    """Apply each action (with `apply_one`, default `apply_action`); a race with another publisher
+    that created the same object first is fine, any other failure stops the run naming it."""
+    apply_one = apply_one or (lambda action: apply_action(glue, action))
     for action in plan.actions:
         if action.kind in REPORT_ONLY:
             log.warning("%s", action)
@@ -104,19 +122,18 @@ def list_tables(glue: Any, database: str) -> dict[str, dict[str, Any]] | None:
     return tables
 
 
-SOURCE_PARAMETER = "lakehouse.source"  # set on every table the publishers create
-
-
 def unconfigured_sources(glue: Any, configured: Collection[str], lake_uri: str) -> Plan:
     """Reports (never drops) our tables whose source is no longer configured: tables marked with
     a source, located in this lake (`lake_uri`), in any Glue database."""
     plan = Plan()
+    tables = glue.get_paginator("get_tables")
     for page in glue.get_paginator("get_databases").paginate():
         for database in page["DatabaseList"]:
-            for name, table in sorted((list_tables(glue, database["Name"]) or {}).items()):
-                source = table.get("Parameters", {}).get(SOURCE_PARAMETER)
-                location = table.get("StorageDescriptor", {}).get("Location", "")
-                if source is not None and source not in configured and location.startswith(lake_uri):
-                    detail = f"source {source!r} is no longer in the configuration; left in place"
-                    plan.actions.append(Action("orphan_table", database["Name"], name, detail))
+            for table_page in tables.paginate(DatabaseName=database["Name"]):
+                for table in sorted(table_page["TableList"], key=lambda t: t["Name"]):
+                    source = table.get("Parameters", {}).get(SOURCE_PARAMETER)
+                    location = table.get("StorageDescriptor", {}).get("Location", "")
+                    if source is not None and source not in configured and location.startswith(lake_uri):
+                        detail = f"source {source!r} is no longer in the configuration; left in place"
+                        plan.actions.append(Action("orphan_table", database["Name"], table["Name"], detail))
     return plan

@@ -285,8 +285,6 @@ class RedshiftPublisher:
     def publish(self, *, dry_run: bool = False) -> RedshiftPlan:
         try:
             plan = self.plan()
-        except RedshiftPublishError:
-            raise
         except Exception as exc:
             raise RedshiftPublishError(f"reading the cluster's catalog failed: {exc}") from exc
         if not dry_run:

@@ -20,14 +20,13 @@ import boto3
 import pytest
 from botocore.config import Config
 from botocore.exceptions import ClientError
-from botocore.validate import ParamValidator
 
+from tests.fakes import fake_server
 from tests.fakes.ddb_streams import (
     FakeStreams,
     FakeStreamsServer,
     service_model,
     start_in_subprocess,
-    wire_errors,
 )
 from tests.fakes.ddb_streams_model import MAX_RESPONSE_BYTES, READER_WINDOW_SECONDS
 from tests.fakes.ddb_streams_server import FRAMEWORK_NAMESPACES
@@ -48,29 +47,22 @@ class FakeClock:
         self.now += seconds
 
 
-class ResponseAudit:
-    """Checks every response a client receives against the service model; keeps raw body sizes."""
+class ResponseAudit(fake_server.ResponseAudit):
+    """Responses against the DynamoDB Streams model; keeps the last raw body's size."""
 
     def __init__(self) -> None:
-        self.problems: list[str] = []
-        self.checked = 0
+        super().__init__()
         self.last_body_size = 0
-        self._service = service_model()
-        self._error_codes = {s.name for s in self._service.error_shapes} | set(FRAMEWORK_NAMESPACES)
+        self._error_codes = {s.name for s in service_model().error_shapes} | set(FRAMEWORK_NAMESPACES)
 
-    def __call__(self, http_response: Any, parsed: dict[str, Any], model: Any, **_: Any) -> None:
-        self.checked += 1
+    def __call__(self, http_response: Any, parsed: dict[str, Any], model: Any, **kwargs: Any) -> None:
         self.last_body_size = len(http_response.content)
-        body = json.loads(http_response.content)
-        where = f"{model.name} ({http_response.status_code})"
-        if http_response.status_code == 200:
-            self.problems += [f"{where}: {e}" for e in wire_errors(body, model.output_shape)]
-            result = {k: v for k, v in parsed.items() if k != "ResponseMetadata"}
-            report = ParamValidator().validate(result, model.output_shape)
-            if report.has_errors():
-                self.problems.append(f"{where}: {report.generate_report()}")
-        elif set(body) != {"__type", "message"} or body["__type"].rsplit("#", 1)[-1] not in self._error_codes:
-            self.problems.append(f"{where}: unexpected error body {body}")
+        super().__call__(http_response, parsed, model, **kwargs)
+
+    def error_problems(self, http_response: Any, body: dict[str, Any], model: Any) -> list[str]:
+        if set(body) != {"__type", "message"} or body["__type"].rsplit("#", 1)[-1] not in self._error_codes:
+            return [f"unexpected error body {body}"]
+        return []
 
 
 def make_client(endpoint_url: str, audit: ResponseAudit | None = None, attempts: int = 1) -> Any:

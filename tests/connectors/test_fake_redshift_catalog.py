@@ -24,8 +24,8 @@ from connectors.catalog.redshift_ddl import (
     drop_view,
     local_schema,
 )
-from tests.connectors.test_redshift_data import CLUSTER, FakeTime, ResponseAudit, make_client
 from tests.fakes.redshift_data import FakeRedshiftCatalog, FakeRedshiftData, RedshiftDataServer
+from tests.redshift_support import CLUSTER, FakeTime, ResponseAudit, make_client
 
 ROLE = "arn:aws:iam::123456789012:role/redshift-federated"
 SECRET = "arn:aws:secretsmanager:us-east-1:123456789012:secret:aurora-reader-AbCdEf"

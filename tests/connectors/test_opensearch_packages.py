@@ -24,7 +24,6 @@ from botocore.awsrequest import AWSRequest
 from botocore.config import Config
 from botocore.credentials import Credentials
 from botocore.exceptions import ClientError
-from botocore.validate import ParamValidator
 
 from connectors.opensearch.packages import (
     AssociationFailedError,
@@ -34,10 +33,10 @@ from connectors.opensearch.packages import (
     PackageRequestError,
     PackageTimeoutError,
 )
+from tests.fakes import fake_server
 from tests.fakes.opensearch_packages import (
     FakeOpenSearchPackages,
     OpenSearchPackagesServer,
-    wire_errors,
 )
 
 NAME = "customer-synonyms"
@@ -67,30 +66,18 @@ class FakeTime:
         self.on_sleep()
 
 
-class ResponseAudit:
-    """Checks every response a client receives against its operation in the service model."""
+class ResponseAudit(fake_server.ResponseAudit):
+    """Responses against the OpenSearch Service model; rest-json errors by their header and body."""
 
-    def __init__(self) -> None:
-        self.problems: list[str] = []
-        self.checked = 0
-
-    def __call__(self, http_response: Any, parsed: dict[str, Any], model: Any, **_: Any) -> None:
-        self.checked += 1
-        where = f"{model.name} ({http_response.status_code})"
-        body = json.loads(http_response.content or b"{}")
-        if http_response.status_code == 200:
-            self.problems += [f"{where}: {e}" for e in wire_errors(body, model.output_shape)]
-            result = {k: v for k, v in parsed.items() if k != "ResponseMetadata"}
-            report = ParamValidator().validate(result, model.output_shape)
-            if report.has_errors():
-                self.problems.append(f"{where}: {report.generate_report()}")
-            return
+    def error_problems(self, http_response: Any, body: dict[str, Any], model: Any) -> list[str]:
+        problems = []
         code = http_response.headers.get("x-amzn-ErrorType", "").split(":", 1)[0]
         modelled = {s.name for s in model.error_shapes}
         if code not in modelled | FRAMEWORK_CODES:
-            self.problems.append(f"{where}: error code {code!r} is not one of {sorted(modelled)}")
+            problems.append(f"error code {code!r} is not one of {sorted(modelled)}")
         if set(body) != {"message"} or not isinstance(body["message"], str):
-            self.problems.append(f"{where}: unexpected error body {body}")
+            problems.append(f"unexpected error body {body}")
+        return problems
 
 
 def make_client(endpoint_url: str, audit: ResponseAudit, *, parameter_validation: bool = True) -> Any:

@@ -14,11 +14,8 @@ import urllib.request
 from collections.abc import Iterator
 from typing import Any
 
-import boto3
 import pytest
-from botocore.config import Config
 from botocore.exceptions import ClientError
-from botocore.validate import ParamValidator
 from pydantic import ValidationError as PydanticValidationError
 
 from connectors.catalog.redshift_data import (
@@ -28,55 +25,10 @@ from connectors.catalog.redshift_data import (
     StatementFailedError,
     StatementTimeoutError,
 )
-from tests.fakes.redshift_data import FakeRedshiftData, RedshiftDataServer, wire_errors
+from tests.fakes.redshift_data import FakeRedshiftData, RedshiftDataServer
+from tests.redshift_support import CLUSTER, FakeTime, ResponseAudit, make_client
 
 SECRET_ARN = "arn:aws:secretsmanager:us-east-1:123456789012:secret:redshift-admin-AbCdEf"
-CLUSTER = RedshiftTarget(cluster_identifier="analytics-1", database="dev", db_user="publisher")
-FRAMEWORK_CODES = {"MissingAuthenticationTokenException", "UnknownOperationException", "NotImplementedInFake"}
-
-
-class FakeTime:
-    """The runner's clock and sleep: sleeping advances the clock and nothing else."""
-
-    def __init__(self) -> None:
-        self.now = 1000.0
-        self.sleeps = 0
-
-    def clock(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.now += seconds
-        self.sleeps += 1
-
-
-class ResponseAudit:
-    """Checks every response a client receives against its operation in the service model."""
-
-    def __init__(self) -> None:
-        self.problems: list[str] = []
-        self.checked = 0
-
-    def __call__(self, http_response: Any, parsed: dict[str, Any], model: Any, **_: Any) -> None:
-        self.checked += 1
-        where = f"{model.name} ({http_response.status_code})"
-        body = json.loads(http_response.content or b"{}")
-        if http_response.status_code == 200:
-            self.problems += [f"{where}: {e}" for e in wire_errors(body, model.output_shape)]
-            result = {k: v for k, v in parsed.items() if k != "ResponseMetadata"}
-            report = ParamValidator().validate(result, model.output_shape)
-            if report.has_errors():
-                self.problems.append(f"{where}: {report.generate_report()}")
-            return
-        code = body.get("__type", "").rpartition("#")[2]
-        shapes = {s.name: s for s in model.error_shapes}
-        if code in FRAMEWORK_CODES:
-            return
-        if code not in shapes:
-            self.problems.append(f"{where}: error code {code!r} is not one of {sorted(shapes)}")
-            return
-        members = {k: v for k, v in body.items() if k != "__type"}
-        self.problems += [f"{where}: {e}" for e in wire_errors(members, shapes[code])]
 
 
 @pytest.fixture
@@ -96,22 +48,6 @@ def audit() -> Iterator[ResponseAudit]:
     audit = ResponseAudit()
     yield audit
     assert audit.problems == []
-
-
-def make_client(
-    server: RedshiftDataServer, audit: ResponseAudit, *, parameter_validation: bool = True
-) -> Any:
-    client = boto3.client(
-        "redshift-data",
-        endpoint_url=server.endpoint_url,
-        region_name="us-east-1",
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-        # One attempt: the fake's errors must reach the test, not be retried away.
-        config=Config(retries={"total_max_attempts": 1}, parameter_validation=parameter_validation),
-    )
-    client.meta.events.register("after-call", audit)
-    return client
 
 
 @pytest.fixture

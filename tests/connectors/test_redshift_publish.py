@@ -13,8 +13,8 @@ import pytest
 from connectors.catalog.redshift_config import FederatedSchema, RedshiftConfig, SpectrumSchema, UnionView
 from connectors.catalog.redshift_data import DataApiRunner
 from connectors.catalog.redshift_publish import RedshiftPublisher, RedshiftPublishError, normalized_query
-from tests.connectors.test_redshift_data import CLUSTER, FakeTime, ResponseAudit, make_client
 from tests.fakes.redshift_data import FakeRedshiftCatalog, FakeRedshiftData, RedshiftDataServer
+from tests.redshift_support import CLUSTER, FakeTime, ResponseAudit, make_client
 
 ROLE = "arn:aws:iam::123456789012:role/redshift-federated"
 SECRET = "arn:aws:secretsmanager:us-east-1:123456789012:secret:aurora-reader"

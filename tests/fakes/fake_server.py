@@ -8,6 +8,7 @@ Each fake keeps what differs between AWS protocols (routing, error bodies, statu
 
 from __future__ import annotations
 
+import json
 import re
 import threading
 import uuid
@@ -162,3 +163,30 @@ class FakeServer:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.stop()
+
+
+class ResponseAudit:
+    """A boto3 `after-call` hook checking every response a client receives against the service
+    model: a 200's raw body and parsed result against the output shape, an error's body by
+    `error_problems` (the error formats differ between AWS protocols)."""
+
+    def __init__(self) -> None:
+        self.problems: list[str] = []
+        self.checked = 0
+
+    def __call__(self, http_response: Any, parsed: dict[str, Any], model: Any, **_: Any) -> None:
+        self.checked += 1
+        where = f"{model.name} ({http_response.status_code})"
+        body = json.loads(http_response.content or b"{}")
+        if http_response.status_code != 200:
+            self.problems += [f"{where}: {p}" for p in self.error_problems(http_response, body, model)]
+            return
+        self.problems += [f"{where}: {e}" for e in wire_errors(body, model.output_shape)]
+        result = {k: v for k, v in parsed.items() if k != "ResponseMetadata"}
+        report = ParamValidator().validate(result, model.output_shape)
+        if report.has_errors():
+            self.problems.append(f"{where}: {report.generate_report()}")
+
+    def error_problems(self, http_response: Any, body: dict[str, Any], model: Any) -> list[str]:
+        """What is wrong with an error response (nothing, unless a subclass checks)."""
+        return []
