@@ -1,9 +1,10 @@
-"""Local service stack for development and tests: MariaDB, PostgreSQL, the moto server, OpenSearch.
+"""Local service stack for development and tests: MariaDB, MySQL 9.7, PostgreSQL, moto, OpenSearch.
 
 ``up()`` installs, initialises and starts services (idempotent), ``down()`` stops them and
 ``status()`` reports them. Services are listed in :data:`SERVICE_TYPES` in start order; adding one
 (an OpenSearch node, say) means one more module implementing :class:`devstack.base.Service` and one
-more entry there. OpenSearch comes last: its first ``up`` builds it from Maven Central.
+more entry there. MySQL 9.7 (the MySQL 8 family, for Aurora MySQL 3) comes from Debian sid's packages
+on its first ``up``; OpenSearch comes last: its first ``up`` builds it from Maven Central.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from dataclasses import dataclass
 from devstack.base import DevstackError, Service, ServiceStatus
 from devstack.mariadb import MariaDBService
 from devstack.moto import MotoService
+from devstack.mysql8 import MySQL8Service
 from devstack.opensearch_service import OpenSearchService
 from devstack.postgres import PostgresService
 from devstack.settings import StackSettings, load_settings
@@ -37,6 +39,7 @@ __all__ = [
 # Start order; stop order is the reverse.
 SERVICE_TYPES: list[Callable[[StackSettings], Service]] = [
     MariaDBService,
+    MySQL8Service,
     PostgresService,
     MotoService,
     OpenSearchService,

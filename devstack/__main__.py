@@ -44,7 +44,9 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     print(_table(rows))
     if args.command != "status":
-        print(f"({args.command} took {time.monotonic() - started:.1f}s; stack dir {devstack.settings().stack_dir})")
+        print(
+            f"({args.command} took {time.monotonic() - started:.1f}s; stack dir {devstack.settings().stack_dir})"
+        )
     return 0
 
 

@@ -129,7 +129,9 @@ class MariaDBService:
     def _chown(self, *, recursive: bool) -> None:
         # mariadbd drops to user mysql, which must own its datadir, socket and pid/log locations.
         targets = [str(self.base)] if recursive else [str(self.base), str(self.data_dir)]
-        run_command(["chown", *(["-R"] if recursive else []), "mysql:mysql", *targets], what="chown mariadb dir")
+        run_command(
+            ["chown", *(["-R"] if recursive else []), "mysql:mysql", *targets], what="chown mariadb dir"
+        )
         try:
             run_command(["runuser", "-u", "mysql", "--", "test", "-w", str(self.base)], what="access check")
         except DevstackError as exc:

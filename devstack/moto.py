@@ -57,7 +57,9 @@ class MotoService:
     def install(self) -> None:
         """Check that moto[server] imports; pip installs are scripts/bootstrap.sh's job."""
         try:
-            run_command([self.python, "-c", "import moto.server, flask"], what="import moto.server", timeout=120)
+            run_command(
+                [self.python, "-c", "import moto.server, flask"], what="import moto.server", timeout=120
+            )
         except DevstackError as exc:
             raise InstallError(
                 f"moto[server] is not importable by {self.python}; run scripts/bootstrap.sh ({exc})"

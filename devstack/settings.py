@@ -14,6 +14,7 @@ from pydantic import SecretStr
 __all__ = ["StackSettings", "load_settings", "find_repo_dir"]
 
 DEFAULT_MARIADB_PORT = 13306
+DEFAULT_MYSQL8_PORT = 13307
 DEFAULT_POSTGRES_PORT = 15433
 DEFAULT_MOTO_PORT = 15000
 DEFAULT_OPENSEARCH_PORT = 19200
@@ -45,9 +46,12 @@ class StackSettings:
     stack_dir: Path
     host: str = "127.0.0.1"
     mariadb_port: int = DEFAULT_MARIADB_PORT
+    mysql8_port: int = DEFAULT_MYSQL8_PORT
     postgres_port: int = DEFAULT_POSTGRES_PORT
     moto_port: int = DEFAULT_MOTO_PORT
     opensearch_port: int = DEFAULT_OPENSEARCH_PORT
+    # Debian mirror for the MySQL 8 family server's packages; None: the system's apt sources say.
+    mysql8_mirror: str | None = None
     admin_user: str = "lakehouse_admin"
     admin_password: SecretStr = field(default=SecretStr("admin-local-pw"), repr=False)
     cdc_user: str = "cdc"
@@ -85,7 +89,10 @@ def _port_from_env(var: str, default: int) -> int:
 
 
 def load_settings() -> StackSettings:
-    """Build :class:`StackSettings` from the environment (LAKEHOUSE_STACK_DIR, LAKEHOUSE_*_PORT)."""
+    """Build :class:`StackSettings` from the environment.
+
+    Reads LAKEHOUSE_STACK_DIR, LAKEHOUSE_*_PORT and LAKEHOUSE_MYSQL8_MIRROR (a Debian mirror URL).
+    """
     repo = find_repo_dir()
     raw_dir = os.environ.get("LAKEHOUSE_STACK_DIR")
     stack_dir = Path(raw_dir).expanduser().resolve() if raw_dir else repo / ".stack"
@@ -93,7 +100,9 @@ def load_settings() -> StackSettings:
         repo_dir=repo,
         stack_dir=stack_dir,
         mariadb_port=_port_from_env("LAKEHOUSE_MARIADB_PORT", DEFAULT_MARIADB_PORT),
+        mysql8_port=_port_from_env("LAKEHOUSE_MYSQL8_PORT", DEFAULT_MYSQL8_PORT),
         postgres_port=_port_from_env("LAKEHOUSE_POSTGRES_PORT", DEFAULT_POSTGRES_PORT),
         moto_port=_port_from_env("LAKEHOUSE_MOTO_PORT", DEFAULT_MOTO_PORT),
         opensearch_port=_port_from_env("LAKEHOUSE_OPENSEARCH_PORT", DEFAULT_OPENSEARCH_PORT),
+        mysql8_mirror=os.environ.get("LAKEHOUSE_MYSQL8_MIRROR", "").strip() or None,
     )

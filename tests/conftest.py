@@ -29,7 +29,7 @@ from pydantic import SecretStr  # noqa: E402
 import devstack  # noqa: E402
 from devstack.settings import StackSettings  # noqa: E402
 
-TEST_SERVICES = ["mariadb", "postgres", "moto", "opensearch"]
+TEST_SERVICES = ["mariadb", "mysql8", "postgres", "moto", "opensearch"]
 PG_SLOT_DROP_TIMEOUT_S = 30.0
 
 
@@ -39,11 +39,13 @@ def _unique_db_name() -> str:
 
 @dataclass
 class TestDatabase:
-    """A fresh database on the local MariaDB or PostgreSQL, owned by one test.
+    """A fresh database on the local MariaDB, MySQL 9.7 or PostgreSQL, owned by one test.
 
     ``admin_*`` is the superuser-ish ``lakehouse_admin``; ``cdc_*`` is the least-privileged CDC
     login. Passwords are ``SecretStr`` so they stay out of reprs and assertion messages.
     Connections opened through the helpers are closed at teardown, before the database is dropped.
+    ``flavor`` tells the two MySQL servers apart where SQL differs (``SHOW BINLOG STATUS`` on
+    MariaDB, ``SHOW BINARY LOG STATUS`` on MySQL 8.4+, GTID formats).
     """
 
     __test__ = False  # not a test class, despite the name
@@ -56,6 +58,7 @@ class TestDatabase:
     admin_password: SecretStr
     cdc_user: str
     cdc_password: SecretStr
+    flavor: str = ""  # kind "mysql": "mariadb" | "mysql" (the MySQL 8 family); "" for PostgreSQL
     _opened: list[Any] = field(default_factory=list, repr=False)
 
     @property
@@ -118,7 +121,7 @@ class TestDatabase:
 
 @pytest.fixture(scope="session")
 def stack() -> StackSettings:
-    """Start MariaDB, PostgreSQL, moto and OpenSearch if needed (cheap when running); fail with the reason."""
+    """Start MariaDB, MySQL 9.7, PostgreSQL, moto and OpenSearch if needed (cheap when running); fail with the reason."""
     try:
         devstack.up(TEST_SERVICES)
     except devstack.DevstackError as exc:
@@ -126,10 +129,24 @@ def stack() -> StackSettings:
     return devstack.settings()
 
 
-def _mysql_admin(cfg: StackSettings, database: str | None = None) -> pymysql.connections.Connection:
+# Per MySQL server of the stack: its flavour and the collation of test databases. MariaDB keeps
+# general_ci; the MySQL 8 family gets its own default, utf8mb4_0900_ai_ci (NO PAD), as Aurora MySQL 3.
+_MYSQL_SERVERS = {
+    "mariadb": ("mariadb", "utf8mb4_general_ci"),
+    "mysql8": ("mysql", "utf8mb4_0900_ai_ci"),
+}
+
+
+def _mysql_port(cfg: StackSettings, server: str) -> int:
+    return cfg.mysql8_port if server == "mysql8" else cfg.mariadb_port
+
+
+def _mysql_admin(
+    cfg: StackSettings, port: int, database: str | None = None
+) -> pymysql.connections.Connection:
     return pymysql.connect(
         host=cfg.host,
-        port=cfg.mariadb_port,
+        port=port,
         user=cfg.admin_user,
         password=cfg.admin_password.get_secret_value(),
         database=database,
@@ -138,50 +155,72 @@ def _mysql_admin(cfg: StackSettings, database: str | None = None) -> pymysql.con
     )
 
 
-@pytest.fixture
-def mysql_db(stack: StackSettings) -> Iterator[TestDatabase]:
-    """A fresh MariaDB database ``t_<12 hex>``, dropped afterwards.
+def _mysql_test_db(cfg: StackSettings, server: str) -> Iterator[TestDatabase]:
+    """Create a fresh ``t_<12 hex>`` database on ``server`` ("mariadb" or "mysql8"), yield it, drop it.
 
     The CDC user already holds SELECT/RELOAD/REPLICATION grants on ``*.*`` (the brief's grant
     set), so nothing database-specific is granted. DDL and DML in it do go to the binlog.
     """
+    flavor, collation = _MYSQL_SERVERS[server]
+    port = _mysql_port(cfg, server)
     name = _unique_db_name()
-    admin = _mysql_admin(stack)
+    admin = _mysql_admin(cfg, port)
     try:
         with admin.cursor() as cur:
-            cur.execute(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4 COLLATE utf8mb4_general_ci")
+            cur.execute(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4 COLLATE {collation}")
     finally:
         admin.close()
     db = TestDatabase(
         kind="mysql",
         name=name,
-        host=stack.host,
-        port=stack.mariadb_port,
-        admin_user=stack.admin_user,
-        admin_password=stack.admin_password,
-        cdc_user=stack.cdc_user,
-        cdc_password=stack.cdc_password,
+        host=cfg.host,
+        port=port,
+        admin_user=cfg.admin_user,
+        admin_password=cfg.admin_password,
+        cdc_user=cfg.cdc_user,
+        cdc_password=cfg.cdc_password,
+        flavor=flavor,
     )
     try:
         yield db
     finally:
         db.close_all()
-        _drop_mysql_db(stack, name)
+        _drop_mysql_db(cfg, port, name)
 
 
-def _drop_mysql_db(cfg: StackSettings, name: str) -> None:
-    admin = _mysql_admin(cfg)
+@pytest.fixture
+def mysql_db(stack: StackSettings) -> Iterator[TestDatabase]:
+    """A fresh MariaDB database ``t_<12 hex>`` (utf8mb4_general_ci), dropped afterwards."""
+    yield from _mysql_test_db(stack, "mariadb")
+
+
+@pytest.fixture
+def mysql8_db(stack: StackSettings) -> Iterator[TestDatabase]:
+    """A fresh database on the MySQL 9.7 server (Aurora MySQL 3 stand-in; utf8mb4_0900_ai_ci), dropped afterwards."""
+    yield from _mysql_test_db(stack, "mysql8")
+
+
+@pytest.fixture(params=["mariadb", "mysql8"])
+def mysql_any_db(request: pytest.FixtureRequest, stack: StackSettings) -> Iterator[TestDatabase]:
+    """The test runs twice: on a fresh MariaDB database and on a fresh MySQL 9.7 one (ids mariadb, mysql8)."""
+    yield from _mysql_test_db(stack, request.param)
+
+
+def _drop_mysql_db(cfg: StackSettings, port: int, name: str) -> None:
+    admin = _mysql_admin(cfg, port)
     try:
         with admin.cursor() as cur:
             # Sessions left inside the database (e.g. a binlog reader's ctl connection, an open
-            # transaction) would hold metadata locks and make DROP DATABASE wait.
-            cur.execute(
-                "SELECT id FROM information_schema.processlist WHERE db = %s AND id <> CONNECTION_ID()",
-                (name,),
-            )
-            for (conn_id,) in cur.fetchall():
-                with contextlib.suppress(pymysql.err.OperationalError):  # already gone
-                    cur.execute(f"KILL CONNECTION {int(conn_id)}")
+            # transaction) would hold metadata locks and make DROP DATABASE wait. SHOW PROCESSLIST
+            # works on both servers (information_schema.processlist is deprecated on MySQL 8).
+            cur.execute("SELECT CONNECTION_ID()")
+            (own_id,) = cur.fetchone()
+            cur.execute("SHOW FULL PROCESSLIST")
+            for row in cur.fetchall():
+                conn_id, db_name = row[0], row[3]
+                if db_name == name and conn_id != own_id:
+                    with contextlib.suppress(pymysql.err.OperationalError):  # already gone
+                        cur.execute(f"KILL CONNECTION {int(conn_id)}")
             cur.execute("SET SESSION lock_wait_timeout = 60")
             cur.execute(f"DROP DATABASE IF EXISTS `{name}`")
     finally:

@@ -204,9 +204,10 @@ def test_moto_serves_s3(moto_endpoint: str, aws_client_kwargs: dict[str, str]) -
 def test_up_is_idempotent(stack: StackSettings) -> None:
     """A second up() starts nothing and reports the already running pids."""
     before = {s.name: s.pid for s in devstack.status()}
-    results = devstack.up(["mariadb", "postgres", "moto", "opensearch"])
+    results = devstack.up(["mariadb", "mysql8", "postgres", "moto", "opensearch"])
     assert [(r.status.name, r.action) for r in results] == [
         ("mariadb", "already running"),
+        ("mysql8", "already running"),
         ("postgres", "already running"),
         ("moto", "already running"),
         ("opensearch", "already running"),
@@ -226,9 +227,10 @@ def test_status_cli_lists_running_services(stack: StackSettings) -> None:
     )
     assert proc.returncode == 0, proc.stderr
     lines = {line.split()[0]: line for line in proc.stdout.splitlines()[1:]}
-    assert set(lines) == {"mariadb", "postgres", "moto", "opensearch"}
+    assert set(lines) == {"mariadb", "mysql8", "postgres", "moto", "opensearch"}
     assert all(" running " in line for line in lines.values())
     assert f"127.0.0.1:{stack.mariadb_port}" in lines["mariadb"]
+    assert f"127.0.0.1:{stack.mysql8_port}" in lines["mysql8"]
     assert "admin-local-pw" not in proc.stdout
 
 

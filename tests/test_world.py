@@ -1,4 +1,4 @@
-"""The sample world and its workload, against the real local MariaDB and PostgreSQL.
+"""The sample world and its workload, against the real local MariaDB and PostgreSQL (and MySQL 9.7).
 
 The process runs in America/St_Johns (conftest), so any naive-local datetime mix-up in the world's
 UTC conventions shows up as wrong hours here.
@@ -27,6 +27,8 @@ from pipelines.world import (
     WorldError,
     catalog,
     create_databases,
+    create_mysql_database,
+    create_mysql_world,
     create_world,
     drop_schema,
 )
@@ -43,6 +45,15 @@ def world_conns(mysql_db: Any, pg_db: Any) -> Iterator[tuple[Any, Any]]:
     mysql_conn = mysql_db.admin_connect()
     with mysql_conn.cursor() as cur:
         cur.execute("SET time_zone = '+00:00'")  # read TIMESTAMP columns as UTC, whatever the server says
+    yield mysql_conn, pg_db.admin_connect()
+
+
+@pytest.fixture
+def world8_conns(mysql8_db: Any, pg_db: Any) -> Iterator[tuple[Any, Any]]:
+    """Admin connections to a fresh health database on the MySQL 9.7 server and a tenants one."""
+    mysql_conn = mysql8_db.admin_connect()
+    with mysql_conn.cursor() as cur:
+        cur.execute("SET time_zone = '+00:00'")
     yield mysql_conn, pg_db.admin_connect()
 
 
@@ -405,3 +416,90 @@ def test_workload_recovers_when_someone_else_deleted_its_rows(world_conns: tuple
 
     assert stats.count("SynonymsTable", ChangeKind.INSERT) > 0
     assert counts(mysql_conn, pg_conn)["SynonymsTable"] == stats.net_rows("SynonymsTable")
+
+
+# ---------------------------------------------------------------------------- MySQL 8 (Aurora MySQL 3)
+
+
+def _comparable(row: tuple[Any, ...]) -> tuple[Any, ...]:
+    """JSON documents parsed: MySQL 8 stores JSON in binary and hands back its own spelling of it."""
+    return tuple(json.loads(v) if isinstance(v, str) and v[:1] in ("{", "[") else v for v in row)
+
+
+def test_the_health_database_seeds_identically_on_mysql8(
+    world_conns: tuple[Any, Any], mysql8_db: Any
+) -> None:
+    """create_mysql_world gives MySQL 9.7 the very rows create_world gives MariaDB, and is idempotent."""
+    mysql_conn, pg_conn = world_conns
+    create_world(mysql_conn, pg_conn, seed=13, patients=120)
+    mysql8 = mysql8_db.admin_connect()
+    with mysql8.cursor() as cur:
+        cur.execute("SET time_zone = '+00:00'")
+
+    summary = create_mysql_world(mysql8, seed=13, patients=120)
+
+    assert summary.seeded
+    assert (
+        dict(summary.row_counts) == count_rows(mysql_conn, MYSQL_TABLES) == count_rows(mysql8, MYSQL_TABLES)
+    )
+    for table in MYSQL_TABLES:
+        rows = {}
+        for conn in (mysql_conn, mysql8):
+            with conn.cursor() as cur:
+                cur.execute(f"SELECT * FROM `{table.name}` ORDER BY {_order_by(table)}")
+                rows[conn] = [_comparable(tuple(r)) for r in cur.fetchall()]
+        assert rows[mysql8] == rows[mysql_conn], table.name
+    with mysql8.cursor() as cur:
+        cur.execute("SELECT DISTINCT tenant_id FROM patients")
+        tenants = {r[0] for r in cur.fetchall()}
+        cur.execute("SELECT max(provider_id) FROM insurance_claims")
+        (max_provider,) = cur.fetchone()
+    with pg_conn.cursor() as cur:
+        cur.execute("SELECT tenant_id FROM tenant_metadata")
+        assert tenants <= {r[0] for r in cur.fetchall()}
+        cur.execute("SELECT max(provider_id) FROM care_providers")
+        assert max_provider <= cur.fetchone()[0]
+
+    again = create_mysql_world(mysql8, seed=99, patients=5)
+    assert not again.seeded and dict(again.row_counts) == dict(summary.row_counts)
+
+
+def test_world_and_workload_run_on_mysql8(world8_conns: tuple[Any, Any]) -> None:
+    """The DDL, the seed and every kind of change of the workload work on MySQL 9.7 (GTIDs enforced)."""
+    mysql_conn, pg_conn = world8_conns
+    summary = create_world(mysql_conn, pg_conn, seed=6, patients=60)
+    assert summary.seeded and all(summary.row_counts[name] > 0 for name in ALL_TABLES)
+    before = counts(mysql_conn, pg_conn)
+
+    stats = Workload(
+        mysql_conn, pg_conn, WorkloadConfig(seed=6, table_weights={n: 1.0 for n in ALL_TABLES})
+    ).run_ops(800)
+
+    for name in (t.name for t in MYSQL_TABLES):
+        for kind in ChangeKind:
+            assert stats.count(name, kind) > 0, (name, kind, stats.by_table())
+    after = counts(mysql_conn, pg_conn)
+    assert all(after[n] - before[n] == stats.net_rows(n) for n in ALL_TABLES)
+
+
+def test_create_mysql_database_on_mysql8_uses_utf8mb4_whatever_the_server_default(mysql8_db: Any) -> None:
+    """The server's default collation is utf8mb4_0900_ai_ci; the health database spells its own."""
+    name = f"health_{uuid.uuid4().hex[:8]}"
+    admin = mysql8_db.admin_connect()
+    try:
+        for _ in range(2):
+            create_mysql_database(admin, name)
+        with admin.cursor() as cur:
+            cur.execute(
+                "SELECT default_character_set_name, default_collation_name FROM information_schema.schemata"
+                " WHERE schema_name = %s",
+                (name,),
+            )
+            assert cur.fetchone() == ("utf8mb4", "utf8mb4_unicode_ci")
+            cur.execute("SELECT @@collation_server")
+            assert cur.fetchone() == ("utf8mb4_0900_ai_ci",)
+        with pytest.raises(WorldError, match="lower_snake_case"):
+            create_mysql_database(admin, "Health; DROP")
+    finally:
+        with admin.cursor() as cur:
+            cur.execute(f"DROP DATABASE IF EXISTS `{name}`")

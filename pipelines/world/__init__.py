@@ -3,6 +3,7 @@
 Two databases: ``health`` on Aurora MySQL (patients, assessments, surveys, plans, preferences,
 insurance claims, search synonyms) and ``tenants`` on Aurora PostgreSQL (tenant directory and care
 providers). ``create_world`` creates and seeds them from a seed; ``Workload`` keeps changing them.
+``create_mysql_world`` seeds the same health rows on a second MySQL server (MySQL 8 for Aurora MySQL 3).
 In DynamoDB, device events and daily summaries: ``create_device_tables``, ``seed_devices`` and
 ``DeviceWorkload`` (``pipelines.world.devices*``).
 """
@@ -16,6 +17,8 @@ from pipelines.world.setup import (
     DEFAULT_POSTGRES_DATABASE,
     WorldSummary,
     create_databases,
+    create_mysql_database,
+    create_mysql_world,
     create_schema,
     create_world,
 )
@@ -51,6 +54,8 @@ __all__ = [
     "WorldSummary",
     "WorldTable",
     "create_databases",
+    "create_mysql_database",
+    "create_mysql_world",
     "create_schema",
     "create_world",
     "drop_schema",

@@ -4,6 +4,8 @@ The same seed and size always give the same rows (ids included) on fresh databas
 family draws from its own ``random.Random(f"{seed}/<family>")``, seeded timestamps lie before the
 fixed ``catalog.WORLD_NOW``, and ids are written explicitly. Only DB-API connections are needed
 (PyMySQL and psycopg2), so the world does not depend on the project's connectors.
+``create_mysql_world`` seeds the health database alone, with the same rows, on another MySQL
+server (the MySQL 8 family stand-in for Aurora MySQL 3 next to MariaDB).
 """
 
 from __future__ import annotations
@@ -35,6 +37,8 @@ __all__ = [
     "DEFAULT_POSTGRES_DATABASE",
     "WorldSummary",
     "create_databases",
+    "create_mysql_database",
+    "create_mysql_world",
     "create_schema",
     "create_world",
 ]
@@ -71,14 +75,8 @@ def create_databases(
 
     Names must be lower_snake_case. The MySQL database gets utf8mb4; the PostgreSQL one UTF8.
     """
-    for name in (mysql_database, postgres_database):
-        if not _DATABASE_NAME.match(name):
-            raise WorldError(f"database name {name!r} must be lower_snake_case")
-    with mysql_admin_conn.cursor() as cur:
-        cur.execute(
-            f"CREATE DATABASE IF NOT EXISTS `{mysql_database}` CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci"
-        )
-    mysql_admin_conn.commit()
+    _check_database_name(postgres_database)
+    create_mysql_database(mysql_admin_conn, mysql_database)
     with pg_admin_conn.cursor() as cur:
         cur.execute("SELECT 1 FROM pg_database WHERE datname = %s", (postgres_database,))
         exists = cur.fetchone() is not None
@@ -92,6 +90,25 @@ def create_databases(
                 cur.execute(f"CREATE DATABASE \"{postgres_database}\" ENCODING 'UTF8' TEMPLATE template0")
         finally:
             pg_admin_conn.autocommit = previous
+
+
+def create_mysql_database(mysql_admin_conn: Any, name: str = DEFAULT_MYSQL_DATABASE) -> None:
+    """Create the health database with utf8mb4 if it does not exist (MariaDB or MySQL 8; lower_snake_case).
+
+    The collation is spelled out because the servers' defaults differ (MariaDB 10.11
+    utf8mb4_general_ci, MySQL 8 utf8mb4_0900_ai_ci); the tables name utf8mb4_unicode_ci too.
+    """
+    _check_database_name(name)
+    with mysql_admin_conn.cursor() as cur:
+        cur.execute(
+            f"CREATE DATABASE IF NOT EXISTS `{name}` CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci"
+        )
+    mysql_admin_conn.commit()
+
+
+def _check_database_name(name: str) -> None:
+    if not _DATABASE_NAME.match(name):
+        raise WorldError(f"database name {name!r} must be lower_snake_case")
 
 
 def create_schema(mysql_conn: Any, pg_conn: Any) -> None:
@@ -116,28 +133,59 @@ def create_world(
         raise WorldError(f"patients must be >= 0, got {patients}")
     create_schema(mysql_conn, pg_conn)
     existing = {**count_rows(pg_conn, POSTGRES_TABLES), **count_rows(mysql_conn, MYSQL_TABLES)}
-    if existing[_SEEDED_MARKER]:
-        log.info("world already seeded; leaving it as it is: %s", existing)
+    if not _needs_seeding(existing):
         return WorldSummary(seed=seed, seeded=False, row_counts=MappingProxyType(existing))
-    if any(existing.values()):
-        raise WorldError(
-            f"the world is partially seeded ({existing}); drop it (pipelines.world.drop_schema) and create it again"
-        )
     with transactional(mysql_conn), transactional(pg_conn), mysql_utc_session(mysql_conn):
         counts = _Seeder(mysql_conn, pg_conn, seed=seed, chunk_rows=chunk_rows).seed(patients)
     log.info("seeded world (seed=%s): %s", seed, counts)
     return WorldSummary(seed=seed, seeded=True, row_counts=MappingProxyType(counts))
 
 
-class _Seeder:
-    """Generates and inserts the seed rows, one table family at a time."""
+def create_mysql_world(
+    mysql_conn: Any, *, seed: int, patients: int = 200, chunk_rows: int = 5_000
+) -> WorldSummary:
+    """Create and seed only the health database: the MySQL rows ``create_world`` writes for this seed and size.
 
-    def __init__(self, mysql_conn: Any, pg_conn: Any, *, seed: int, chunk_rows: int) -> None:
+    For a second MySQL server beside the world's own (the MySQL 8 stand-in for Aurora MySQL 3):
+    the tenant and provider ids the rows point at are those ``create_world`` gives the tenants
+    database for the same seed and size, so both servers hold identical health data. Idempotent
+    like ``create_world``: a seeded database is left as it is (``seeded=False``).
+    """
+    if patients < 0:
+        raise WorldError(f"patients must be >= 0, got {patients}")
+    check_mysql_connection(mysql_conn)
+    apply_ddl(mysql_conn, "mysql")
+    existing = count_rows(mysql_conn, MYSQL_TABLES)
+    if not _needs_seeding(existing):
+        return WorldSummary(seed=seed, seeded=False, row_counts=MappingProxyType(existing))
+    with transactional(mysql_conn), mysql_utc_session(mysql_conn):
+        counts = _Seeder(mysql_conn, None, seed=seed, chunk_rows=chunk_rows).seed(patients)
+    log.info("seeded the health database (seed=%s): %s", seed, counts)
+    return WorldSummary(seed=seed, seeded=True, row_counts=MappingProxyType(counts))
+
+
+def _needs_seeding(existing: dict[str, int]) -> bool:
+    """False for a seeded world; raise for a partially seeded one."""
+    if existing[_SEEDED_MARKER]:
+        log.info("world already seeded; leaving it as it is: %s", existing)
+        return False
+    if any(existing.values()):
+        raise WorldError(
+            f"the world is partially seeded ({existing}); drop it (pipelines.world.drop_schema) and create it again"
+        )
+    return True
+
+
+class _Seeder:
+    """Generates and inserts the seed rows, one table family at a time (MySQL only without ``pg_conn``)."""
+
+    def __init__(self, mysql_conn: Any, pg_conn: Any | None, *, seed: int, chunk_rows: int) -> None:
         self.mysql = mysql_conn
         self.pg = pg_conn
         self.seed_value = seed
         self.chunk_rows = max(chunk_rows, 1)
-        self.counts: dict[str, int] = {t.name: 0 for t in (*MYSQL_TABLES, *POSTGRES_TABLES)}
+        tables = (*MYSQL_TABLES, *POSTGRES_TABLES) if pg_conn is not None else MYSQL_TABLES
+        self.counts: dict[str, int] = {t.name: 0 for t in tables}
 
     def factory(self, family: str) -> RowFactory:
         """A row factory on its own random stream, so one family's draws never shift another's."""
@@ -147,14 +195,18 @@ class _Seeder:
     def seed(self, patients: int) -> dict[str, int]:
         """Insert everything; return the rows written per table."""
         try:
-            tenant_ids = self.seed_tenants(patients)
-            provider_ids = self.seed_providers(patients, tenant_ids)
+            if self.pg is not None:
+                tenant_ids = self.seed_tenants(self.pg, patients)
+                provider_ids = self.seed_providers(self.pg, patients, tenant_ids)
+            else:  # the ids the tenants database has (or would have) for this seed and size
+                tenant_ids = [_tenant_id(i) for i in range(_tenants_with_patients(patients))]
+                provider_ids = list(range(1, _provider_count(patients) + 1))
             self.seed_plans()
             self.seed_patients(patients, tenant_ids, provider_ids)
             self.seed_synonyms()
         except BaseException:
             # Leave no transaction open, whatever stopped us (including KeyboardInterrupt).
-            for conn in (self.mysql, self.pg):
+            for conn in (c for c in (self.mysql, self.pg) if c is not None):
                 try:
                     conn.rollback()
                 except Exception:  # noqa: BLE001 - the original error matters more
@@ -168,13 +220,13 @@ class _Seeder:
 
     # ------------------------------------------------------------------ tenants database
 
-    def seed_tenants(self, patients: int) -> list[str]:
+    def seed_tenants(self, pg: Any, patients: int) -> list[str]:
         """Tenants with patients (mostly active) plus a few empty trial/churned sign-ups."""
         f = self.factory("tenants")
-        with_patients = max(2, math.ceil(patients / 50))
+        with_patients = _tenants_with_patients(patients)
         rows = []
         for i in range(with_patients + _EMPTY_TENANTS):
-            tenant_id = f"{catalog.TENANT_WORDS[i % len(catalog.TENANT_WORDS)]}-{i + 1:03d}"
+            tenant_id = _tenant_id(i)
             if i < with_patients:
                 status = f.rng.choices(("active", "suspended"), (9, 1))[0]
             else:
@@ -189,14 +241,14 @@ class _Seeder:
                     large_settings=True if i == 0 else None,  # at least one out-of-line document
                 )
             )
-        self._insert(self.pg, "postgres", "tenant_metadata", rows)
-        self.pg.commit()
+        self._insert(pg, "postgres", "tenant_metadata", rows)
+        pg.commit()
         return [r["tenant_id"] for r in rows[:with_patients]]
 
-    def seed_providers(self, patients: int, tenant_ids: list[str]) -> list[int]:
+    def seed_providers(self, pg: Any, patients: int, tenant_ids: list[str]) -> list[int]:
         """Providers with explicit ids 1..n; the identity sequence is moved past them."""
         f = self.factory("providers")
-        count = max(5, patients // 4)
+        count = _provider_count(patients)
         npis: set[str] = set()
         rows = []
         for provider_id in range(1, count + 1):
@@ -209,14 +261,14 @@ class _Seeder:
                     now=between(f.rng, catalog.WORLD_START, catalog.WORLD_NOW),
                 )
             )
-        self._insert(self.pg, "postgres", "care_providers", rows)
-        with self.pg.cursor() as cur:
+        self._insert(pg, "postgres", "care_providers", rows)
+        with pg.cursor() as cur:
             # Explicit ids do not advance a GENERATED BY DEFAULT identity; later inserts would collide.
             cur.execute(
                 "SELECT setval(pg_get_serial_sequence('care_providers', 'provider_id'),"
                 " (SELECT max(provider_id) FROM care_providers))"
             )
-        self.pg.commit()
+        pg.commit()
         return [r["provider_id"] for r in rows]
 
     # ------------------------------------------------------------------ health database
@@ -332,6 +384,20 @@ class _Seeder:
         ]
         self._insert(self.mysql, "mysql", "SynonymsTable", rows)
         self.mysql.commit()
+
+
+def _tenants_with_patients(patients: int) -> int:
+    """How many tenants get patients (the first ones; a few empty tenants follow them)."""
+    return max(2, math.ceil(patients / 50))
+
+
+def _tenant_id(index: int) -> str:
+    return f"{catalog.TENANT_WORDS[index % len(catalog.TENANT_WORDS)]}-{index + 1:03d}"
+
+
+def _provider_count(patients: int) -> int:
+    """Providers get the ids 1..this."""
+    return max(5, patients // 4)
 
 
 def _unique_npi(rng: random.Random, taken: set[str]) -> str:

@@ -1,4 +1,6 @@
--- The "health and wellness" world, Aurora MySQL side (MariaDB 10.11 locally).
+-- The "health and wellness" world, Aurora MySQL side (MariaDB 10.11 and MySQL 9.7 locally: the
+-- same statements run on both; MySQL 8+ only warns (1681) that the display width of TINYINT(1) is
+-- deprecated, and keeps it as the boolean convention).
 --
 -- Conventions every reader of these tables relies on:
 --   * DATETIME(6) columns hold UTC wall time. The application converts each event from the zone it
