@@ -70,7 +70,12 @@ class DatabaseSourceConfig(FrozenModel):
         1.0, gt=0, description="Longest wait before committing what has arrived."
     )
     chunk_rows: int = Field(
-        100_000, ge=100, description="Rows held in memory per staged file in snapshots and huge transactions."
+        100_000,
+        ge=100,
+        description="Rows per snapshot chunk (one short read each) and per staged file of a huge transaction.",
+    )
+    snapshot_readers: int = Field(
+        2, ge=1, le=16, description="Parallel readers per table in a snapshot, each on its own key range."
     )
     retry: RetryConfig = Field(default_factory=RetryConfig)
 

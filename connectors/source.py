@@ -21,6 +21,14 @@ class PositionLostError(SourceError):
     """The stored position is no longer available on the server (binlog purged, slot dropped)."""
 
 
+class PositionPurgedError(PositionLostError):
+    """The server no longer has changes the lake needs (binlogs purged, WAL removed): resnapshot."""
+
+
+class PositionAheadError(PositionLostError):
+    """The stored position has changes the server never had (restored from a backup, replaced)."""
+
+
 class SourceUnavailableError(SourceError):
     """The source could not be reached after bounded retries."""
 

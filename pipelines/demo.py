@@ -86,6 +86,7 @@ def create_world_from_config(config: LakehouseConfig, *, patients: int = 200, se
             cur.execute(f'GRANT CREATE ON DATABASE "{pg.database}" TO "{pg.user}"')
     state = "seeded" if summary.seeded else "already there"
     log.info("sample world %s: %s", state, dict(summary.row_counts))
+    _create_mysql8_world(mysql.database, patients=patients, seed=seed)
     _store_federated_secrets(config)
     devices = _devices_source(config)
     if devices is not None:
@@ -100,6 +101,39 @@ def create_world_from_config(config: LakehouseConfig, *, patients: int = 200, se
         else:
             counts = seed_devices(client, tables, patients=patients, events_per_patient=10, seed=seed)
             log.info("device tables seeded: %s", counts)
+
+
+def _create_mysql8_world(database: str, *, patients: int, seed: int) -> None:
+    """The same health database and rows on the stack's MySQL 9.7 server (the Aurora MySQL 3 stand-in).
+
+    Skipped with a warning when that server is not running. Idempotent: a seeded database stays.
+    """
+    import devstack
+    from pipelines.world.setup import create_mysql_database, create_mysql_world
+
+    (status,) = devstack.status(["mysql8"])
+    if not status.running:
+        log.warning(
+            "the stack's MySQL 8 server (%s) is not running; no %s database there", status.endpoint, database
+        )
+        return
+    stack = devstack.settings()
+    conn = pymysql.connect(
+        host=stack.host,
+        port=stack.mysql8_port,
+        user=stack.admin_user,
+        password=stack.admin_password.get_secret_value(),
+        charset="utf8mb4",
+        autocommit=True,
+    )
+    try:
+        create_mysql_database(conn, database)
+        conn.select_db(database)
+        summary = create_mysql_world(conn, seed=seed, patients=patients)
+    finally:
+        conn.close()
+    state = "seeded" if summary.seeded else "already there"
+    log.info("%s on the MySQL 8 server %s: %s", database, state, dict(summary.row_counts))
 
 
 def _store_federated_secrets(config: LakehouseConfig) -> None:
@@ -202,7 +236,7 @@ def run_demo(config_path: str | None, *, seconds: float, rate: float) -> None:
 
     config = load_config(config_path)
     print(
-        "1/6 creating the sample world (MariaDB as Aurora MySQL, PostgreSQL as Aurora PostgreSQL, "
+        "1/6 creating the sample world (MariaDB and MySQL 9.7 as Aurora MySQL, PostgreSQL as Aurora PostgreSQL, "
         "DynamoDB on moto)",
         flush=True,
     )

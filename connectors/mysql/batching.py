@@ -22,7 +22,7 @@ import pyarrow as pa
 from connectors.events import Batch, QuarantinedRow, TableChanges, TableId, TableSchema
 from connectors.mysql.columns import ConvertedRows, RowsOrigin, spans_changes_table
 from connectors.mysql.config import MySQLSourceConfig
-from connectors.mysql.offset import MariaGtid, MariaGtidPosition
+from connectors.mysql.offset import BinlogPosition, Gtid
 from connectors.mysql.rows import BinlogTable, RowImages, convert_run
 
 # Raw row images (a Python object per value, ~40-60 bytes each) held before they are converted
@@ -150,8 +150,8 @@ class Transaction:
     already handed out in incomplete batches are skipped instead of duplicated.
     """
 
-    gtid: MariaGtid
-    position: MariaGtidPosition
+    gtid: Gtid
+    position: BinlogPosition
     commit_ts: dt.datetime
     standalone: bool = False  # DDL: the group is the one statement, with no XID/COMMIT
     skip: bool = False  # already contained in the position: read past it
@@ -193,7 +193,7 @@ class Transaction:
 class BatchAssembler:
     """Collects transactions into commit units and cuts them into Batches."""
 
-    def __init__(self, config: MySQLSourceConfig, start: MariaGtidPosition) -> None:
+    def __init__(self, config: MySQLSourceConfig, start: BinlogPosition) -> None:
         self._config = config
         self.unit_start = start  # end of the last complete batch
         self.position = start  # after the last transaction read completely

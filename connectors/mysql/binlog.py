@@ -1,7 +1,9 @@
-"""Streaming changes from a MariaDB binlog in GTID mode (mysql-replication).
+"""Streaming changes from a MariaDB or MySQL 8 / Aurora MySQL 3 binlog in GTID mode (mysql-replication).
 
-The dump starts at a GTID position (``@slave_connect_state``), so it resumes with no gap and no
-duplicate. Rows are buffered per transaction and handed out at its XID (or COMMIT, or after a
+The dump starts at a GTID position (MariaDB ``@slave_connect_state``; MySQL ``COM_BINLOG_DUMP_GTID``
+with the GTID set the lake holds, i.e. ``auto_position``), so it resumes with no gap and no
+duplicate: the MySQL server sends exactly the transactions that are not in the set, whichever
+server UUID wrote them (a new writer after a failover only adds a UUID to the set). Rows are buffered per transaction and handed out at its XID (or COMMIT, or after a
 standalone DDL). Two mysql-replication workarounds (feasibility-db.md §1): the dump request
 length fix (connectors.mysql.patches.dump_request), and `auto_position` is moved forward after
 every transaction, because the library's own reconnect otherwise resumes from the *first*
@@ -23,8 +25,21 @@ from typing import Any
 
 import pymysql
 from pymysqlreplication import BinLogStreamReader
-from pymysqlreplication.event import HeartbeatLogEvent, MariadbGtidEvent, QueryEvent, XidEvent
-from pymysqlreplication.row_event import DeleteRowsEvent, TableMapEvent, UpdateRowsEvent, WriteRowsEvent
+from pymysqlreplication.event import (
+    GtidEvent,
+    HeartbeatLogEvent,
+    MariadbGtidEvent,
+    NotImplementedEvent,
+    QueryEvent,
+    XidEvent,
+)
+from pymysqlreplication.row_event import (
+    DeleteRowsEvent,
+    PartialUpdateRowsEvent,
+    TableMapEvent,
+    UpdateRowsEvent,
+    WriteRowsEvent,
+)
 
 from connectors.events import Batch, TableId
 from connectors.mysql import patches
@@ -37,10 +52,19 @@ from connectors.mysql.connection import (
     connect,
     endpoint,
     error_code,
+    fetch_all,
     is_transient,
 )
-from connectors.mysql.offset import MariaGtid, MariaGtidPosition
-from connectors.mysql.position import check_position_available, position_lost
+from connectors.mysql.offset import (
+    BinlogPosition,
+    Gtid,
+    MariaGtid,
+    MySQLGtid,
+    MySQLGtidSet,
+    advance,
+    contains,
+)
+from connectors.mysql.position import check_position_available, position_error_1236
 from connectors.mysql.rows import BinlogTable, decode_rows_event
 from connectors.mysql.schema import (
     TableDefinition,
@@ -60,6 +84,16 @@ ER_MASTER_FATAL_ERROR_READING_BINLOG = 1236  # "Could not find GTID state reques
 FL_STANDALONE = 0x01  # MariaDB GTID event flag: the group is one statement with no COMMIT/XID
 _ROWS_EVENTS = (WriteRowsEvent, UpdateRowsEvent, DeleteRowsEvent)
 _EVENTS = [MariadbGtidEvent, XidEvent, QueryEvent, TableMapEvent, *_ROWS_EVENTS, HeartbeatLogEvent]
+# MySQL also sends events the library does not decode; the ones that would carry rows we cannot
+# read (below) must stop the stream rather than be skipped, so they are asked for too.
+_MYSQL_EVENTS = [*_EVENTS, GtidEvent, PartialUpdateRowsEvent, NotImplementedEvent]
+# Binlog event types (MySQL's binlog_event.h) that carry transactions this reader cannot decode.
+_UNREADABLE_EVENTS = {
+    0x22: "an anonymous GTID (gtid_mode is not ON); set gtid_mode=ON and enforce_gtid_consistency=ON",
+    0x28: "a compressed transaction payload; set binlog_transaction_compression=OFF",
+    0x2A: "a tagged GTID (MySQL 8.3+ gtid_next='AUTOMATIC:<tag>'), which mysql-replication cannot read; "
+    "do not use tagged GTIDs on this server",
+}
 _DDL = re.compile(r"^\s*(?:/\*.*?\*/\s*)*(ALTER|CREATE|DROP|RENAME|TRUNCATE)\b", re.IGNORECASE | re.DOTALL)
 _IDENTIFIER = re.compile(r"`((?:[^`]|``)+)`|([A-Za-z0-9_$]+)")
 _NAME = r"(?:`(?:[^`]|``)+`|[A-Za-z0-9_$]+)"
@@ -182,6 +216,13 @@ class CapturedTables:
         return definition
 
 
+def _first_binlog(control: pymysql.connections.Connection) -> str:
+    logs = fetch_all(control, "SHOW BINARY LOGS")
+    if not logs:
+        raise SourceError("the server has no binary logs; is log_bin ON?")
+    return str(logs[0][0])
+
+
 def _unquote(identifier: str) -> str:
     return identifier[1:-1].replace("``", "`") if identifier.startswith("`") else identifier
 
@@ -189,9 +230,9 @@ def _unquote(identifier: str) -> str:
 def read_stream(
     config: MySQLSourceConfig,
     tables: Sequence[TableId],
-    since: MariaGtidPosition,
-    floors: Mapping[TableId, MariaGtidPosition],
-    until: MariaGtidPosition | None,
+    since: BinlogPosition,
+    floors: Mapping[TableId, BinlogPosition],
+    until: BinlogPosition | None,
 ) -> Iterator[Batch]:
     """Batches of the captured tables' changes after `since` (see `MySQLSource.stream`)."""
     if until is not None and until <= since:
@@ -212,12 +253,14 @@ class _StreamSession:
         self,
         config: MySQLSourceConfig,
         tables: Sequence[TableId],
-        since: MariaGtidPosition,
-        floors: Mapping[TableId, MariaGtidPosition],
-        until: MariaGtidPosition | None,
+        since: BinlogPosition,
+        floors: Mapping[TableId, BinlogPosition],
+        until: BinlogPosition | None,
         control: pymysql.connections.Connection,
     ) -> None:
         self.config = config
+        self.is_mariadb = not isinstance(since, MySQLGtidSet)
+        self.control = control
         self.since = since
         self.floors = floors
         self.until = until
@@ -239,8 +282,8 @@ class _StreamSession:
                 break  # a non-blocking dump reached the end of the binlog
             except pymysql.err.MySQLError as exc:
                 if error_code(exc) == ER_MASTER_FATAL_ERROR_READING_BINLOG:
-                    raise position_lost(
-                        self.config, self.assembler.position, f"server error 1236: {exc.args[1]}"
+                    raise position_error_1236(
+                        self.config, self.assembler.position, str(exc.args[1])
                     ) from None
                 if not is_transient(exc):
                     raise SourceError(f"{endpoint(self.config)}: binlog stream failed: {exc}") from exc
@@ -270,17 +313,25 @@ class _StreamSession:
 
     def _open_reader(self) -> BinLogStreamReader:
         blocking = self.until is None
+        position = self.assembler.position
+        start: dict[str, Any] = {"auto_position": str(position)}
+        if isinstance(position, MySQLGtidSet) and position.is_empty:
+            # The library reads an empty auto_position as "from the current end of the binlog";
+            # an empty set means "everything", i.e. the first binlog still on the server (the
+            # availability check made sure nothing was purged).
+            start = {"log_file": _first_binlog(self.control), "log_pos": 4}
         return BinLogStreamReader(
             connection_settings=binlog_connection_settings(self.config),
             ctl_connection_settings=binlog_connection_settings(self.config),
             server_id=self.config.replica_server_id,
-            is_mariadb=True,
+            is_mariadb=self.is_mariadb,
             # After a reconnect the server resends the open transaction from its GTID event;
             # Transaction.restart() takes care of rows already handed out.
-            auto_position=str(self.assembler.position),
+            **start,
             resume_stream=True,
             blocking=blocking,
-            only_events=_EVENTS,
+            only_events=_EVENTS if self.is_mariadb else _MYSQL_EVENTS,
+            filter_non_implemented_events=self.is_mariadb,
             only_schemas=[self.config.database],
             only_tables=self.captured.names,
             # Heartbeats wake an idle blocking stream so a due batch is handed out on time.
@@ -291,6 +342,9 @@ class _StreamSession:
 
     def _on_event(self, event: Any, reader: BinLogStreamReader) -> Iterator[Batch]:
         trx = self.trx
+        if isinstance(event, PartialUpdateRowsEvent | NotImplementedEvent):
+            self._refuse(event)
+            return
         if isinstance(event, _ROWS_EVENTS):
             if trx is None or trx.skip:
                 return
@@ -298,7 +352,7 @@ class _StreamSession:
             if table is None or not trx.take_event():
                 return
             floor = self.floors.get(table.definition.table)
-            if floor is not None and floor.contains(trx.gtid):
+            if floor is not None and contains(floor, trx.gtid):
                 return  # the lake's snapshot of this table already contains this transaction
             decoded = decode_rows_event(event, table)
             if self.assembler.spill_due(trx, decoded.num_rows):
@@ -310,7 +364,7 @@ class _StreamSession:
         if isinstance(event, TableMapEvent):
             self.captured.on_table_map(event)
             return
-        if isinstance(event, MariadbGtidEvent):
+        if isinstance(event, MariadbGtidEvent | GtidEvent):
             self._begin(event)
             return
         if isinstance(event, XidEvent):
@@ -320,6 +374,8 @@ class _StreamSession:
             query = event.query.strip()
             upper = query[:8].upper()
             if upper.startswith("BEGIN"):
+                if trx is not None:
+                    trx.standalone = False  # MySQL: a DML transaction, ended by XID or COMMIT
                 return
             if upper.startswith("COMMIT"):  # a transaction on a non-transactional engine
                 yield from self._end(reader)
@@ -330,21 +386,46 @@ class _StreamSession:
             truncated = self.captured.on_statement(query, schema)
             if trx is not None:
                 trx.truncated.update(
-                    t for t in truncated if (f := self.floors.get(t)) is None or not f.contains(trx.gtid)
+                    t for t in truncated if (f := self.floors.get(t)) is None or not contains(f, trx.gtid)
                 )
             if trx is not None and trx.standalone:
                 yield from self._end(reader)
             return
         # A heartbeat: the binlog is idle. Hand out what is due, or an idle batch (nothing in it,
-        # end = start) so the caller regains control, e.g. to notice it should stop.
-        if trx is None:
+        # end = start) so the caller regains control, e.g. to notice it should stop. (MySQL also
+        # sends heartbeats while it skips what the GTID set already holds: a bounded run, which
+        # ends by itself, hands out nothing for those.)
+        if trx is None and self.until is None:
             if self.assembler.due():
                 yield self.assembler.cut()
             elif not self.assembler.pending:
                 yield self.assembler.idle()
 
-    def _begin(self, event: MariadbGtidEvent) -> None:
-        gtid = MariaGtid(event.domain_id, event.server_id, event.gtid_seq_no)
+    def _refuse(self, event: Any) -> None:
+        """An event that carries changes this reader cannot decode: stop rather than skip them."""
+        if isinstance(event, PartialUpdateRowsEvent):
+            if self.captured.for_rows(event) is None:
+                return  # not a captured table
+            what = "a partial JSON update; set binlog_row_value_options='' (not PARTIAL_JSON)"
+        else:
+            what = _UNREADABLE_EVENTS.get(event.event_type, "")
+            if not what:
+                return  # an event that carries no rows (e.g. a transaction context)
+        raise SourceError(
+            f"{endpoint(self.config)}: the binlog holds {what} (in the server's parameter group on Aurora), "
+            f"then run `lakehouse resnapshot --source {self.config.name}` (the transaction at "
+            f"{self.assembler.position.serialize()} cannot be decoded)"
+        )
+
+    def _begin(self, event: MariadbGtidEvent | GtidEvent) -> None:
+        gtid: Gtid
+        if isinstance(event, GtidEvent):
+            gtid = MySQLGtid.parse(event.gtid)
+            # MySQL marks nothing: a group is DDL (one statement, no XID) unless BEGIN follows.
+            standalone = True
+        else:
+            gtid = MariaGtid(event.domain_id, event.server_id, event.gtid_seq_no)
+            standalone = bool(event.flags & FL_STANDALONE)
         if self.trx is not None:
             if self.trx.gtid == gtid:
                 logger.info(
@@ -366,10 +447,10 @@ class _StreamSession:
         position = self.assembler.position
         self.trx = Transaction(
             gtid=gtid,
-            position=position.advance(gtid),
+            position=advance(position, gtid),
             commit_ts=dt.datetime.fromtimestamp(event.timestamp, dt.UTC),
-            standalone=bool(event.flags & FL_STANDALONE),
-            skip=position.contains(gtid),
+            standalone=standalone,
+            skip=contains(position, gtid),
         )
 
     def _end(self, reader: BinLogStreamReader) -> Iterator[Batch]:

@@ -211,15 +211,15 @@ def _row_bytes(event: RowsEvent, column_count: int) -> bytes:
         raise FastPathUnsupported(f"event type {event.event_type}")
     if event.number_of_columns != column_count:
         raise FastPathUnsupported("column count differs from the table map")
-    full = b"\xff" * (column_count // 8) + (
-        bytes([(1 << (column_count % 8)) - 1]) if column_count % 8 else b""
-    )
+    whole, rest = divmod(column_count, 8)
+    last = (1 << rest) - 1  # the bits of the columns in a partly used last byte
     bitmaps = [event.columns_present_bitmap]
     if isinstance(event, UpdateRowsEvent):
         bitmaps.append(event.columns_present_bitmap2)
     elif not isinstance(event, WriteRowsEvent | DeleteRowsEvent):
         raise FastPathUnsupported(f"not a rows event: {type(event).__name__}")
-    if any(bytes(b) != full for b in bitmaps):
+    # Only the columns' bits count: MariaDB leaves the bits past the last column clear, MySQL 8 sets them.
+    if any(b[:whole] != b"\xff" * whole or (rest and b[whole] & last != last) for b in map(bytes, bitmaps)):
         raise FastPathUnsupported("not a FULL row image (binlog_row_image is not FULL)")
     wrapper = event.packet
     if getattr(wrapper, "_BinLogPacketWrapper__data_buffer", b""):

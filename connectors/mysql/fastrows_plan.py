@@ -104,7 +104,16 @@ def plan_column(col: Any, t: MySQLType, zone: str) -> ColumnPlan:
         if not 1 <= col.length_size <= 4:
             raise FastPathUnsupported(f"column {name!r}: BLOB length size {col.length_size}")
         return ColumnPlan(name, None, 0, col.length_size, _text_or_bytes(col, t))
-    # MySQL 8 binary JSON, the pre-5.6 DATETIME/TIME/TIMESTAMP layouts, old DECIMAL: library path.
+    if code == FIELD_TYPE.JSON:
+        # MySQL's binary JSON (MariaDB's JSON is LONGTEXT, a BLOB code above): printed as the
+        # server prints it (connectors.mysql.json_binary). The TABLE_MAP gives the length size.
+        length_size = getattr(col, "length_size", 0)
+        if not 1 <= length_size <= 4 or t.arrow_type != pa.string():
+            raise FastPathUnsupported(
+                f"column {name!r}: binlog type code {code} (JSON) without its length size"
+            )
+        return ColumnPlan(name, None, 0, length_size, values.json_document)
+    # The pre-5.6 DATETIME/TIME/TIMESTAMP layouts, old DECIMAL: library path.
     raise FastPathUnsupported(f"column {name!r}: binlog type code {code} is left to the library decoder")
 
 

@@ -24,6 +24,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from connectors.events import UTC_MICROS
+from connectors.mysql.json_binary import JsonBinaryError, json_text
 from connectors.mysql.types import MySQLType, binlog_fixup, to_arrow
 
 Converter = Callable[[Sequence[Any]], pa.Array]
@@ -374,7 +375,7 @@ def _time2_value(v: bytes, fsp: int) -> dt.timedelta:
     return -value if negative else value
 
 
-# -- strings, bytes, ENUM, SET ------------------------------------------------------------------
+# -- strings, bytes, JSON, ENUM, SET ------------------------------------------------------------
 
 
 def utf8(values: Sequence[Any]) -> pa.Array:
@@ -412,6 +413,19 @@ def padded_binary(length: int) -> Converter:
         )
 
     return convert
+
+
+def json_document(values: Sequence[Any]) -> pa.Array:
+    """MySQL binary JSON -> the JSON text the server prints for it (connectors.mysql.json_binary).
+
+    Bytes that are not a document the decoder prints exactly are rejected: the library path
+    then quarantines the row with the reason (types._json_binlog), never a guessed text.
+    """
+    text = json_text
+    try:
+        return pa.array([None if v is None else text(v) for v in values], pa.string())
+    except JsonBinaryError as exc:
+        raise FastPathRejected(str(exc)) from exc
 
 
 def enum(enum_values: Sequence[str]) -> Converter:

@@ -92,6 +92,24 @@ _TAG = re.compile(r"^[a-z_][a-z0-9_]{0,31}$")
 
 
 @dataclass(frozen=True, slots=True)
+class MySQLGtid:
+    """One MySQL GTID ``source:txno``; `source` is the server UUID (or ``uuid:tag`` on 8.4+)."""
+
+    source: str
+    txno: int
+
+    @classmethod
+    def parse(cls, text: str) -> MySQLGtid:
+        source, sep, txno = text.strip().lower().rpartition(":")
+        if not sep or not txno.isdigit() or not _UUID.match(source.partition(":")[0]):
+            raise OffsetError(f"not a MySQL GTID: {text!r} (expected server_uuid:number)")
+        return cls(source, int(txno))
+
+    def __str__(self) -> str:
+        return f"{self.source}:{self.txno}"
+
+
+@dataclass(frozen=True, slots=True)
 class MySQLGtidSet:
     """A MySQL GTID set, e.g. ``3e11fa47-71ca-11e1-9e33-c80aa9429562:1-5:11-18,...``.
 
@@ -148,15 +166,24 @@ class MySQLGtidSet:
                 return ranges
         return ()
 
-    def contains(self, source: str, txno: int) -> bool:
-        """Whether transaction ``source:txno`` (source = uuid or uuid:tag) is in the set."""
-        return any(a <= txno <= b for a, b in self._ranges(source.lower()))
+    def contains(self, gtid: MySQLGtid) -> bool:
+        """Whether transaction `gtid` is in the set (the same question `MariaGtidPosition` answers)."""
+        return any(a <= gtid.txno <= b for a, b in self._ranges(gtid.source.lower()))
 
-    def advance(self, source: str, txno: int) -> MySQLGtidSet:
-        """The set after also executing ``source:txno``."""
+    def advance(self, gtid: MySQLGtid) -> MySQLGtidSet:
+        """The set after also executing `gtid`.
+
+        A GTID of a server UUID the set has not seen yet (a new writer after a failover) simply
+        adds that UUID: nothing is ordered across UUIDs, so nothing is lost or skipped.
+        """
+        source = gtid.source.lower()
         merged = dict(self.intervals)
-        merged[source.lower()] = _merge([*merged.get(source.lower(), ()), (txno, txno)])
+        merged[source] = _merge([*merged.get(source, ()), (gtid.txno, gtid.txno)])
         return MySQLGtidSet(tuple(sorted(merged.items())))
+
+    @property
+    def is_empty(self) -> bool:
+        return not self.intervals
 
     def __le__(self, other: object) -> bool:
         if not isinstance(other, MySQLGtidSet):
@@ -185,3 +212,26 @@ def _merge(ranges: list[tuple[int, int]] | tuple[tuple[int, int], ...]) -> tuple
 
 
 register_offset_kind("mysql-gtid", MySQLGtidSet.parse)
+
+
+# What the binlog reader works with, whichever the server's flavour.
+Gtid = MariaGtid | MySQLGtid
+BinlogPosition = MariaGtidPosition | MySQLGtidSet
+
+
+def contains(position: BinlogPosition, gtid: Gtid) -> bool:
+    """Whether `position` contains the transaction `gtid` (both of one server flavour)."""
+    if isinstance(position, MySQLGtidSet) and isinstance(gtid, MySQLGtid):
+        return position.contains(gtid)
+    if isinstance(position, MariaGtidPosition) and isinstance(gtid, MariaGtid):
+        return position.contains(gtid)
+    raise OffsetError(f"GTID {gtid} and position {position.serialize()} are of different server flavours")
+
+
+def advance(position: BinlogPosition, gtid: Gtid) -> BinlogPosition:
+    """The position after also applying the transaction `gtid` (both of one server flavour)."""
+    if isinstance(position, MySQLGtidSet) and isinstance(gtid, MySQLGtid):
+        return position.advance(gtid)
+    if isinstance(position, MariaGtidPosition) and isinstance(gtid, MariaGtid):
+        return position.advance(gtid)
+    raise OffsetError(f"GTID {gtid} and position {position.serialize()} are of different server flavours")

@@ -1,12 +1,16 @@
 """Pre-flight checks: the server settings, grants and tables that binlog CDC needs.
 
 Every check adds a message that names the setting and how to change it; all failures are
-reported together in one PreflightError, so one round of fixes is enough.
+reported together in one PreflightError, so one round of fixes is enough. MariaDB and the
+MySQL 8 family (Aurora MySQL 3) differ in GTIDs, binlog features (partial JSON updates and
+compressed transactions exist on MySQL only), binlog retention (Aurora keeps its own setting)
+and privilege names (BINLOG MONITOR is MariaDB's).
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import re
 from collections.abc import Sequence
 
@@ -14,7 +18,7 @@ import pymysql
 
 from connectors.events import TableId
 from connectors.mysql.config import MySQLSourceConfig
-from connectors.mysql.connection import endpoint, fetch_all, fetch_dicts, fetch_value
+from connectors.mysql.connection import endpoint, error_code, fetch_all, fetch_dicts, fetch_value
 from connectors.mysql.schema import read_primary_key
 from connectors.source import PreflightError
 
@@ -31,14 +35,27 @@ _VARIABLES = (
     "gtid_binlog_pos",
     "binlog_expire_logs_seconds",
     "expire_logs_days",
+    "binlog_row_value_options",  # MySQL 8.0.3+
+    "binlog_transaction_compression",  # MySQL 8.0.20+
+    "aurora_version",  # Aurora MySQL only
+    "basedir",  # /rdsdbbin/... on RDS and Aurora
 )
 _AURORA = "on Aurora MySQL set it in the DB cluster parameter group and reboot the writer"
 _GRANT = re.compile(r"^GRANT (.+?) ON (\S+) TO ", re.IGNORECASE)
-# MariaDB 10.5 renamed REPLICATION CLIENT to BINLOG MONITOR and accepts REPLICA for SLAVE.
-_SYNONYMS = {
-    "REPLICATION SLAVE": ("REPLICATION SLAVE", "REPLICATION REPLICA"),
-    "REPLICATION CLIENT": ("REPLICATION CLIENT", "BINLOG MONITOR"),
+# The privileges CDC needs on *.*, each with the names that grant it. MariaDB 10.5 renamed
+# REPLICATION CLIENT to BINLOG MONITOR; both servers accept REPLICA for SLAVE.
+_SYNONYMS: dict[str, dict[str, tuple[str, ...]]] = {
+    "mariadb": {
+        "REPLICATION SLAVE": ("REPLICATION SLAVE", "REPLICATION REPLICA"),
+        "REPLICATION CLIENT": ("REPLICATION CLIENT", "BINLOG MONITOR"),
+    },
+    "mysql": {
+        "REPLICATION SLAVE": ("REPLICATION SLAVE", "REPLICATION REPLICA"),
+        "REPLICATION CLIENT": ("REPLICATION CLIENT",),
+    },
 }
+ER_SP_DOES_NOT_EXIST = 1305  # "PROCEDURE mysql.rds_show_configuration does not exist": not RDS/Aurora
+AURORA_MAX_RETENTION_HOURS = 2160  # Aurora MySQL 2.11+ and 3: 'binlog retention hours' is at most 90 days
 
 
 def run_preflight(
@@ -55,8 +72,10 @@ def run_preflight(
     failures: list[str] = []
     failures += _binlog_failures(variables)
     failures += _gtid_failures(variables, flavor)
+    if flavor == "mysql":
+        failures += _mysql_event_failures(variables)
     failures += _retention_failures(conn, variables, config, flavor)
-    failures += _grant_failures(conn, config)
+    failures += _grant_failures(conn, config, flavor)
     failures += _table_failures(conn, config, tables)
     if failures:
         listing = "\n".join(f"  - {f}" for f in failures)
@@ -108,14 +127,31 @@ def _gtid_failures(v: dict[str, str], flavor: str) -> list[str]:
     return failures
 
 
-def _retention_hours(
-    conn: pymysql.connections.Connection, v: dict[str, str], flavor: str
-) -> tuple[float | None, str]:
-    """How long binlogs are kept (None: forever), and the setting that says so."""
-    if flavor == "mysql":
-        aurora = _aurora_retention(conn)
-        if aurora is not None:
-            return aurora
+def _mysql_event_failures(v: dict[str, str]) -> list[str]:
+    """MySQL 8 binlog features that write row changes in a form the decoder cannot read.
+
+    mysql-replication 1.0.17 gives a partial JSON update's after-image as a diff (JsonDiff), not
+    the document, and has no reader for TRANSACTION_PAYLOAD events (compressed transactions):
+    the stream stops at either (binlog.py), so they are refused up front.
+    """
+    failures = []
+    if "PARTIAL_JSON" in v.get("binlog_row_value_options", "").upper():
+        failures.append(
+            "binlog_row_value_options is PARTIAL_JSON: updates of JSON columns are then logged as partial diffs, "
+            "not documents, and cannot be decoded; set binlog_row_value_options='' (empty) in the server config "
+            f"(or SET GLOBAL binlog_row_value_options=''); {_AURORA}"
+        )
+    if v.get("binlog_transaction_compression", "OFF").upper() == "ON":
+        failures.append(
+            "binlog_transaction_compression is ON: transactions are then logged as compressed payloads, which "
+            "mysql-replication cannot read; set binlog_transaction_compression=OFF in the server config (or SET "
+            f"GLOBAL binlog_transaction_compression=OFF, which applies to new sessions); {_AURORA}"
+        )
+    return failures
+
+
+def _retention_hours(v: dict[str, str]) -> tuple[float | None, str]:
+    """How long the server keeps binlogs by its variables (None: forever), and the setting that says so."""
     seconds = float(v.get("binlog_expire_logs_seconds") or 0)
     days = float(v.get("expire_logs_days") or 0)
     if seconds > 0:
@@ -125,16 +161,26 @@ def _retention_hours(
     return None, "binlog_expire_logs_seconds=0"
 
 
-def _aurora_retention(conn: pymysql.connections.Connection) -> tuple[float | None, str] | None:
+def _aurora_retention(conn: pymysql.connections.Connection, v: dict[str, str]) -> str | None:
+    """Aurora's ``'binlog retention hours'`` ('NULL' when unset), or None on a server without it.
+
+    On Aurora MySQL (and RDS) this setting, not binlog_expire_logs_seconds, decides when binlogs
+    are purged ("Setting and showing binary log configuration", Aurora User Guide). MySQL checks
+    the EXECUTE privilege before it looks the procedure up, so an account without it is refused
+    whether the procedure exists or not: that error is raised on Aurora / RDS (known by their
+    variables) and means "not Aurora" elsewhere.
+    """
     try:
         rows = fetch_dicts(conn, "CALL mysql.rds_show_configuration")
-    except pymysql.err.MySQLError:
-        return None  # not Aurora / RDS
+    except pymysql.err.MySQLError as exc:
+        if error_code(exc) == ER_SP_DOES_NOT_EXIST or not _is_rds(v):
+            logger.debug("no Aurora binlog retention setting (%s); using binlog_expire_logs_seconds", exc)
+            return None
+        raise
     for row in rows:
         if str(row.get("name", "")).lower() == "binlog retention hours":
             value = row.get("value")
-            # NULL means "purge as soon as possible": effectively no retention at all.
-            return (0.0 if value in (None, "NULL") else float(value)), f"'binlog retention hours'={value}"
+            return "NULL" if value is None else str(value)
     return None
 
 
@@ -142,24 +188,68 @@ def _retention_failures(
     conn: pymysql.connections.Connection, v: dict[str, str], config: MySQLSourceConfig, flavor: str
 ) -> list[str]:
     wanted = config.min_binlog_retention_hours
-    hours, setting = _retention_hours(conn, v, flavor)
+    if flavor == "mysql":
+        try:
+            aurora = _aurora_retention(conn, v)
+        except pymysql.err.MySQLError as exc:
+            name, _, host = _current_user(conn).rpartition("@")
+            return [
+                f"the binlog retention could not be read with CALL mysql.rds_show_configuration ({exc.args[-1]}); "
+                f"as an admin run: GRANT EXECUTE ON PROCEDURE mysql.rds_show_configuration TO '{name}'@'{host}'"
+            ]
+        if aurora is not None:
+            return _aurora_retention_failures(aurora, wanted)
+    hours, setting = _retention_hours(v)
     if wanted == 0 or hours is None or hours >= wanted:
         return []
-    if setting.startswith("'binlog retention hours'"):
-        fix = f"CALL mysql.rds_set_configuration('binlog retention hours', {int(wanted + 0.999)})"
-    else:
-        seconds = int(wanted * 3600 + 0.999)
-        fix = (
-            f"set binlog_expire_logs_seconds={seconds} in the server config "
-            f"(or SET GLOBAL binlog_expire_logs_seconds={seconds})"
-        )
+    seconds = int(wanted * 3600 + 0.999)
     return [
-        f"binlogs are kept for {hours:g} h ({setting}) but min_binlog_retention_hours is {wanted:g}; {fix}, "
-        "so a stopped pipeline can resume before its position is purged"
+        f"binlogs are kept for {hours:g} h ({setting}) but min_binlog_retention_hours is {wanted:g}; set "
+        f"binlog_expire_logs_seconds={seconds} in the server config (or SET GLOBAL binlog_expire_logs_seconds="
+        f"{seconds}), so a stopped pipeline can resume before its position is purged"
     ]
 
 
-def _grant_failures(conn: pymysql.connections.Connection, config: MySQLSourceConfig) -> list[str]:
+def _aurora_retention_failures(value: str, wanted: float) -> list[str]:
+    """Aurora's 'binlog retention hours' against min_binlog_retention_hours; NULL is always refused."""
+    suggested = math.ceil(wanted) if wanted else 24  # Aurora refuses 0
+    fix = f"as the master user run CALL mysql.rds_set_configuration('binlog retention hours', {suggested})"
+    if suggested > AURORA_MAX_RETENTION_HOURS:
+        fix = (
+            f"Aurora keeps binlogs for at most {AURORA_MAX_RETENTION_HOURS} h: lower min_binlog_retention_hours and "
+            f"run CALL mysql.rds_set_configuration('binlog retention hours', {AURORA_MAX_RETENTION_HOURS})"
+        )
+    if value.upper() == "NULL":
+        # Aurora's default: binlogs are purged lazily ("usually not longer than a day"), with no guarantee.
+        return [
+            "Aurora's 'binlog retention hours' is NULL, so binlogs are purged as soon as Aurora gets to it and a "
+            f"stopped pipeline loses its position; {fix}"
+        ]
+    try:
+        kept = float(value)
+    except ValueError:
+        return [f"Aurora's 'binlog retention hours' is {value!r}, not a number of hours; {fix}"]
+    if kept >= wanted:
+        return []
+    return [
+        f"binlogs are kept for {kept:g} h (Aurora's 'binlog retention hours'={value}) but min_binlog_retention_hours "
+        f"is {wanted:g}; {fix}, so a stopped pipeline can resume before its position is purged"
+    ]
+
+
+def _is_rds(v: dict[str, str]) -> bool:
+    """Whether the server is Aurora MySQL or RDS (``aurora_version`` exists; RDS's install directory)."""
+    return "aurora_version" in v or v.get("basedir", "").startswith("/rdsdbbin/")
+
+
+def _current_user(conn: pymysql.connections.Connection) -> str:
+    """``user@host`` of the account the server matched (CURRENT_USER())."""
+    return str(fetch_value(conn, "SELECT CURRENT_USER()"))
+
+
+def _grant_failures(
+    conn: pymysql.connections.Connection, config: MySQLSourceConfig, flavor: str
+) -> list[str]:
     on_all: set[str] = set()
     on_db: set[str] = set()
     db_patterns = {f"`{config.database}`.*", f"{config.database}.*"}
@@ -176,12 +266,13 @@ def _grant_failures(conn: pymysql.connections.Connection, config: MySQLSourceCon
             on_db |= privileges
     if "ALL PRIVILEGES" in on_all or "ALL" in on_all:
         return []
-    missing = [p for p, names in _SYNONYMS.items() if not on_all.intersection(names)]
+    synonyms = _SYNONYMS["mysql" if flavor == "mysql" else "mariadb"]
+    missing = [p for p, names in synonyms.items() if not on_all.intersection(names)]
     if not ({"SELECT", "ALL PRIVILEGES", "ALL"} & (on_all | on_db)):
         missing.append(f"SELECT on {config.database}")
     if not missing:
         return []
-    user = str(fetch_value(conn, "SELECT CURRENT_USER()"))
+    user = _current_user(conn)
     name, _, host = user.rpartition("@")
     grants = ", ".join(p for p in ("REPLICATION SLAVE", "REPLICATION CLIENT") if p in missing)
     fixes = []

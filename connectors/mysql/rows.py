@@ -28,6 +28,7 @@ from pymysqlreplication.row_event import DeleteRowsEvent, RowsEvent, UpdateRowsE
 from connectors.events import Op
 from connectors.mysql.columns import ConvertedRows, RowConverter
 from connectors.mysql.fastrows import FastPathUnsupported, FastRowDecoder, RowImage, note_fallback
+from connectors.mysql.json_binary import BinaryJson
 from connectors.mysql.schema import TableDefinition
 
 _NOT_A_VALUE_PROBLEM = frozenset({NONE_SOURCE.NULL, NONE_SOURCE.COLS_BITMAP})
@@ -156,6 +157,7 @@ def _decode_fast(event: RowsEvent, table: BinlogTable) -> RowImages:
 
 def _decode_with_library(event: RowsEvent, table: BinlogTable) -> ConvertedRows:
     """`decode_rows_event` by mysql-replication's own decoding plus the types.py fix-ups."""
+    _keep_binary_json(event)
     rows: list[list[Any]] = []
     ops: list[str] = []
     rejected: dict[int, str] = {}
@@ -187,6 +189,27 @@ def _decode_with_library(event: RowsEvent, table: BinlogTable) -> ConvertedRows:
         rows.append(row)
         ops.append(op)
     return table.converter.convert(rows, ops, rejected)
+
+
+def _keep_binary_json(event: RowsEvent) -> None:
+    """Have mysql-replication hand this event's MySQL JSON values over undecoded (`BinaryJson`).
+
+    Its ``read_binary_json`` decodes them into Python values that lose what the server prints
+    (types._json_binlog says what); the bytes are printed exactly by connectors.mysql.json_binary,
+    as on the fast path. Only this event's packet reader is changed. Partial JSON updates keep
+    the library's reading (binlog.py refuses those events before they get here).
+    """
+    packet = event.packet
+    if "read_binary_json" in vars(packet):
+        return
+    library_read = packet.read_binary_json
+
+    def read_binary_json(size: int, is_partial: bool) -> Any:
+        if is_partial:
+            return library_read(size, is_partial)
+        return BinaryJson(packet.read(packet.read_uint_by_size(size)))
+
+    packet.read_binary_json = read_binary_json
 
 
 def _image(

@@ -1,11 +1,23 @@
-"""Consistent snapshots of MariaDB tables without a global lock.
+"""Lock-free, chunked snapshots of MariaDB and MySQL 8 / Aurora MySQL 3 tables.
 
-``START TRANSACTION WITH CONSISTENT SNAPSHOT`` gives an InnoDB read view, and MariaDB reports the
-binlog file/offset that view is consistent with in the ``binlog_snapshot_file`` /
-``binlog_snapshot_position`` status variables of the same session; ``BINLOG_GTID_POS(file, pos)``
-turns that into the GTID position (MariaDB KB "Enhancements for START TRANSACTION WITH
-CONSISTENT SNAPSHOT" and "BINLOG_GTID_POS"). Streaming from that position then continues
-exactly where the snapshot ends: no FLUSH TABLES WITH READ LOCK is needed.
+No global read lock (Aurora does not grant one) and no long transaction: the snapshot first reads
+the server's GTID position (the *low watermark*), then reads each table in primary-key order as
+chunks of at most `chunk_rows` rows, each chunk one autocommit ``SELECT ... WHERE key > last ORDER
+BY key LIMIT n`` (its own InnoDB read view, released when the chunk is read). The snapshot commits
+with the low watermark as its position, and the stream resumes from there.
+
+Why that is exact (docs/decisions.md §11): every chunk is read after the low watermark, so it
+holds every transaction up to it; the stream then delivers every transaction after it, in order,
+and the lake applies them over the snapshot rows as full row images (latest per key wins). A
+change already contained in a chunk is applied again with the same image, a change the chunk
+missed is applied, a row that moved between chunks (a primary-key update) is deleted and inserted
+by the stream. DBLog and Flink CDC correct each chunk against the binlog between a low and a high
+watermark inside the reader; here the lake's ordered merge does that correction, for every chunk
+at once. The change log still holds every source transaction exactly once.
+
+With `readers` > 1 the key space of each table is split at sampled key values into that many
+ranges, read in parallel (each range still in chunks); a bounded queue keeps memory to about
+`readers + 1` chunks.
 """
 
 from __future__ import annotations
@@ -13,8 +25,12 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import logging
+import queue
+import threading
 import time
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
 
 import pymysql
 import pymysql.cursors
@@ -23,7 +39,8 @@ from connectors.events import Batch, Op, QuarantinedRow, TableChanges, TableId
 from connectors.mysql.columns import RowConverter, changes_table
 from connectors.mysql.config import MySQLSourceConfig
 from connectors.mysql.connection import connect, endpoint, fetch_all, fetch_value
-from connectors.mysql.offset import MariaGtidPosition
+from connectors.mysql.offset import BinlogPosition
+from connectors.mysql.position import current_gtid_position
 from connectors.mysql.schema import TableDefinition, read_table_definition
 from connectors.mysql.types import quote_identifier, snapshot_select_expression
 from connectors.source import SourceError
@@ -31,132 +48,268 @@ from connectors.source import SourceError
 logger = logging.getLogger(__name__)
 
 PROGRESS_LOG_SECONDS = 5.0
+KeyValues = tuple[Any, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class KeyRange:
+    """Primary-key values from `low` (inclusive; None: the first) to `high` (exclusive; None: the end)."""
+
+    low: KeyValues | None
+    high: KeyValues | None
 
 
 def read_snapshot(
-    config: MySQLSourceConfig, tables: Sequence[TableId], stream_offset: MariaGtidPosition | None = None
+    config: MySQLSourceConfig,
+    flavor: str,
+    tables: Sequence[TableId],
+    stream_offset: BinlogPosition | None = None,
 ) -> Iterator[Batch]:
     """Yield the snapshot of `tables` as incomplete batches, then the complete batch that commits it.
 
-    Initial snapshot (`stream_offset` None): the final batch has start None and end = the
-    snapshot's GTID position. Backfill of tables into a running stream: start = end =
-    `stream_offset` (the stream does not move) and only `floors` carry the snapshot position,
-    so the stream skips those tables' changes that the snapshot already contains.
+    Initial snapshot (`stream_offset` None): the final batch has start None and end = the low
+    watermark. Backfill of tables into a running stream: start = end = `stream_offset` (the stream
+    does not move) and `floors` carry the low watermark, so a stream that resumes from
+    `stream_offset` skips those tables' changes the snapshot certainly contains.
     """
-    conn = connect(config, cursorclass=pymysql.cursors.SSCursor, autocommit=False)
+    control = connect(config)
     try:
-        position, snapshot_ts = _begin_snapshot(conn, config)
+        if flavor == "mysql":
+            # MySQL 8 caches information_schema row counts for a day; the estimates split tables.
+            fetch_all(control, "SET SESSION information_schema_stats_expiry = 0")
+        low = current_gtid_position(control, flavor)
+        snapshot_ts = fetch_value(control, "SELECT UTC_TIMESTAMP(6)").replace(tzinfo=dt.UTC)
         logger.info(
-            "%s: snapshot of %d table(s) consistent with GTID position %s",
-            endpoint(config),
-            len(tables),
-            position,
-        )
-        definitions = [read_table_definition(conn, t) for t in tables]
-        estimates = _estimated_rows(conn, tables)
-        start = stream_offset
+            "%s: snapshot of %d table(s) in chunks of %d rows with %d reader(s), from GTID position %s",
+            endpoint(config), len(tables), config.chunk_rows, config.snapshot_readers, low,
+        )  # fmt: skip
+        definitions = [read_table_definition(control, t) for t in tables]
         empty: list[TableChanges] = []
         for definition in definitions:
+            estimate = _estimated_rows(control, definition.table)
+            ranges = _split_key_space(control, definition, estimate, config.snapshot_readers)
+            reader = _TableReader(config, definition, low.serialize(), snapshot_ts, stream_offset)
             rows_read = 0
-            for batch in _read_table(conn, config, definition, position, snapshot_ts, start, estimates):
+            for batch in reader.read(ranges, estimate):
                 rows_read += batch.num_rows + len(batch.quarantined)
                 yield batch
             if rows_read == 0:
                 # Still tell the sink the table's schema: it replaces the table with no rows.
-                converter = RowConverter.for_snapshot(definition, config.timezone)
-                converted = converter.convert([], [])
-                data = changes_table(definition, converted, snapshot_ts, position.serialize(), None)
-                empty.append(TableChanges(definition.schema, data))
-        conn.commit()
+                empty.append(reader.convert([])[0])
         yield Batch(
-            start=start,
-            end=stream_offset if stream_offset is not None else position,
+            start=stream_offset,
+            end=stream_offset if stream_offset is not None else low,
             changes=tuple(empty),
             complete=True,
             snapshot=frozenset(tables),
-            floors={t: position for t in tables},
+            floors={t: low for t in tables},
         )
     finally:
-        # Closing the connection, not the unbuffered cursor: closing the cursor would first read
-        # the rest of a table nobody wants any more.
         with contextlib.suppress(Exception):
-            conn.close()
+            control.close()
 
 
-def _begin_snapshot(
-    conn: pymysql.connections.Connection, config: MySQLSourceConfig
-) -> tuple[MariaGtidPosition, dt.datetime]:
-    fetch_all(conn, "SET SESSION TRANSACTION ISOLATION LEVEL REPEATABLE READ")
-    fetch_all(conn, "START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY")
-    status = {str(k).lower(): v for k, v in fetch_all(conn, "SHOW STATUS LIKE 'binlog_snapshot_%'")}
-    file, offset = status.get("binlog_snapshot_file"), status.get("binlog_snapshot_position")
-    if not file or offset is None:
-        raise SourceError(
-            f"{endpoint(config)}: the server reports no binlog snapshot position; is log_bin ON?"
-        )
-    gtid_text = fetch_value(conn, "SELECT BINLOG_GTID_POS(%s, %s)", (file, int(offset)))
-    if gtid_text is None:
-        raise SourceError(f"{endpoint(config)}: BINLOG_GTID_POS({file!r}, {offset}) returned NULL")
-    snapshot_ts = fetch_value(conn, "SELECT UTC_TIMESTAMP(6)")
-    return MariaGtidPosition.parse(str(gtid_text)), snapshot_ts.replace(tzinfo=dt.UTC)
-
-
-def _estimated_rows(conn: pymysql.connections.Connection, tables: Sequence[TableId]) -> dict[TableId, int]:
-    estimates: dict[TableId, int] = {}
-    for t in tables:
-        value = fetch_value(
-            conn,
-            "SELECT TABLE_ROWS FROM information_schema.TABLES WHERE TABLE_SCHEMA = %s AND TABLE_NAME = %s",
-            (t.schema, t.name),
-        )
-        estimates[t] = int(value or 0)
-    return estimates
-
-
-def _read_table(
-    conn: pymysql.connections.Connection,
-    config: MySQLSourceConfig,
-    definition: TableDefinition,
-    position: MariaGtidPosition,
-    snapshot_ts: dt.datetime,
-    start: MariaGtidPosition | None,
-    estimates: dict[TableId, int],
-) -> Iterator[Batch]:
-    table = definition.table
-    schema = definition.schema
-    exprs = ", ".join(
-        snapshot_select_expression(c.name, t) for c, t in zip(schema.columns, definition.types, strict=True)
+def _estimated_rows(conn: pymysql.connections.Connection, table: TableId) -> int:
+    value = fetch_value(
+        conn,
+        "SELECT TABLE_ROWS FROM information_schema.TABLES WHERE TABLE_SCHEMA = %s AND TABLE_NAME = %s",
+        (table.schema, table.name),
     )
-    sql = f"SELECT {exprs} FROM {quote_identifier(table.schema)}.{quote_identifier(table.name)}"
-    converter = RowConverter.for_snapshot(definition, config.timezone)
-    position_text = position.serialize()
-    cur = conn.cursor(pymysql.cursors.SSCursor)
-    cur.execute(sql)
-    names = tuple(d[0] for d in cur.description)
-    if len(names) != len(schema.columns):
-        raise SourceError(
-            f"table {table.schema}.{table.name} changed while the snapshot started; run it again"
+    return int(value or 0)
+
+
+def _split_key_space(
+    conn: pymysql.connections.Connection, definition: TableDefinition, estimate: int, readers: int
+) -> list[KeyRange]:
+    """`readers` ranges of the key space, split at key values sampled at even row offsets."""
+    if readers <= 1 or estimate < 2 * readers:
+        return [KeyRange(None, None)]
+    keys = ", ".join(quote_identifier(k) for k in definition.schema.key)
+    table = _qualified(definition.table)
+    points: list[KeyValues] = []
+    for i in range(1, readers):
+        rows = fetch_all(
+            conn, f"SELECT {keys} FROM {table} ORDER BY {keys} LIMIT 1 OFFSET {estimate * i // readers}"
         )
-    total, last_log = 0, time.monotonic()
-    while True:
-        rows = cur.fetchmany(config.chunk_rows)
-        if not rows:
-            break
-        converted = converter.convert(rows, [Op.INSERT.value] * len(rows))
+        if rows and (not points or tuple(rows[0]) > points[-1]):
+            points.append(tuple(rows[0]))
+    bounds: list[KeyValues | None] = [None, *points, None]
+    return [KeyRange(bounds[i], bounds[i + 1]) for i in range(len(bounds) - 1)]
+
+
+def _qualified(table: TableId) -> str:
+    return f"{quote_identifier(table.schema)}.{quote_identifier(table.name)}"
+
+
+def key_condition(keys: Sequence[str], op: str) -> str:
+    """SQL comparing the key columns, as a row, with as many placeholders: ``(k1, k2) op (%s, %s)``.
+
+    Spelled out (``k1 > %s OR (k1 = %s AND k2 > %s)``, with a leading ``k1 >= %s``) because that
+    form is range-optimised on every MariaDB and MySQL version. Parameters: `key_parameters`.
+    """
+    base = op[0]  # the strict comparison, for every column but the last
+    quoted = [quote_identifier(k) for k in keys]
+    terms = []
+    for i, column in enumerate(quoted):
+        last = i == len(quoted) - 1
+        cmp = op if last else base
+        equal = [f"{c} = %s" for c in quoted[:i]]
+        terms.append("(" + " AND ".join([*equal, f"{column} {cmp} %s"]) + ")")
+    return f"({quoted[0]} {base}= %s AND ({' OR '.join(terms)}))"
+
+
+def key_parameters(values: KeyValues) -> list[Any]:
+    """The parameters of `key_condition` for one key value."""
+    params: list[Any] = [values[0]]
+    for i in range(len(values)):
+        params.extend(values[: i + 1])
+    return params
+
+
+class _TableReader:
+    """Reads one table's key ranges in chunks (in parallel when there are several ranges)."""
+
+    def __init__(
+        self,
+        config: MySQLSourceConfig,
+        definition: TableDefinition,
+        position_text: str,
+        snapshot_ts: dt.datetime,
+        stream_offset: BinlogPosition | None,
+    ) -> None:
+        self.config = config
+        self.definition = definition
+        self.position_text = position_text
+        self.snapshot_ts = snapshot_ts
+        self.start = stream_offset
+        schema = definition.schema
+        exprs = [
+            snapshot_select_expression(c.name, t)
+            for c, t in zip(schema.columns, definition.types, strict=True)
+        ]
+        keys = [quote_identifier(k) for k in schema.key]
+        # The raw key columns come last, to continue from: the expressions may change a value's text.
+        self.select = f"SELECT {', '.join([*exprs, *keys])} FROM {_qualified(definition.table)}"
+        self.order = f" ORDER BY {', '.join(keys)} LIMIT {int(config.chunk_rows)}"
+        self.width = len(schema.columns)
+        self.key_width = len(keys)
+        self.converter = RowConverter.for_snapshot(definition, config.timezone)
+        self._lock = threading.Lock()
+        self.rows = 0
+        self.chunks = 0
+
+    def convert(self, rows: list[tuple[Any, ...]]) -> tuple[TableChanges, tuple[QuarantinedRow, ...]]:
+        """Rows as the table's changes (inserts), and the rows that could not be converted."""
+        with self._lock:  # one converter for the readers of a table
+            converted = self.converter.convert(rows, [Op.INSERT.value] * len(rows))
+        data = changes_table(self.definition, converted, self.snapshot_ts, self.position_text, None)
         quarantined = tuple(
-            QuarantinedRow(table, position_text, snapshot_ts, r.reason, r.payload) for r in converted.rejected
+            QuarantinedRow(self.definition.table, self.position_text, self.snapshot_ts, r.reason, r.payload)
+            for r in converted.rejected
         )
-        data = changes_table(definition, converted, snapshot_ts, position_text, None)
-        total += len(rows)
-        yield Batch(
-            start=start,
-            end=None,
-            changes=(TableChanges(schema, data),),
-            complete=False,
-            quarantined=quarantined,
-        )
-        if time.monotonic() - last_log >= PROGRESS_LOG_SECONDS:
-            last_log = time.monotonic()
-            logger.info("snapshot of %s: %d of about %d rows", table, total, estimates.get(table, 0))
-    cur.close()
-    logger.info("snapshot of %s: done, %d rows", table, total)
+        return TableChanges(self.definition.schema, data), quarantined
+
+    def read(self, ranges: Sequence[KeyRange], estimate: int) -> Iterator[Batch]:
+        started = last_log = time.monotonic()
+        table = self.definition.table
+        for batch in self._batches(ranges):
+            self.rows += batch.num_rows + len(batch.quarantined)
+            self.chunks += 1
+            yield batch
+            now = time.monotonic()
+            if now - last_log >= PROGRESS_LOG_SECONDS:
+                last_log = now
+                rate = self.rows / max(now - started, 1e-9)
+                left = max(estimate - self.rows, 0)
+                logger.info(
+                    "snapshot of %s: %d chunk(s), %d of about %d rows, %.0f rows/s, about %.0f s left",
+                    table, self.chunks, self.rows, estimate, rate, left / rate if rate else 0.0,
+                )  # fmt: skip
+        elapsed = time.monotonic() - started
+        logger.info(
+            "snapshot of %s: done, %d rows in %d chunk(s), %.1f s (%.0f rows/s)",
+            table, self.rows, self.chunks, elapsed, self.rows / max(elapsed, 1e-9),
+        )  # fmt: skip
+
+    def _batches(self, ranges: Sequence[KeyRange]) -> Iterator[Batch]:
+        if len(ranges) == 1:
+            conn = connect(self.config, cursorclass=pymysql.cursors.SSCursor)
+            try:
+                yield from self._read_range(conn, ranges[0])
+            finally:
+                with contextlib.suppress(Exception):
+                    conn.close()
+            return
+        yield from self._parallel(ranges)
+
+    def _parallel(self, ranges: Sequence[KeyRange]) -> Iterator[Batch]:
+        """Each range in its own thread and connection; batches handed over through a bounded queue."""
+        out: queue.Queue[Batch | BaseException | None] = queue.Queue(maxsize=len(ranges))
+        stop = threading.Event()
+
+        def work(key_range: KeyRange) -> None:
+            try:
+                conn = connect(self.config, cursorclass=pymysql.cursors.SSCursor)
+                try:
+                    for batch in self._read_range(conn, key_range):
+                        while not stop.is_set():
+                            with contextlib.suppress(queue.Full):
+                                out.put(batch, timeout=0.5)
+                                break
+                        if stop.is_set():
+                            return
+                finally:
+                    with contextlib.suppress(Exception):
+                        conn.close()
+                out.put(None)
+            except BaseException as exc:  # handed to the consumer, which raises it
+                out.put(exc)
+
+        threads = [threading.Thread(target=work, args=(r,), daemon=True) for r in ranges]
+        for t in threads:
+            t.start()
+        running = len(threads)
+        try:
+            while running:
+                item = out.get()
+                if item is None:
+                    running -= 1
+                elif isinstance(item, BaseException):
+                    raise item
+                else:
+                    yield item
+        finally:
+            stop.set()
+            for t in threads:
+                t.join(timeout=30)
+
+    def _read_range(self, conn: pymysql.connections.Connection, key_range: KeyRange) -> Iterator[Batch]:
+        """Chunks of one key range: each one statement, so no read view outlives a chunk."""
+        keys = self.definition.schema.key
+        last: KeyValues | None = None
+        while True:
+            conditions, params = [], []
+            if last is not None:
+                conditions.append(key_condition(keys, ">"))
+                params.extend(key_parameters(last))
+            elif key_range.low is not None:
+                conditions.append(key_condition(keys, ">="))
+                params.extend(key_parameters(key_range.low))
+            if key_range.high is not None:
+                conditions.append(key_condition(keys, "<"))
+                params.extend(key_parameters(key_range.high))
+            where = f" WHERE {' AND '.join(conditions)}" if conditions else ""
+            with conn.cursor() as cur:
+                cur.execute(self.select + where + self.order, params)
+                rows = list(cur.fetchall())
+            if not rows:
+                return
+            if len(rows[0]) != self.width + self.key_width:
+                raise SourceError(f"table {self.definition.table} changed while it was read; run it again")
+            last = tuple(rows[-1][self.width :])
+            changes, quarantined = self.convert([r[: self.width] for r in rows])
+            yield Batch(
+                start=self.start, end=None, changes=(changes,), complete=False, quarantined=quarantined
+            )
+            if len(rows) < self.config.chunk_rows:
+                return

@@ -1,8 +1,8 @@
-"""`MySQLSource`: the binlog CDC source for MariaDB (and, in part, MySQL 8 / Aurora MySQL).
+"""`MySQLSource`: the binlog CDC source for MySQL 8 / Aurora MySQL 3 and MariaDB.
 
-MariaDB is fully supported (GTID positions as `MariaGtidPosition`). For the MySQL 8 / Aurora
-MySQL flavour, `preflight`, `tables` and `count_rows` work; positions, snapshots and streaming
-raise a SourceError until a MySQL GTID-set offset type exists.
+Positions are GTID sets on MySQL (`MySQLGtidSet`, the value of ``@@gtid_executed``) and GTID
+positions on MariaDB (`MariaGtidPosition`); the flavour is asked from the server (or configured).
+Snapshots are chunked and lock-free on both (snapshot.py); streams resume by GTID (binlog.py).
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from connectors.events import Batch, TableId
 from connectors.mysql.binlog import read_stream
 from connectors.mysql.config import MySQLSourceConfig
 from connectors.mysql.connection import connect, endpoint, fetch_value, is_transient, server_flavor
-from connectors.mysql.offset import MariaGtidPosition
+from connectors.mysql.offset import BinlogPosition, MariaGtidPosition, MySQLGtidSet
 from connectors.mysql.position import current_gtid_position
 from connectors.mysql.preflight import run_preflight
 from connectors.mysql.schema import list_base_tables
@@ -69,13 +69,6 @@ class MySQLSource:
             self._flavor = server_flavor(self._connection())
         return self._flavor
 
-    def _require_mariadb(self, what: str) -> None:
-        if self.flavor != "mariadb":
-            raise SourceError(
-                f"{endpoint(self.config)}: {what} is not implemented yet for the MySQL 8 / Aurora MySQL flavour "
-                "(it needs a MySQL GTID-set offset type); only MariaDB is supported so far"
-            )
-
     # -- Source protocol ----------------------------------------------------------------------
 
     def preflight(self) -> None:
@@ -92,14 +85,14 @@ class MySQLSource:
         return list_base_tables(self._connection(), self.config.database)
 
     def current_position(self) -> Offset:
-        """``@@gtid_binlog_pos`` now: the high-water mark of a bounded run."""
-        self._require_mariadb("current_position")
-        return current_gtid_position(self._connection())
+        """The GTID position now (MySQL ``@@gtid_executed``, MariaDB ``@@gtid_binlog_pos``): the
+        high-water mark of a bounded run."""
+        return current_gtid_position(self._connection(), self.flavor)
 
     def snapshot(
         self, tables: Sequence[TableId] | None = None, *, stream_offset: Offset | None = None
     ) -> Iterator[Batch]:
-        """A consistent snapshot of `tables` (all by default), without a global lock.
+        """A snapshot of `tables` (all by default) in chunks, without a lock or a long transaction.
 
         Without `stream_offset` this is an initial snapshot: the final batch has start None,
         end = the snapshot's position and floors = that position for every table. With
@@ -107,11 +100,10 @@ class MySQLSource:
         running stream: the final batch has start = end = `stream_offset` and only `floors`
         carry the snapshot position.
         """
-        self._require_mariadb("snapshot")
         chosen = list(tables) if tables is not None else list(self.tables())
         self._check_tables(chosen)
-        offset = None if stream_offset is None else _gtid_position(stream_offset, "stream_offset")
-        return read_snapshot(self.config, chosen, offset)
+        offset = None if stream_offset is None else self._position(stream_offset, "stream_offset")
+        return read_snapshot(self.config, self.flavor, chosen, offset)
 
     def backfill(self, tables: Sequence[TableId], stream_offset: Offset) -> Iterator[Batch]:
         """Re-snapshot `tables` into a running stream: ``snapshot(tables, stream_offset=...)``."""
@@ -128,12 +120,12 @@ class MySQLSource:
         Without `until` the stream blocks for new changes until the caller stops iterating;
         with `until` it stops after the transaction that reaches `until` (or at the end of the
         binlog). Each row's `_position` is the serialised GTID position after its transaction
-        (``mariadb-gtid:0-1-42``) and `_txid` is its GTID (``0-1-42``).
+        (``mariadb-gtid:0-1-42``, ``mysql-gtid:<uuid>:1-42``) and `_txid` is its GTID
+        (``0-1-42``, ``<uuid>:42``).
         """
-        self._require_mariadb("stream")
-        start = _gtid_position(since, "since")
-        end = None if until is None else _gtid_position(until, "until")
-        typed_floors = {t: _gtid_position(o, f"floor of {t}") for t, o in floors.items()}
+        start = self._position(since, "since")
+        end = None if until is None else self._position(until, "until")
+        typed_floors = {t: self._position(o, f"floor of {t}") for t, o in floors.items()}
         return read_stream(self.config, list(self.tables()), start, typed_floors, end)
 
     def acknowledge(self, offset: Offset) -> None:
@@ -159,8 +151,14 @@ class MySQLSource:
                     f"{t} does not belong to source {self.name!r} (database {self.config.database!r})"
                 )
 
-
-def _gtid_position(offset: Offset, what: str) -> MariaGtidPosition:
-    if not isinstance(offset, MariaGtidPosition):
-        raise SourceError(f"{what} must be a MariaDB GTID position (mariadb-gtid:...), got {offset!r}")
-    return offset
+    def _position(self, offset: Offset, what: str) -> BinlogPosition:
+        """`offset` as this server's kind of position; an offset of the other flavour (a lake
+        written from MariaDB, the source now pointed at MySQL, or back) is refused by name."""
+        wanted = MySQLGtidSet if self.flavor == "mysql" else MariaGtidPosition
+        if not isinstance(offset, wanted):
+            raise SourceError(
+                f"{endpoint(self.config)}: {what} {offset.serialize()!r} is not a {self.flavor} GTID position "
+                f"({'mysql-gtid' if self.flavor == 'mysql' else 'mariadb-gtid'}:...); the lake was written from "
+                f"another server flavour. Run `lakehouse resnapshot --source {self.name}`"
+            )
+        return offset

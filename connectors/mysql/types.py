@@ -15,7 +15,8 @@ BIGINT UNSIGNED                             decimal128(20, 0)                Ath
 DECIMAL(p, s)                               decimal128(p, s)                 decimal256(p, s) when p > 38
 FLOAT / DOUBLE                              float32 / float64                snapshot reads FLOAT as DOUBLE: exact bits
 CHAR / VARCHAR / *TEXT                      string
-JSON                                        string                           MariaDB: the stored text (LONGTEXT)
+JSON                                        string                           MariaDB: the stored text (LONGTEXT);
+                                                                             MySQL: the server's text (json_binary)
 ENUM                                        string                           invalid value '' stays ''
 SET                                         list<string>                     members in definition order; '' -> []
 BINARY / VARBINARY / *BLOB / GEOMETRY       binary                           BINARY(n) right-padded with 0x00 to n
@@ -50,6 +51,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from connectors.events import UTC_MICROS
+from connectors.mysql.json_binary import BinaryJson, JsonBinaryError, json_text
 from connectors.source import SourceError
 
 INTEGER_BITS = {"tinyint": 8, "smallint": 16, "mediumint": 24, "int": 32, "bigint": 64}
@@ -334,6 +336,27 @@ def _as_bytes(v: bytes | str) -> bytes:
     return v if isinstance(v, bytes) else v.encode("utf-8")
 
 
+def _json_binlog(v: Any) -> str:
+    """A MySQL JSON value from the library path -> the text the server prints (as the fast path).
+
+    rows.py has mysql-replication hand binary JSON over undecoded (`BinaryJson`): its own
+    decoding (dicts with bytes keys) loses what MySQL prints, e.g. DATE vs DATETIME inside a
+    document, a negative TIME's sign, opaque bytes, and a top-level JSON null or an empty value
+    becomes None (SQL NULL). Any other value is refused (quarantined), not serialised by guess.
+    """
+    if isinstance(v, BinaryJson):
+        try:
+            return json_text(v)
+        except JsonBinaryError as exc:
+            raise UnconvertibleValueError(str(exc)) from None
+    if isinstance(v, str):
+        return v
+    raise UnconvertibleValueError(
+        f"JSON value decoded by mysql-replication ({type(v).__name__}) without its binary form; "
+        "the server's text cannot be rebuilt exactly"
+    )
+
+
 def binlog_fixup(t: MySQLType) -> Fixup | None:
     """The fix-up for a value as decoded by mysql-replication from a binlog row image."""
     n = t.name
@@ -357,6 +380,8 @@ def binlog_fixup(t: MySQLType) -> Fixup | None:
         return _pad_binary(t.length)
     if n in _BINARY_TYPES:
         return _as_bytes
+    if n == "json":
+        return _json_binlog
     return None
 
 

@@ -1,18 +1,19 @@
-"""Consistent snapshots: the initial one that creates the slot, and backfills while streaming.
+"""Snapshots: the initial one that creates the slot, and backfills while streaming, in chunks.
 
-Both create a logical slot with ``EXPORT_SNAPSHOT`` on a replication connection and, while that
-connection stays open, import the snapshot into a ``REPEATABLE READ`` transaction on a SQL
-connection (``SET TRANSACTION SNAPSHOT``). The rows read there are exactly the state at the slot's
-consistent point: every transaction that commits later has its commit record at or after that
-point, so the stream delivers it and nothing is missed or seen twice at the hand-over.
+Both create a logical slot on a replication connection only for its *consistent point*: every
+transaction that commits after it is in the slot's stream, and every one that committed before it
+is visible to any snapshot taken once the slot exists. That point is the snapshot's low
+watermark (LW). The replication connection is closed at once (a temporary slot goes with it), and
+each table is then read in primary-key order in chunks of `chunk_rows` rows, each one autocommit
+statement ``SELECT ... WHERE (key) > (last) ORDER BY key LIMIT n``: its own snapshot, so no
+session holds back the writer's xmin horizon (vacuum) for longer than one chunk's read. The
+snapshot commits with LW as its position / floors; the stream re-applies every change after LW in
+order over the snapshot rows, which makes the result exact (docs/decisions.md §5; the same
+argument as connectors.mysql.snapshot).
 
-* Initial snapshot: the slot is the source's permanent slot; streaming continues from it.
-* Backfill: the slot is TEMPORARY (dropped with its connection). It only serves to get a snapshot
-  together with its exact WAL position, which becomes the tables' floor: the running stream skips
-  their changes at or below it, because the backfilled rows already contain them.
-
-Tables are read with a server-side (named) cursor, `chunk_rows` rows at a time, so memory stays
-bounded whatever the table size.
+* Initial snapshot: the slot is the source's permanent slot; streaming continues from LW.
+* Backfill: the slot is TEMPORARY; LW becomes the tables' floor (the running stream skips their
+  changes at or below it: every chunk already contains them).
 """
 
 from __future__ import annotations
@@ -117,40 +118,29 @@ def _exported_snapshot(
     stream_offset: Lsn | None,
 ) -> Iterator[Batch]:
     replication = connect(config, replication=True)
-    reader = None
     try:
-        consistent_point, snapshot_name = create_slot_with_snapshot(
+        consistent_point, _snapshot_name = create_slot_with_snapshot(
             replication.cursor(), slot, temporary=temporary
         )
-        log.info(
-            "%s slot %s created at %s (snapshot %s)",
-            "temporary" if temporary else "replication",
-            slot,
-            consistent_point,
-            snapshot_name,
-        )
-        reader = connect(config, autocommit=False)
-        reader.set_session(isolation_level="REPEATABLE READ", readonly=True)
+    finally:
+        close_quietly(replication)  # only the consistent point is needed; drops a temporary slot
+    log.info(
+        "%s slot %s created at %s; reading %d table(s) in chunks of %d rows",
+        "temporary" if temporary else "replication", slot, consistent_point, len(tables), config.chunk_rows,
+    )  # fmt: skip
+    reader = connect(config)  # autocommit: each chunk is one statement with its own snapshot
+    try:
         with reader.cursor() as cur:
-            # Must be the transaction's first statement (psycopg2 has just sent BEGIN).
-            cur.execute("SET TRANSACTION SNAPSHOT %s", (snapshot_name,))
-            # Block DDL on the tables for the duration, as pg_dump does, so each table is read with
-            # the layout the catalog reports.
-            cur.execute(
-                sql.SQL("LOCK TABLE {} IN ACCESS SHARE MODE").format(
-                    sql.SQL(", ").join(qualified(t) for t in tables)
-                )
-            )
             cur.execute("SELECT now()")
             snapshot_time: dt.datetime = cur.fetchone()[0]
         snapshot_micros = (snapshot_time - _UNIX_EPOCH) // dt.timedelta(microseconds=1)
         catalog = Catalog(reader, config.timezone)
         empty: list[TableChanges] = []
-        for number, table in enumerate(tables):
+        for table in tables:
             layout = catalog.describe(table)
             rows = 0
             for changes, quarantined in _read_table(
-                config, reader, catalog, layout, number, consistent_point.serialize(), snapshot_micros
+                config, reader, catalog, layout, consistent_point.serialize(), snapshot_micros
             ):
                 rows += changes.num_rows + len(quarantined)
                 yield Batch(
@@ -163,7 +153,6 @@ def _exported_snapshot(
             if rows == 0:
                 # An empty table still tells the lake its schema.
                 empty.append(ChangeBuffer(layout).build()[0])
-        reader.rollback()  # read-only: nothing to commit; ends the snapshot transaction
         end = stream_offset if stream_offset is not None else consistent_point
         yield Batch(
             start=stream_offset,
@@ -175,7 +164,6 @@ def _exported_snapshot(
         )
     finally:
         close_quietly(reader)
-        close_quietly(replication)  # drops a temporary slot
 
 
 def _read_table(
@@ -183,41 +171,67 @@ def _read_table(
     conn: Any,
     catalog: Catalog,
     layout: TableLayout,
-    number: int,
     position: str,
     snapshot_micros: int,
 ) -> Iterator[tuple[TableChanges, list[QuarantinedRow]]]:
-    """Read one table in chunks of `chunk_rows` as text, converting each chunk column by column."""
+    """Read one table in key order, `chunk_rows` rows per statement, converting each chunk by column."""
     table = layout.table
     estimate = catalog.estimated_rows(table)
-    columns = sql.SQL(", ").join(sql.Identifier(c.name) for c in layout.schema.columns)
-    query = sql.SQL("SELECT {} FROM {}").format(columns, qualified(table))
+    names = layout.schema.column_names
+    keys = [sql.Identifier(k) for k in layout.schema.key]
+    key_at = [names.index(k) for k in layout.schema.key]
+    select = sql.SQL("SELECT {} FROM {}").format(
+        sql.SQL(", ").join(sql.Identifier(n) for n in names), qualified(table)
+    )
+    order = sql.SQL(" ORDER BY {} LIMIT {}").format(sql.SQL(", ").join(keys), sql.Literal(config.chunk_rows))
+    # Continue after the last key: the key values are passed back as the text the server printed,
+    # as untyped literals, which the server reads with the key columns' own input functions.
+    after = sql.SQL(" WHERE ({}) > ({})").format(
+        sql.SQL(", ").join(keys), sql.SQL(", ").join(sql.Placeholder() * len(keys))
+    )
+    # Hand over each value exactly as the type's output function rendered it - what pgoutput
+    # sends too. (A ::text cast is not the same: bool::text is 'true', char(n)::text drops the
+    # padding, inet::text adds the netmask.)
+    raw_text = psycopg2.extensions.new_type(catalog.loaded_type_oids(), "LAKEHOUSE_RAW_TEXT", _raw_text)
     started = last_report = time.monotonic()
-    done = 0
-    with conn.cursor(name=f"lakehouse_snapshot_{number}") as cur:
-        # Hand over each value exactly as the type's output function rendered it - what pgoutput
-        # sends too. (A ::text cast is not the same: bool::text is 'true', char(n)::text drops the
-        # padding, inet::text adds the netmask.)
-        raw_text = psycopg2.extensions.new_type(catalog.loaded_type_oids(), "LAKEHOUSE_RAW_TEXT", _raw_text)
-        psycopg2.extensions.register_type(raw_text, cur)
-        cur.itersize = config.chunk_rows
-        cur.execute(query)
-        while True:
-            rows = cur.fetchmany(config.chunk_rows)
-            if not rows:
-                break
-            buffer = ChangeBuffer(layout)
-            for target, values in zip(buffer.columns, zip(*rows, strict=True), strict=True):
-                target.extend(values)
-            buffer.ops.extend(["I"] * len(rows))
-            buffer.close_segment(position, snapshot_micros, None)
-            done += len(rows)
-            yield buffer.build()
-            now = time.monotonic()
-            if now - last_report >= PROGRESS_EVERY_SECONDS:
-                last_report = now
-                log.info("snapshot of %s: %s", table, _progress(done, estimate, now - started))
-    log.info("snapshot of %s finished: %d rows in %.1fs", table, done, time.monotonic() - started)
+    done = chunks = 0
+    last: tuple[Any, ...] | None = None
+    while True:
+        with conn.cursor() as cur:
+            psycopg2.extensions.register_type(raw_text, cur)
+            if last is None:
+                cur.execute(select + order)
+            else:
+                cur.execute(select + after + order, last)
+            rows = cur.fetchall()
+            if rows and len(cur.description) != len(names):
+                raise SourceError(f"table {table} changed while it was read; run the snapshot again")
+        if not rows:
+            break
+        last = tuple(rows[-1][i] for i in key_at)
+        buffer = ChangeBuffer(layout)
+        for target, values in zip(buffer.columns, zip(*rows, strict=True), strict=True):
+            target.extend(values)
+        buffer.ops.extend(["I"] * len(rows))
+        buffer.close_segment(position, snapshot_micros, None)
+        done += len(rows)
+        chunks += 1
+        yield buffer.build()
+        now = time.monotonic()
+        if now - last_report >= PROGRESS_EVERY_SECONDS:
+            last_report = now
+            log.info(
+                "snapshot of %s: %d chunk(s), %s", table, chunks, _progress(done, estimate, now - started)
+            )
+        if len(rows) < config.chunk_rows:
+            break
+    log.info(
+        "snapshot of %s finished: %d rows in %d chunk(s), %.1fs",
+        table,
+        done,
+        chunks,
+        time.monotonic() - started,
+    )
 
 
 def _raw_text(value: str | None, _cursor: Any) -> str | None:

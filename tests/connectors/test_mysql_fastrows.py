@@ -334,15 +334,16 @@ def test_decimal_layout_matches_the_server_storage_size(precision: int, scale: i
 
 
 def test_unsupported_table_is_reported_and_left_to_the_library() -> None:
-    # A fake TABLE_MAP column of MySQL 8's binary JSON type (245): the library decodes it.
+    # A fake TABLE_MAP column of the pre-5.6 DATETIME layout (type code 12, no fractional-second
+    # metadata): the fast decoder leaves it to the library.
     from connectors.mysql.fastrows_plan import plan_column
     from connectors.mysql.types import MySQLType
 
     class Column:
-        type, name = 245, "doc"
+        type, name = 12, "legacy"
 
-    with pytest.raises(FastPathUnsupported, match="type code 245"):
-        plan_column(Column(), MySQLType("json"), "UTC")
+    with pytest.raises(FastPathUnsupported, match="type code 12"):
+        plan_column(Column(), MySQLType("datetime"), "UTC")
 
 
 def test_updates_of_a_composite_key_out_of_column_order(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from connectors.mysql.offset import MariaGtid, MariaGtidPosition, MySQLGtidSet
+from connectors.mysql.offset import MariaGtid, MariaGtidPosition, MySQLGtid, MySQLGtidSet
 from connectors.offsets import OffsetError, parse_offset
 
 A = "3e11fa47-71ca-11e1-9e33-c80aa9429562"
@@ -30,7 +30,8 @@ def test_mysql_gtid_sets_parse_what_gtid_executed_prints() -> None:
     s = MySQLGtidSet.parse(text)
     assert str(s) == f"{A}:1-9:11-18,{A}:tag_a:1-2,{B}:1-3"
     assert parse_offset(s.serialize()) == s
-    assert s.contains(A, 9) and not s.contains(A, 10) and s.contains(f"{A}:tag_a", 2) and not s.contains(B, 4)
+    assert s.contains(MySQLGtid(A, 9)) and not s.contains(MySQLGtid(A, 10))
+    assert s.contains(MySQLGtid(f"{A}:tag_a", 2)) and not s.contains(MySQLGtid(B, 4))
     assert MySQLGtidSet.parse("") == MySQLGtidSet()
 
 
@@ -40,9 +41,12 @@ def test_mysql_gtid_sets_order_by_inclusion_and_advance() -> None:
     assert small <= big and small < big and not big <= small
     other = MySQLGtidSet.parse(f"{B}:1-3")
     assert not small <= other and not other <= small  # unrelated histories: neither contains the other
-    assert small.advance(A, 6) == MySQLGtidSet.parse(f"{A}:1-6")
-    assert small.advance(A, 8) == MySQLGtidSet.parse(f"{A}:1-5:8")
-    assert small.advance(B.upper(), 1).contains(B, 1)
+    assert small.advance(MySQLGtid(A, 6)) == MySQLGtidSet.parse(f"{A}:1-6")
+    assert small.advance(MySQLGtid(A, 8)) == MySQLGtidSet.parse(f"{A}:1-5:8")
+    # A new writer's UUID (failover) joins the set; the old UUID's history is kept.
+    failed_over = small.advance(MySQLGtid(B.upper(), 1))
+    assert failed_over.contains(MySQLGtid(B, 1)) and small < failed_over
+    assert MySQLGtid.parse(f"{A.upper()}:42") == MySQLGtid(A, 42) and str(MySQLGtid(A, 42)) == f"{A}:42"
 
 
 @pytest.mark.parametrize("bad", ["not-a-uuid:1-3", f"{A}:5-3", f"{A}:0", f"{A}:x-y", f"{A}:1-3:Bad-Tag"])

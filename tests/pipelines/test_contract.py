@@ -21,6 +21,7 @@ from connectors.mysql.config import MySQLSourceConfig
 from connectors.postgres.config import PostgresSourceConfig
 from pipelines.runner import backfill_tables, sync_source
 from pipelines.sources import open_source
+from tests.mysql_support import seq_table
 from tests.stream_support import running_stream
 
 
@@ -98,10 +99,12 @@ class World:
         return self.lake.read_changelog(self.config.name, f"{self.schema}__{table}".lower())
 
 
-@pytest.fixture(params=["mysql", "postgres"])
+@pytest.fixture(params=["mariadb", "mysql8", "postgres"])
 def world(request: pytest.FixtureRequest, tmp_path: Path) -> World:
-    kind = request.param
-    db = request.getfixturevalue("mysql_db" if kind == "mysql" else "pg_db")
+    """The contract world on MariaDB, on the MySQL 8-family server (as Aurora MySQL 3) and on PostgreSQL."""
+    fixture = {"mariadb": "mysql_db", "mysql8": "mysql8_db", "postgres": "pg_db"}[request.param]
+    kind = "postgres" if request.param == "postgres" else "mysql"
+    db = request.getfixturevalue(fixture)
     w = World(kind, db, tmp_path / "lake", ("accounts", "visits"))
     w.sql(
         "CREATE TABLE accounts (id BIGINT PRIMARY KEY, name VARCHAR(50), balance DECIMAL(12,2), score INT)",
@@ -219,7 +222,7 @@ def test_one_million_row_transaction(world: World) -> None:
     if world.kind == "mysql":
         world.sql(
             "INSERT INTO visits (id, account_id, note) "
-            f"SELECT 100000 + seq, seq % 100, CONCAT('bulk ', seq) FROM seq_1_to_{rows}"
+            "SELECT 100000 + seq, seq % 100, CONCAT('bulk ', seq) FROM " + seq_table(rows)
         )
     else:
         world.sql(

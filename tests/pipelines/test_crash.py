@@ -135,11 +135,12 @@ chunk_rows = 250
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("kind", ["mysql", "postgres"])
+@pytest.mark.parametrize("server", ["mariadb", "mysql8", "postgres"])
 def test_sigkill_at_random_points_loses_and_duplicates_nothing(
-    kind: str, request: pytest.FixtureRequest, tmp_path: Path
+    server: str, request: pytest.FixtureRequest, tmp_path: Path
 ) -> None:
-    db = request.getfixturevalue("mysql_db" if kind == "mysql" else "pg_db")
+    db = request.getfixturevalue({"mariadb": "mysql_db", "mysql8": "mysql8_db", "postgres": "pg_db"}[server])
+    kind = "postgres" if server == "postgres" else "mysql"
     admin = db.admin_connect()
     with admin.cursor() as cur:
         cur.execute(

@@ -1,0 +1,17 @@
+"""SQL helpers for tests that run on both MariaDB and the MySQL 8-family server."""
+
+from __future__ import annotations
+
+_DIGITS = " UNION ALL ".join(f"SELECT {d} AS d" for d in range(10))
+
+
+def seq_table(rows: int) -> str:
+    """A derived table with one column ``seq`` holding 1..`rows` (MariaDB's ``seq_1_to_N``, portably).
+
+    Built from cross-joined digits: MariaDB's SEQUENCE engine does not exist on MySQL, and a
+    recursive CTE that deep needs a MySQL-only session setting.
+    """
+    width = len(str(max(rows - 1, 1)))
+    tables = ", ".join(f"({_DIGITS}) AS d{i}" for i in range(width))
+    value = " + ".join(f"d{i}.d * {10**i}" for i in range(width))
+    return f"(SELECT {value} + 1 AS seq FROM {tables} HAVING seq <= {rows}) AS seqs"
