@@ -75,7 +75,14 @@ class DatabaseSourceConfig(FrozenModel):
         description="Rows per snapshot chunk (one short read each) and per staged file of a huge transaction.",
     )
     snapshot_readers: int = Field(
-        2, ge=1, le=16, description="Parallel readers per table in a snapshot, each on its own key range."
+        1,
+        ge=1,
+        le=16,
+        description=(
+            "Parallel readers per table in a snapshot (MySQL/MariaDB), each on its own key range. More help "
+            "only when the server or the network is the bottleneck: row decoding holds the GIL, and each "
+            "reader holds a chunk in memory (bench/bench_snapshot.py)."
+        ),
     )
     retry: RetryConfig = Field(default_factory=RetryConfig)
 
