@@ -1,27 +1,45 @@
 """MySQL binlog -> lake change log rows/s, next to mysql-replication's own decode-only rate, same binlog.
 
-Loads ROWS rows (the 11-column table of the peer benchmark: BIGINT PK, INT, DECIMAL(12,2), ENUM,
-DATETIME(6), TIMESTAMP, VARCHAR(64), TEXT with NULLs, TINYINT, DOUBLE, JSON) in transactions of
-1,000 rows into a throw-away database on the local MariaDB, then each round times
+For each server asked for (``--server mariadb|mysql8|both``, default both: the local MariaDB and
+the local MySQL 8-family server that stands in for Aurora MySQL 3), loads ROWS rows (the 11-column
+table of the peer benchmark: BIGINT PK, INT, DECIMAL(12,2), ENUM, DATETIME(6), TIMESTAMP,
+VARCHAR(64), TEXT with NULLs, TINYINT, DOUBLE, JSON) in transactions of 1,000 rows into a
+throw-away database (dropped at the end, also on failure), then each round times
 
 * ours to the lake: `MySQLSource.stream(since, until=<position after the load>)` into a
-  `LakeWriter` on a fresh local lake (decode, typed Arrow, Parquet change-log files, commits);
-* baseline: `BinLogStreamReader` from the same GTID position, non-blocking, row events of the
-  table only, touching every value of every row (decode only, no conversion, nothing written).
+  `LakeWriter` on a fresh local lake (decode, typed Arrow, Parquet change-log files, commits),
+  from the first connection to the last change log commit;
+* baseline: mysql-replication's `BinLogStreamReader` over the same transactions, set up as a user
+  after speed would: ``only_events=[WriteRowsEvent]`` (the library adds the TABLE_MAP and rotate
+  events it needs itself), ``only_schemas``/``only_tables`` = the bench table, ``blocking=False``,
+  ``freeze_schema=True`` (the documented faster mode; the table is not altered), logging off, and
+  the server's own GTID start position (MariaDB ``is_mariadb=True, auto_position=<gtid pos>``;
+  MySQL ``is_mariadb=False, auto_position=<gtid set>``). It touches every value of every row
+  (decode only: no conversion, nothing written) and stops at the last loaded row. Its connections
+  come from our connection factory (`binlog_connect`, same charset and TLS as ours) so that
+  connection setup costs both sides the same; the decoding is the library's own.
 
-Run by hand with the stack up:  .venv/bin/python bench/bench_mysql_to_lake.py [rows] [rounds]
+The two run one after the other, in alternating order. Per server it prints each round, the
+median rows/s of both and their ratio, and how many rows events our decoder left to the library
+path (`fastrows.fallback_counts`, by reason; none is the expected case).
+
+Run by hand with the stack up:
+    .venv/bin/python bench/bench_mysql_to_lake.py [rows] [rounds] [--server mariadb|mysql8|both]
 """
 
 from __future__ import annotations
 
+import argparse
 import datetime as dt
 import json
 import random
 import resource
-import sys
+import statistics
 import tempfile
 import time
 import uuid
+from collections import Counter
+from dataclasses import dataclass
 from decimal import Decimal
 
 import pymysql
@@ -31,13 +49,14 @@ from connectors.lake.storage import Storage
 from connectors.lake.writer import LakeWriter
 from connectors.mysql import MySQLSource
 from connectors.mysql.config import MySQLSourceConfig
-from connectors.mysql.offset import MariaGtidPosition
+from connectors.mysql.connection import binlog_connect
+from connectors.mysql.fastrows import fallback_counts
+from connectors.mysql.offset import BinlogPosition, MariaGtidPosition, MySQLGtidSet
 from connectors.mysql.patches.dump_request import apply as apply_dump_request_patch
-from devstack.settings import load_settings
+from devstack.settings import StackSettings, load_settings
 
-ROWS = int(sys.argv[1]) if len(sys.argv) > 1 else 200_000
-ROUNDS = int(sys.argv[2]) if len(sys.argv) > 2 else 3
 PER_TRANSACTION = 1_000
+SERVERS = {"mariadb": "mariadb", "mysql8": "mysql"}  # --server name -> MySQLSource flavour
 
 DDL = """
 CREATE TABLE bench (
@@ -47,9 +66,30 @@ CREATE TABLE bench (
 """
 
 
+@dataclass(frozen=True)
+class Round:
+    """One timed round of both readers on one server."""
+
+    ours_seconds: float
+    baseline_seconds: float
+    rows: int
+
+    @property
+    def ours_rate(self) -> float:
+        return self.rows / self.ours_seconds
+
+    @property
+    def baseline_rate(self) -> float:
+        return self.rows / self.baseline_seconds
+
+    @property
+    def ratio(self) -> float:
+        return self.baseline_seconds / self.ours_seconds
+
+
 def _rows(start: int, n: int, rng: random.Random) -> list[tuple[object, ...]]:
     base = dt.datetime(2024, 1, 1)
-    out = []
+    out: list[tuple[object, ...]] = []
     for i in range(start, start + n):
         out.append(
             (
@@ -69,9 +109,15 @@ def _rows(start: int, n: int, rng: random.Random) -> list[tuple[object, ...]]:
     return out
 
 
-def _ours_to_lake(
-    source: MySQLSource, since: MariaGtidPosition, until: MariaGtidPosition
-) -> tuple[float, int]:
+def _binlog_position(source: MySQLSource) -> BinlogPosition:
+    """The server's position now, as the binlog position type the source works with."""
+    position = source.current_position()
+    if not isinstance(position, MariaGtidPosition | MySQLGtidSet):
+        raise TypeError(f"{source!r} returned {position.serialize()!r}, not a binlog GTID position")
+    return position
+
+
+def _ours_to_lake(source: MySQLSource, since: BinlogPosition, until: BinlogPosition) -> tuple[float, int]:
     with tempfile.TemporaryDirectory() as lake_dir:
         writer = LakeWriter(Storage(lake_dir), "bench")
         writer.write(Batch(start=None, end=since, snapshot=frozenset(source.tables())))
@@ -83,92 +129,161 @@ def _ours_to_lake(
         return time.perf_counter() - started, rows
 
 
-def _baseline(settings: dict[str, object], database: str, since: MariaGtidPosition) -> tuple[float, int]:
+def _baseline(
+    settings: dict[str, object], database: str, since: BinlogPosition, expected: int
+) -> tuple[float, int]:
     from pymysqlreplication import BinLogStreamReader
     from pymysqlreplication.row_event import WriteRowsEvent
 
+    is_mariadb = isinstance(since, MariaGtidPosition)
+    if isinstance(since, MySQLGtidSet) and since.is_empty:
+        # mysql-replication reads an empty auto_position as "from the end of the binlog".
+        raise RuntimeError("the MySQL server has an empty gtid_executed; nothing to start the baseline from")
     apply_dump_request_patch()  # without it, non-blocking GTID mode loops on MariaDB (see PITFALLS)
     started = time.perf_counter()
     stream = BinLogStreamReader(
         connection_settings=settings,
         server_id=900_000 + random.randint(0, 99_999),
-        is_mariadb=True,
+        is_mariadb=is_mariadb,
         auto_position=str(since),
         blocking=False,
         only_events=[WriteRowsEvent],
         only_schemas=[database],
         only_tables=["bench"],
+        freeze_schema=True,
         enable_logging=False,
+        pymysql_wrapper=binlog_connect,
     )
     rows = 0
-    for event in stream:
-        for row in event.rows:
-            for _value in row["values"].values():
-                pass
-            rows += 1
-    stream.close()
+    try:
+        for event in stream:
+            for row in event.rows:
+                for _value in row["values"].values():
+                    pass
+                rows += 1
+            if rows >= expected:
+                break  # the load is all read; later traffic of other databases is not ours to time
+    finally:
+        stream.close()
     return time.perf_counter() - started, rows
 
 
-def main() -> None:
-    stack = load_settings()
-    database = f"bench_{uuid.uuid4().hex[:8]}"
-    admin = pymysql.connect(
+def _admin_connection(stack: StackSettings, port: int) -> pymysql.connections.Connection:
+    return pymysql.connect(
         host=stack.host,
-        port=stack.mariadb_port,
+        port=port,
         user=stack.admin_user,
         password=stack.admin_password.get_secret_value(),
         charset="utf8mb4",
         autocommit=True,
     )
-    admin.cursor().execute(f"CREATE DATABASE `{database}`")
-    admin.select_db(database)
+
+
+def _drop_database(stack: StackSettings, port: int, database: str) -> None:
+    """Drop the throw-away database on a fresh connection (the load's may be broken or mid-transaction)."""
+    conn = _admin_connection(stack, port)
+    try:
+        with conn.cursor() as cur:
+            cur.execute(f"DROP DATABASE IF EXISTS `{database}`")
+    finally:
+        conn.close()
+
+
+def _load(admin: pymysql.connections.Connection, rows: int) -> None:
+    rng = random.Random(42)
+    admin.autocommit(False)
+    with admin.cursor() as cur:
+        for start in range(0, rows, PER_TRANSACTION):
+            cur.executemany(
+                "INSERT INTO bench VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s)",
+                _rows(start, min(PER_TRANSACTION, rows - start), rng),
+            )
+            admin.commit()
+    admin.autocommit(True)
+
+
+def run_server(stack: StackSettings, server: str, rows: int, rounds: int) -> list[Round]:
+    """Load the workload into a throw-away database on `server` and time both readers `rounds` times."""
+    port = stack.mariadb_port if server == "mariadb" else stack.mysql8_port
+    database = f"bench_{uuid.uuid4().hex[:8]}"
+    admin = _admin_connection(stack, port)
     config = MySQLSourceConfig(
         name="bench",
         host=stack.host,
-        port=stack.mariadb_port,
+        port=port,
         user=stack.cdc_user,
         password=stack.cdc_password,
         database=database,
         server_id=800_000 + random.randint(0, 99_999),
+        flavor=SERVERS[server],
     )
     source = MySQLSource(config)
+    results: list[Round] = []
     try:
-        admin.cursor().execute(DDL)
-        since = source.current_position()
-        rng = random.Random(42)
-        started = time.perf_counter()
-        admin.autocommit(False)
         with admin.cursor() as cur:
-            for start in range(0, ROWS, PER_TRANSACTION):
-                cur.executemany(
-                    "INSERT INTO bench VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s)",
-                    _rows(start, PER_TRANSACTION, rng),
-                )
-                admin.commit()
-        print(f"loaded {ROWS:,} rows in {time.perf_counter() - started:.1f}s")
-        until = source.current_position()
-        settings = {
+            cur.execute(f"CREATE DATABASE `{database}`")
+        admin.select_db(database)
+        with admin.cursor() as cur:
+            cur.execute(DDL)
+        print(f"\n== {server}: {admin.get_server_info()} at {stack.host}:{port}, database {database}")
+        since = _binlog_position(source)
+        started = time.perf_counter()
+        _load(admin, rows)
+        print(f"loaded {rows:,} rows in {time.perf_counter() - started:.1f}s")
+        until = _binlog_position(source)
+        settings: dict[str, object] = {
             "host": stack.host,
-            "port": stack.mariadb_port,
+            "port": port,
             "user": stack.cdc_user,
-            "passwd": stack.cdc_password.get_secret_value(),
+            "password": stack.cdc_password.get_secret_value(),
+            "charset": "utf8mb4",
         }
-        for round_number in range(1, ROUNDS + 1):
-            lake, n_lake = _ours_to_lake(source, since, until)
-            base, n_base = _baseline(settings, database, since)
+        fallbacks_before = Counter(fallback_counts())
+        for round_number in range(1, rounds + 1):
+            if round_number % 2:
+                ours, n_ours = _ours_to_lake(source, since, until)
+                base, n_base = _baseline(settings, database, since, rows)
+            else:
+                base, n_base = _baseline(settings, database, since, rows)
+                ours, n_ours = _ours_to_lake(source, since, until)
+            if n_ours != rows or n_base != rows:
+                raise RuntimeError(f"expected {rows:,} rows each, ours read {n_ours:,}, baseline {n_base:,}")
+            result = Round(ours, base, rows)
+            results.append(result)
             print(
-                f"round {round_number}: ours binlog -> lake change log {n_lake / lake:>9,.0f} rows/s ({lake:.2f}s)"
-                f" | mysql-replication decode-only {n_base / base:>9,.0f} rows/s ({base:.2f}s)"
-                f" | ratio {base / lake:.2f}x"
+                f"round {round_number}: ours binlog -> lake change log {result.ours_rate:>9,.0f} rows/s ({ours:.2f}s)"
+                f" | mysql-replication decode-only {result.baseline_rate:>9,.0f} rows/s ({base:.2f}s)"
+                f" | ratio {result.ratio:.2f}x"
             )
-            assert n_lake == ROWS and n_base == ROWS, (n_lake, n_base)
-        print(f"max RSS of this process: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB")
+        fallbacks = Counter(fallback_counts()) - fallbacks_before
+        print(
+            "rows events decoded by the library path instead of ours: "
+            + (", ".join(f"{n} x {reason}" for reason, n in fallbacks.most_common()) or "none")
+        )
     finally:
         source.close()
-        admin.autocommit(True)
-        admin.cursor().execute(f"DROP DATABASE `{database}`")
         admin.close()
+        _drop_database(stack, port, database)
+    return results
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("rows", nargs="?", type=int, default=200_000, help="rows to load (default 200,000)")
+    parser.add_argument("rounds", nargs="?", type=int, default=3, help="timed rounds per server (default 3)")
+    parser.add_argument("--server", choices=["mariadb", "mysql8", "both"], default="both")
+    args = parser.parse_args()
+    stack = load_settings()
+    servers = list(SERVERS) if args.server == "both" else [args.server]
+    summary = {server: run_server(stack, server, args.rows, args.rounds) for server in servers}
+    print(f"\nmedian of {args.rounds} rounds, {args.rows:,} rows:")
+    for server, results in summary.items():
+        print(
+            f"{server:>8}: ours {statistics.median(r.ours_rate for r in results):>9,.0f} rows/s"
+            f" | mysql-replication decode-only {statistics.median(r.baseline_rate for r in results):>9,.0f} rows/s"
+            f" | ratio {statistics.median(r.ratio for r in results):.2f}x"
+        )
+    print(f"max RSS of this process: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB")
 
 
 if __name__ == "__main__":
