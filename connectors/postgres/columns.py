@@ -1,10 +1,11 @@
-"""Raw text values gathered column by column, turned into `TableChanges` in one go.
+"""Raw values gathered column by column, turned into `TableChanges` in one go.
 
-Decoding appends each value (bytes from pgoutput, str from a snapshot cursor, None for NULL) to
-its column's list; metadata is kept once per transaction (a *segment*) instead of once per row.
-`ChangeBuffer.build` then converts whole columns with Arrow. When a column fails to convert, the
-rows at fault are found by bisection and quarantined with the column, value and reason; the rest
-of the column still converts in one piece.
+Decoding appends each value to its column's list: text (bytes from pgoutput, str from a snapshot
+cursor) or, for a buffer of binary values, what `connectors.postgres.binary` reads (ints, floats,
+bools, bytes); None for NULL. Metadata is kept once per transaction (a *segment*) instead of once
+per row. `ChangeBuffer.build` then converts whole columns with Arrow. When a column fails to
+convert, the rows at fault are found by bisection and quarantined with the column, value and
+reason; the rest of the column still converts in one piece.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -21,10 +23,11 @@ from connectors.events import (
     QuarantinedRow,
     TableChanges,
 )
+from connectors.postgres.binary import raw_array, utf8_text
 from connectors.postgres.catalog import TableLayout
 from connectors.postgres.types import CONVERSION_ERRORS, Converter
 
-RawValue = bytes | str | None
+RawValue = Any  # bytes or str (text), or what a binary codec reads; None for NULL
 
 _UNIX_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 
@@ -40,13 +43,19 @@ class Segment:
 
 
 class ChangeBuffer:
-    """Rows of one table layout as raw text columns, with their ops and transaction segments."""
+    """Rows of one table layout as raw columns, with their ops and transaction segments.
 
-    __slots__ = ("layout", "columns", "ops", "unchanged", "segments", "_segmented")
+    With `binary`, the values are binary-format values read through each column type's
+    `BinaryCodec` (every column must have one); otherwise text.
+    """
 
-    def __init__(self, layout: TableLayout) -> None:
+    __slots__ = ("layout", "binary", "columns", "appends", "ops", "unchanged", "segments", "_segmented")
+
+    def __init__(self, layout: TableLayout, *, binary: bool = False) -> None:
         self.layout = layout
+        self.binary = binary
         self.columns: list[list[RawValue]] = [[] for _ in layout.types]
+        self.appends = tuple(column.append for column in self.columns)  # for the row decoders
         self.ops: list[str] = []
         # (row index, column indexes) of values the source did not send (unchanged TOAST).
         self.unchanged: list[tuple[int, tuple[int, ...]]] = []
@@ -82,6 +91,14 @@ class ChangeBuffer:
         self.segments.clear()
         self._segmented = 0
 
+    def _text(self, column: int, value: Any) -> str | None:
+        """A raw value as PostgreSQL prints it (for quarantine messages)."""
+        if value is None or not self.binary:
+            return value  # type: ignore[no-any-return]
+        codec = self.layout.types[column].binary
+        assert codec is not None
+        return codec.render(value)
+
     def build(self) -> tuple[TableChanges, list[QuarantinedRow]]:
         """Convert to `TableChanges`; rows with unconvertible values go to the quarantine list."""
         layout = self.layout
@@ -89,14 +106,24 @@ class ChangeBuffer:
         n = len(self.ops)
         if self._segmented != n:
             raise RuntimeError(f"{schema.table}: {n - self._segmented} rows have no transaction segment")
-        raw = [_raw_array(values) for values in self.columns]
+        if self.binary:
+            codecs = [t.binary for t in layout.types]
+            if None in codecs:
+                raise RuntimeError(
+                    f"{schema.table}: binary values for a column type without a binary decoder"
+                )
+            raw = [raw_array(codec, values) for codec, values in zip(codecs, self.columns, strict=True)]  # type: ignore[arg-type]
+            converters = [codec.convert for codec in codecs]  # type: ignore[union-attr]
+        else:
+            raw = [_raw_array(values) for values in self.columns]
+            converters = [t.convert for t in layout.types]
         converted: list[pa.Array] = []
         bad: dict[int, list[str]] = {}
-        for column, column_type, values in zip(schema.columns, layout.types, raw, strict=True):
-            array, failures = convert_column(column_type.convert, values)
+        for number, (column, convert, values) in enumerate(zip(schema.columns, converters, raw, strict=True)):
+            array, failures = convert_column(convert, values)
             converted.append(array)
             for row in failures:
-                text = values[row].as_py()
+                text = self._text(number, values[row].as_py())
                 shown = text if text is None or len(text) <= 200 else text[:200] + "..."
                 bad.setdefault(row, []).append(
                     f"column {column.name!r} ({column.source_type}) value {shown!r} cannot be stored as {column.type}"
@@ -118,7 +145,10 @@ class ChangeBuffer:
         if bad:
             for row in sorted(bad):
                 segment = self.segments[index[row]]
-                payload = {name: values[row].as_py() for name, values in zip(names, raw, strict=True)}
+                payload = {
+                    name: self._text(number, values[row].as_py())
+                    for number, (name, values) in enumerate(zip(names, raw, strict=True))
+                }
                 quarantined.append(
                     QuarantinedRow(
                         table=schema.table,
@@ -136,24 +166,14 @@ class ChangeBuffer:
 
 
 def _raw_array(values: list[RawValue]) -> pa.Array:
-    """Raw values as an Arrow string array (pgoutput bytes are checked for UTF-8 by the cast)."""
+    """Raw text values as an Arrow string array (pgoutput bytes are checked for UTF-8 by the cast)."""
     for value in values:
         if value is not None:
             if isinstance(value, bytes):
-                return _utf8_rows(pa.array(values, pa.binary()))
+                # client_encoding=UTF8 makes the server convert; invalid bytes are shown escaped.
+                return utf8_text(pa.array(values, pa.binary()))
             break
     return pa.array(values, pa.string())
-
-
-def _utf8_rows(binary: pa.Array) -> pa.Array:
-    try:
-        return binary.cast(pa.string())
-    except pa.ArrowInvalid:
-        # client_encoding=UTF8 makes the server convert; keep the rest and show invalid bytes escaped.
-        return pa.array(
-            [None if v is None else v.decode("utf-8", "backslashreplace") for v in binary.to_pylist()],
-            pa.string(),
-        )
 
 
 def convert_column(convert: Converter, values: pa.Array) -> tuple[pa.Array, list[int]]:

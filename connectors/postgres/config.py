@@ -26,9 +26,17 @@ class PostgresSourceConfig(DatabaseSourceConfig):
         60.0,
         gt=0,
         description=(
-            "While no captured table changes, ask the server for its WAL position this often (twice per "
-            "period); each new position is committed to the lake as a row-less batch at once, so the slot "
-            "can be advanced (the server keeps WAL until then)."
+            "While no captured table changes, ask the server for its WAL position twice per period and commit "
+            "a new position to the lake as a row-less batch (at most twice per period), so that the slot can "
+            "be advanced (the server keeps WAL until then)."
+        ),
+    )
+    binary_values: bool = Field(
+        True,
+        description=(
+            "Ask pgoutput for values in binary form (PostgreSQL 14+; faster on both sides) when every captured "
+            "column's type has a binary decoder here; otherwise, or when false, values come as text. The lake "
+            "receives the same values either way."
         ),
     )
 

@@ -2,8 +2,8 @@
 
 Every connection (SQL and replication) pins the settings that decide how values are rendered as
 text, because the snapshot (read as raw output text) and pgoutput (the type's output function, run in the
-walsender with the walsender's settings) must produce the very same text for the converters in
-`connectors.postgres.types`:
+walsender with the walsender's settings; with binary values, for the types still sent as text) must
+produce the very same text for the converters in `connectors.postgres.types`:
 
 * ``TimeZone=UTC`` - timestamptz renders as ``... +00``, independent of the server's default;
 * ``DateStyle=ISO`` - ``YYYY-MM-DD``; ``IntervalStyle=iso_8601`` - intervals as ``P1DT2H``;

@@ -1,12 +1,9 @@
-"""A small, fast decoder for the pgoutput logical replication protocol, version 1.
+"""A small decoder for the pgoutput logical replication protocol (version 1) messages.
 
 Message layouts follow "Logical Replication Message Formats" in the PostgreSQL documentation
-(chapter 55.9 in PostgreSQL 15). Protocol v1 sends every column value in its text form; the
-decoder does not convert them: it appends the raw bytes straight to per-column lists (see
-`append_tuple`), and `connectors.postgres.types` converts whole columns afterwards. That per-row
-loop is the hot path of the whole source, hence the plain code and the precompiled structs.
-
-Tuple data columns are 'n' (NULL), 'u' (unchanged TOASTed value, not sent) or 't' (text).
+(chapter 55.9 in PostgreSQL 15). This module parses the messages around the rows (Begin, Commit,
+Relation, Truncate, ...); the rows' TupleData, the hot path, is read by
+`connectors.postgres.tuples`.
 """
 
 from __future__ import annotations
@@ -35,13 +32,8 @@ NEW_TUPLE = ord("N")
 KEY_TUPLE = ord("K")
 OLD_TUPLE = ord("O")
 
-_TEXT = ord("t")
-_NULL = ord("n")
-_UNCHANGED = ord("u")
-
 _BEGIN = struct.Struct(">qqI")  # final_lsn, commit timestamp, xid
 _COMMIT = struct.Struct(">bqqq")  # flags, commit_lsn, end_lsn, commit timestamp
-_INT32 = struct.Struct(">i")
 _UINT32 = struct.Struct(">I")
 _INT16 = struct.Struct(">h")
 _RELATION_COLUMN_TAIL = struct.Struct(">Ii")  # type OID, typmod
@@ -132,42 +124,3 @@ def parse_truncate(data: bytes) -> Truncate:
 def relation_id(data: bytes) -> int:
     """The relation OID of an Insert, Update or Delete message."""
     return int(_UINT32.unpack_from(data, 1)[0])
-
-
-def append_tuple(data: bytes, pos: int, columns: list[list[bytes | None]]) -> tuple[int, list[int] | None]:
-    """Append one TupleData's values to `columns` (one list per column); the hot path.
-
-    Returns the position after the tuple and the indexes of 'u' (unchanged TOAST) columns, whose
-    slot gets None, or None when there are none.
-    """
-    (ncols,) = _INT16.unpack_from(data, pos)
-    if ncols != len(columns):
-        raise PgoutputError(f"tuple has {ncols} columns but its relation has {len(columns)}")
-    pos += 2
-    unpack_length = _INT32.unpack_from
-    unchanged: list[int] | None = None
-    for i, column in enumerate(columns):
-        kind = data[pos]
-        if kind == _TEXT:
-            start = pos + 5
-            pos = start + unpack_length(data, pos + 1)[0]
-            column.append(data[start:pos])
-        elif kind == _NULL:
-            column.append(None)
-            pos += 1
-        elif kind == _UNCHANGED:
-            column.append(None)
-            pos += 1
-            if unchanged is None:
-                unchanged = []
-            unchanged.append(i)
-        else:
-            raise PgoutputError(f"unknown tuple column kind {kind!r} (expected protocol v1 text values)")
-    return pos, unchanged
-
-
-def read_tuple(data: bytes, pos: int, ncols: int) -> tuple[int, list[bytes | None], list[int] | None]:
-    """Decode one TupleData into a list of values (for old tuples and updates)."""
-    columns: list[list[bytes | None]] = [[] for _ in range(ncols)]
-    pos, unchanged = append_tuple(data, pos, columns)
-    return pos, [c[0] for c in columns], unchanged

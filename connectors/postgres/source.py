@@ -16,8 +16,10 @@ from connectors.postgres import snapshot as snapshots
 from connectors.postgres.catalog import Catalog, qualified
 from connectors.postgres.config import PostgresSourceConfig
 from connectors.postgres.connection import close_quietly, connect
+from connectors.postgres.formats import use_binary_values
 from connectors.postgres.offset import Lsn
 from connectors.postgres.preflight import run_preflight
+from connectors.postgres.replication import ReplicationSession
 from connectors.postgres.slot import advance_slot, released_slot_state
 from connectors.postgres.stream import ChangeStream
 from connectors.source import PositionLostError, SourceError
@@ -40,7 +42,7 @@ class PostgresSource:
       temporary slot; its final batch keeps the stream at `stream_offset` and sets the tables'
       floors.
     * `stream(since, floors, until)` reads the slot; `acknowledge(offset)` confirms a lake-committed
-      offset to the server (``send_feedback`` on the running stream, else
+      offset to the server (a status update on the running stream, else
       ``pg_replication_slot_advance``).
 
     Connections are opened lazily; `close()` (or ``with``) releases them.
@@ -51,8 +53,9 @@ class PostgresSource:
         self.name = config.name
         self.replica_identities: dict[TableId, str] = {}
         self._conn: Any = None
-        self._replication_cursor: Any = None  # set while a stream() generator is open
+        self._replication: ReplicationSession | None = None  # set while a stream() generator is open
         self._delivered: Lsn | None = None  # highest complete-batch end handed out by stream()
+        self.values_format: str | None = None  # 'binary' or 'text': the last replication session's
 
     def __enter__(self) -> PostgresSource:
         return self
@@ -126,46 +129,58 @@ class PostgresSource:
         start = _lsn(since)
         stop = _lsn(until) if until is not None else None
         self._check_slot(start)
-        if self._replication_cursor is not None:
+        if self._replication is not None:
             raise SourceError(f"source {self.name} is already streaming; one stream at a time per source")
         captured = set(self.tables())
-        replication = connect(self.config, replication=True)
+        catalog = Catalog(self._sql(), self.config.timezone)
+        decoder = ChangeStream(
+            self.config,
+            catalog,
+            captured,
+            start,
+            {t: _lsn(f) for t, f in floors.items()},
+            stop,
+            self._flush_position,
+            binary=use_binary_values(self.config, self._sql(), catalog, captured),
+        )
         try:
-            cursor = replication.cursor()
-            try:
-                cursor.start_replication(
-                    slot_name=self.config.slot_name,
-                    decode=False,
-                    start_lsn=start.value,
-                    options={"proto_version": "1", "publication_names": self.config.publication_name},
-                )
-            except psycopg2.errors.UndefinedObject as exc:
-                raise self._position_lost(f"{str(exc).strip()}") from None
-            except psycopg2.Error as exc:
-                if "has already been removed" in str(exc):
-                    raise self._position_lost(
-                        f"WAL needed from {start} was removed: {str(exc).strip()}"
-                    ) from None
-                raise SourceError(
-                    f"cannot start streaming from slot {self.config.slot_name}: {str(exc).strip()}"
-                ) from None
-            self._replication_cursor = cursor
-            decoder = ChangeStream(
-                self.config,
-                Catalog(self._sql(), self.config.timezone),
-                captured,
-                start,
-                {t: _lsn(f) for t, f in floors.items()},
-                stop,
-                self._flush_position,
-            )
-            for batch in decoder.batches(cursor):
+            for batch in decoder.batches(self._open_session):
                 if batch.complete:
                     self._delivered = _lsn(batch.end)  # type: ignore[arg-type]
                 yield batch
         finally:
-            self._replication_cursor = None
-            close_quietly(replication)
+            self._close_session()
+
+    def _open_session(self, start_lsn: int, binary: bool) -> ReplicationSession:
+        """START_REPLICATION from `start_lsn`; a session already open is closed first (and its
+        walsender given the moment it needs to release the slot)."""
+        if self._replication is not None:
+            self._close_session()
+            released_slot_state(self._sql(), self.config.slot_name)
+        options = {"proto_version": "1", "publication_names": self.config.publication_name}
+        if binary:
+            options["binary"] = "true"
+        try:
+            session = ReplicationSession.start(self.config, self.config.slot_name, start_lsn, options)
+        except psycopg2.errors.UndefinedObject as exc:
+            raise self._position_lost(f"{str(exc).strip()}") from None
+        except psycopg2.Error as exc:
+            if "has already been removed" in str(exc):
+                raise self._position_lost(
+                    f"WAL needed from {Lsn(start_lsn)} was removed: {str(exc).strip()}"
+                ) from None
+            raise SourceError(
+                f"cannot start streaming from slot {self.config.slot_name}: {str(exc).strip()}"
+            ) from None
+        self._replication = session
+        self.values_format = "binary" if binary else "text"
+        log.info("%s: streaming %s values from %s", self.name, self.values_format, Lsn(start_lsn))
+        return session
+
+    def _close_session(self) -> None:
+        session, self._replication = self._replication, None
+        if session is not None:
+            session.close()
 
     def acknowledge(self, offset: Offset) -> None:
         """Confirm that everything up to `offset` (a lake-committed batch end) is in the lake."""
@@ -174,8 +189,8 @@ class PostgresSource:
             raise ValueError(
                 f"cannot acknowledge {lsn}: the stream has only delivered up to {self._delivered}"
             )
-        if self._replication_cursor is not None:
-            self._replication_cursor.send_feedback(flush_lsn=lsn.value, force=True)
+        if self._replication is not None:
+            self._replication.confirm(lsn.value)
         else:
             advance_slot(self._sql(), self.config.slot_name, lsn)
         log.debug("acknowledged %s on slot %s", lsn, self.config.slot_name)

@@ -1,11 +1,13 @@
 """PostgreSQL column types -> Arrow types, and text -> Arrow conversion one column at a time.
 
-Both the snapshot (raw output text) and pgoutput (protocol v1 sends every value in its text form)
-hand over values as text rendered with the session settings pinned in
-`connectors.postgres.connection` (UTC, ISO dates, hex bytea). A column is converted as a whole with
-Arrow casts wherever Arrow parses the PostgreSQL text exactly; only bytea and arrays use a per-value
-Python step. A converter raises `ValueError` (or `pyarrow.ArrowInvalid`) when any value cannot be
-converted; `connectors.postgres.columns` then finds the offending rows and quarantines them.
+The snapshot (raw output text) and pgoutput without its ``binary`` option hand over values as text
+rendered with the session settings pinned in `connectors.postgres.connection` (UTC, ISO dates, hex
+bytea). A column is converted as a whole with Arrow casts wherever Arrow parses the PostgreSQL text
+exactly; only bytea and arrays use a per-value Python step. A converter raises `ValueError` (or
+`pyarrow.ArrowInvalid`) when any value cannot be converted; `connectors.postgres.columns` then finds
+the offending rows and quarantines them. `ColumnType.binary` is the same column's decoder for
+binary values (`connectors.postgres.binary`): it yields exactly what the text converter does, and
+is None for the types whose binary form is not decoded (those read as text only).
 
 ==========================  =====================================  ===============================
 PostgreSQL                  Arrow                                  notes
@@ -55,6 +57,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from connectors.events import UTC_MICROS
+from connectors.postgres import binary
+from connectors.postgres.binary import BinaryCodec
 
 Converter = Callable[[pa.Array], pa.Array]
 
@@ -82,10 +86,11 @@ class TypeInfo:
 
 @dataclass(frozen=True, slots=True)
 class ColumnType:
-    """How one column is stored in the lake and how its text values are converted."""
+    """How one column is stored in the lake and how its text (and binary) values are converted."""
 
     arrow_type: pa.DataType
     convert: Converter
+    binary: BinaryCodec | None = None  # None: no binary decoder here (the stream asks for text then)
 
 
 class TypeResolutionError(LookupError):
@@ -159,9 +164,18 @@ def _to_timestamptz(values: pa.Array) -> pa.Array:
 
 def _to_timestamp_in(zone: str) -> Converter:
     """Read zone-less wall times in `zone`, the way PostgreSQL's timestamp -> timestamptz does."""
+    naive_to_utc = _naive_to_utc(zone)
 
     def convert(values: pa.Array) -> pa.Array:
-        naive = values.cast(pa.timestamp("us"))
+        return naive_to_utc(values.cast(pa.timestamp("us")))
+
+    return convert
+
+
+def _naive_to_utc(zone: str) -> Converter:
+    """Naive wall-time timestamps read in `zone` -> UTC instants (text and binary paths alike)."""
+
+    def convert(naive: pa.Array) -> pa.Array:
         if zone == "UTC":
             return naive.cast(UTC_MICROS)
         # PostgreSQL resolves an ambiguous wall time (clocks set back) to standard time, the later
@@ -194,36 +208,44 @@ def _assume_timezone_with_gaps(naive: pa.Array, zone: str) -> pa.Array:
 
 def _numeric(typmod: int) -> ColumnType:
     if typmod < 4:  # no typmod: unconstrained numeric; its exact text is the only lossless form
-        return ColumnType(pa.string(), _as_text)
+        return _NUMERIC_TEXT
     precision = ((typmod - 4) >> 16) & 0xFFFF
     # PostgreSQL 15 stores the scale as an 11-bit signed number (negative scales are allowed).
     scale = (((typmod - 4) & 0x7FF) ^ 1024) - 1024
     if precision > DECIMAL256_MAX_PRECISION or scale > precision:
-        return ColumnType(pa.string(), _as_text)
+        return _NUMERIC_TEXT
     target = (
         pa.decimal128(precision, scale)
         if precision <= DECIMAL128_MAX_PRECISION
         else pa.decimal256(precision, scale)
     )
-    return ColumnType(target, _cast(target))
+    return ColumnType(target, _cast(target), binary.decimal_codec(target))
 
 
 # pg_catalog base types by name (OIDs of built-in types are stable, names are self-explanatory).
 _SCALARS: dict[str, ColumnType] = {
-    "int2": ColumnType(pa.int16(), _cast(pa.int16())),
-    "int4": ColumnType(pa.int32(), _cast(pa.int32())),
-    "int8": ColumnType(pa.int64(), _cast(pa.int64())),
-    "oid": ColumnType(pa.int64(), _cast(pa.int64())),
-    "float4": ColumnType(pa.float32(), _cast(pa.float32())),
-    "float8": ColumnType(pa.float64(), _cast(pa.float64())),
-    "bool": ColumnType(pa.bool_(), _to_bool),
-    "bytea": ColumnType(pa.binary(), _to_binary),
-    "date": ColumnType(pa.date32(), _cast(pa.date32())),
-    "time": ColumnType(pa.time64("us"), _to_time),
-    "timestamptz": ColumnType(UTC_MICROS, _to_timestamptz),
+    name: ColumnType(arrow_type, _cast(arrow_type), binary.SCALARS[name])
+    for name, arrow_type in (
+        ("int2", pa.int16()),
+        ("int4", pa.int32()),
+        ("int8", pa.int64()),
+        ("oid", pa.int64()),
+        ("float4", pa.float32()),
+        ("float8", pa.float64()),
+        ("date", pa.date32()),
+    )
 }
+_SCALARS["bool"] = ColumnType(pa.bool_(), _to_bool, binary.SCALARS["bool"])
+_SCALARS["bytea"] = ColumnType(pa.binary(), _to_binary, binary.SCALARS["bytea"])
+_SCALARS["time"] = ColumnType(pa.time64("us"), _to_time, binary.SCALARS["time"])
+_SCALARS["timestamptz"] = ColumnType(UTC_MICROS, _to_timestamptz, binary.SCALARS["timestamptz"])
+# Kept as their text; the binary decoder renders the same text (see connectors.postgres.binary).
+for _name in ("text", "varchar", "bpchar", "name", "json", "jsonb", "uuid", "interval", "timetz", "char"):
+    _SCALARS[_name] = ColumnType(pa.string(), _as_text, binary.SCALARS[_name])
 
-_TEXT = ColumnType(pa.string(), _as_text)
+_TEXT = ColumnType(pa.string(), _as_text)  # no binary decoder: money, inet, ranges, composites, ...
+_ENUM = ColumnType(pa.string(), _as_text, binary.TEXT)  # enum_send writes the label
+_NUMERIC_TEXT = ColumnType(pa.string(), _as_text, binary.NUMERIC_TEXT)
 
 
 def column_type(oid: int, typmod: int, types: Mapping[int, TypeInfo], timezone: str) -> ColumnType:
@@ -242,13 +264,19 @@ def column_type(oid: int, typmod: int, types: Mapping[int, TypeInfo], timezone: 
         element = column_type(info.element, typmod, types, timezone)
         if pa.types.is_list(element.arrow_type):
             return _TEXT
-        return ColumnType(pa.list_(element.arrow_type), _to_list(element))
+        codec = None
+        if element.binary is not None:
+            codec = binary.array_codec(element.binary, element.arrow_type)
+        return ColumnType(pa.list_(element.arrow_type), _to_list(element), codec)
+    if info.typtype == "e":
+        return _ENUM
     if info.typtype != "b" or info.namespace != "pg_catalog":
-        return _TEXT  # enums, composites, ranges, extension types: their text form
+        return _TEXT  # composites, ranges, extension types: their text form
     if info.name == "numeric":
         return _numeric(typmod)
     if info.name == "timestamp":
-        return ColumnType(UTC_MICROS, _to_timestamp_in(timezone))
+        naive_to_utc = _naive_to_utc(timezone)
+        return ColumnType(UTC_MICROS, _to_timestamp_in(timezone), binary.timestamp_codec(naive_to_utc))
     return _SCALARS.get(info.name, _TEXT)
 
 
@@ -317,7 +345,10 @@ def _to_list(element: ColumnType) -> Converter:
             offsets.append(len(flat))
         converted = element.convert(pa.array(flat, pa.string()))
         return pa.ListArray.from_arrays(
-            pa.array(offsets, pa.int32()), converted, type=pa.list_(element.arrow_type), mask=pa.array(mask)
+            pa.array(offsets, pa.int32()),
+            converted,
+            type=pa.list_(element.arrow_type),
+            mask=pa.array(mask, pa.bool_()),
         )
 
     return convert

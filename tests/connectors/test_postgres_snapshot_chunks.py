@@ -82,8 +82,6 @@ def test_composite_keys_of_several_types_chunk_exactly(pg_db: Any) -> None:
         batches = list(source.snapshot())
     finally:
         source.close()
-    keys = [
-        (r["clinic"], r["day"], r["seq"]) for b in batches for c in b.changes for r in c.data.to_pylist()
-    ]
+    keys = [(r["clinic"], r["day"], r["seq"]) for b in batches for c in b.changes for r in c.data.to_pylist()]
     assert len(keys) == 3000 and len(set(keys)) == 3000
     assert max(b.num_rows for b in batches) <= 100 and len(batches) > 30

@@ -355,6 +355,51 @@ def test_unbounded_stream_heartbeats_while_only_other_tables_change(
     stream.close()
 
 
+def test_the_slot_is_confirmed_only_as_far_as_acknowledged(pg_db: Any, admin: Any, make_source: Any) -> None:
+    """psycopg2 2.8+ confirms keepalive positions by itself ("smart feedback") whenever every data
+    message it saw was confirmed, and before it saw any: the slot would run ahead of the lake. The
+    slot must stay exactly where `acknowledge` put it, whatever the stream reads meanwhile."""
+    execute(admin, "CREATE TABLE t (id int PRIMARY KEY)", "CREATE TABLE other (id int PRIMARY KEY)")
+    source = make_source(tables=("t",), idle_heartbeat_seconds=0.5, batch_max_seconds=0.2)
+    slot = source.config.slot_name
+    _, final = initial(source)
+    stream = source.stream(final.end, final.floors)
+    blocks = iter(range(1, 1_000_000))
+
+    def end(batch: Batch) -> Lsn:
+        assert isinstance(batch.end, Lsn)
+        return batch.end
+
+    def read_while_other_tables_change(seconds: float, expected: Lsn) -> list[Batch]:
+        """Consume batches (never acknowledging) while only unrelated WAL moves."""
+        batches: list[Batch] = []
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            first = next(blocks) * 100
+            execute(admin, f"INSERT INTO other SELECT generate_series({first}, {first + 99})")
+            batches.append(next(stream))
+            assert slot_confirmed(admin, slot) == expected, batches
+        assert max(end(b) for b in batches) > expected  # keepalives did report later positions
+        return batches
+
+    # Before any data message: the first keepalives must not confirm anything.
+    read_while_other_tables_change(3.0, end(final))
+    # After a data message that was acknowledged: the keepalives after it must not either.
+    execute(admin, "INSERT INTO t VALUES (1)")
+    batch = next(stream)
+    while not batch.num_rows:
+        batch = next(stream)
+    source.acknowledge(end(batch))
+    assert wait_confirmed(admin, slot, end(batch)) == end(batch)
+    heartbeats = read_while_other_tables_change(3.0, end(batch))
+    # After an acknowledged heartbeat position: the same.
+    source.acknowledge(end(heartbeats[-1]))
+    assert wait_confirmed(admin, slot, end(heartbeats[-1])) == end(heartbeats[-1])
+    read_while_other_tables_change(3.0, end(heartbeats[-1]))
+    stream.close()
+    assert slot_confirmed(admin, slot) == heartbeats[-1].end
+
+
 def test_missing_slot_is_position_lost_with_resnapshot_command(
     pg_db: Any, admin: Any, make_source: Any
 ) -> None:
