@@ -86,7 +86,7 @@ def create_world_from_config(config: LakehouseConfig, *, patients: int = 200, se
             cur.execute(f'GRANT CREATE ON DATABASE "{pg.database}" TO "{pg.user}"')
     state = "seeded" if summary.seeded else "already there"
     log.info("sample world %s: %s", state, dict(summary.row_counts))
-    _create_mysql8_world(mysql.database, patients=patients, seed=seed)
+    _create_other_mysql_worlds(config, patients=patients, seed=seed)
     _store_federated_secrets(config)
     devices = _devices_source(config)
     if devices is not None:
@@ -103,37 +103,33 @@ def create_world_from_config(config: LakehouseConfig, *, patients: int = 200, se
             log.info("device tables seeded: %s", counts)
 
 
-def _create_mysql8_world(database: str, *, patients: int, seed: int) -> None:
-    """The same health database and rows on the stack's MySQL 9.7 server (the Aurora MySQL 3 stand-in).
+def _create_other_mysql_worlds(config: LakehouseConfig, *, patients: int, seed: int) -> None:
+    """The same health database and rows behind every further MySQL source of the config (the
+    ``aurora_mysql3`` source on the stack's MySQL 9.7 server, the Aurora MySQL 3 stand-in).
 
-    Skipped with a warning when that server is not running. Idempotent: a seeded database stays.
+    Idempotent: a seeded database stays.
     """
     import devstack
     from pipelines.world.setup import create_mysql_database, create_mysql_world
 
-    (status,) = devstack.status(["mysql8"])
-    if not status.running:
-        log.warning(
-            "the stack's MySQL 8 server (%s) is not running; no %s database there", status.endpoint, database
-        )
-        return
     stack = devstack.settings()
-    conn = pymysql.connect(
-        host=stack.host,
-        port=stack.mysql8_port,
-        user=stack.admin_user,
-        password=stack.admin_password.get_secret_value(),
-        charset="utf8mb4",
-        autocommit=True,
-    )
-    try:
-        create_mysql_database(conn, database)
-        conn.select_db(database)
-        summary = create_mysql_world(conn, seed=seed, patients=patients)
-    finally:
-        conn.close()
-    state = "seeded" if summary.seeded else "already there"
-    log.info("%s on the MySQL 8 server %s: %s", database, state, dict(summary.row_counts))
+    for source in [s for s in config.sources if isinstance(s, MySQLSourceConfig)][1:]:
+        conn = pymysql.connect(
+            host=source.host,
+            port=source.port,
+            user=stack.admin_user,
+            password=stack.admin_password.get_secret_value(),
+            charset="utf8mb4",
+            autocommit=True,
+        )
+        try:
+            create_mysql_database(conn, source.database)
+            conn.select_db(source.database)
+            summary = create_mysql_world(conn, seed=seed, patients=patients)
+        finally:
+            conn.close()
+        state = "seeded" if summary.seeded else "already there"
+        log.info("%s of source %s %s: %s", source.database, source.name, state, dict(summary.row_counts))
 
 
 def _store_federated_secrets(config: LakehouseConfig) -> None:

@@ -79,11 +79,14 @@ class BinaryCodec:
         return struct.unpack(">" + self.code, value)[0]
 
 
-def _same(values: pa.Array) -> pa.Array:
+def unchanged(values: pa.Array) -> pa.Array:
+    """The values as they are (raw values already of the column's type)."""
     return values
 
 
-def _cast(target: pa.DataType) -> Converter:
+def cast_to(target: pa.DataType) -> Converter:
+    """A converter casting raw values to `target`."""
+
     def convert(values: pa.Array) -> pa.Array:
         return values.cast(target)
 
@@ -115,7 +118,7 @@ def _in_range(values: pa.Array, low: int, end: int, what: str) -> None:
 
 
 def _int_codec(code: str, raw: pa.DataType, target: pa.DataType) -> BinaryCodec:
-    return BinaryCodec(code, raw, _same if raw == target else _cast(target), str)
+    return BinaryCodec(code, raw, unchanged if raw == target else cast_to(target), str)
 
 
 def _float_render(value: float) -> str:
@@ -507,10 +510,10 @@ SCALARS: dict[str, BinaryCodec] = {
     "int4": _int_codec("i", pa.int32(), pa.int32()),
     "int8": _int_codec("q", pa.int64(), pa.int64()),
     "oid": _int_codec("I", pa.int64(), pa.int64()),
-    "float4": BinaryCodec("f", pa.float32(), _same, _float_render),
-    "float8": BinaryCodec("d", pa.float64(), _same, _float_render),
-    "bool": BinaryCodec("?", pa.bool_(), _same, lambda v: "t" if v else "f"),
-    "bytea": BinaryCodec(None, pa.binary(), _same, lambda v: "\\x" + v.hex()),
+    "float4": BinaryCodec("f", pa.float32(), unchanged, _float_render),
+    "float8": BinaryCodec("d", pa.float64(), unchanged, _float_render),
+    "bool": BinaryCodec("?", pa.bool_(), unchanged, lambda v: "t" if v else "f"),
+    "bytea": BinaryCodec(None, pa.binary(), unchanged, lambda v: "\\x" + v.hex()),
     "date": BinaryCodec("i", pa.int32(), _to_date, _date_render),
     "time": BinaryCodec("q", pa.int64(), _to_time, _time_text),
     "timestamptz": timestamptz_codec(),

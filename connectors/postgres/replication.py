@@ -47,6 +47,21 @@ PG_EPOCH_OFFSET_SECONDS = 946_684_800  # 2000-01-01 in Unix time: the protocol's
 STATUS_INTERVAL_SECONDS = 10.0
 
 
+_VOID, _INT, _CHARS = ctypes.c_void_p, ctypes.c_int, ctypes.c_char_p
+# The libpq functions used here, as (argument types, result type) (libpq-fe.h).
+_LIBPQ_SIGNATURES: dict[str, tuple[list[Any], Any]] = {
+    "PQgetCopyData": ([_VOID, _VOID, _INT], _INT),
+    "PQputCopyData": ([_VOID, _CHARS, _INT], _INT),
+    "PQflush": ([_VOID], _INT),
+    "PQconsumeInput": ([_VOID], _INT),
+    "PQfreemem": ([_VOID], None),
+    "PQerrorMessage": ([_VOID], _CHARS),
+    "PQgetResult": ([_VOID], _VOID),
+    "PQresultErrorMessage": ([_VOID], _CHARS),
+    "PQclear": ([_VOID], None),
+}
+
+
 def _load_libpq() -> Any:
     """The libpq psycopg2 itself is linked with (psycopg2-binary bundles its own copy)."""
     try:
@@ -57,24 +72,9 @@ def _load_libpq() -> Any:
         if name is None:
             raise ImportError("libpq not found (neither through psycopg2 nor on the library path)") from None
         lib = ctypes.CDLL(name)
-    lib.PQgetCopyData.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int]
-    lib.PQgetCopyData.restype = ctypes.c_int
-    lib.PQputCopyData.argtypes = [ctypes.c_void_p, ctypes.c_char_p, ctypes.c_int]
-    lib.PQputCopyData.restype = ctypes.c_int
-    lib.PQflush.argtypes = [ctypes.c_void_p]
-    lib.PQflush.restype = ctypes.c_int
-    lib.PQconsumeInput.argtypes = [ctypes.c_void_p]
-    lib.PQconsumeInput.restype = ctypes.c_int
-    lib.PQfreemem.argtypes = [ctypes.c_void_p]
-    lib.PQfreemem.restype = None
-    lib.PQerrorMessage.argtypes = [ctypes.c_void_p]
-    lib.PQerrorMessage.restype = ctypes.c_char_p
-    lib.PQgetResult.argtypes = [ctypes.c_void_p]
-    lib.PQgetResult.restype = ctypes.c_void_p
-    lib.PQresultErrorMessage.argtypes = [ctypes.c_void_p]
-    lib.PQresultErrorMessage.restype = ctypes.c_char_p
-    lib.PQclear.argtypes = [ctypes.c_void_p]
-    lib.PQclear.restype = None
+    for name, (argtypes, restype) in _LIBPQ_SIGNATURES.items():
+        function = getattr(lib, name)
+        function.argtypes, function.restype = argtypes, restype
     return lib
 
 

@@ -50,7 +50,7 @@ Athena, Spark and DuckDB read as such.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import pyarrow as pa
@@ -58,9 +58,7 @@ import pyarrow.compute as pc
 
 from connectors.events import UTC_MICROS
 from connectors.postgres import binary
-from connectors.postgres.binary import BinaryCodec
-
-Converter = Callable[[pa.Array], pa.Array]
+from connectors.postgres.binary import BinaryCodec, Converter, cast_to, unchanged
 
 # Errors a converter may raise for a value it cannot represent.
 CONVERSION_ERRORS: tuple[type[Exception], ...] = (ValueError, pa.ArrowInvalid, OverflowError)
@@ -95,17 +93,6 @@ class ColumnType:
 
 class TypeResolutionError(LookupError):
     """A column's type OID is not in the catalog information handed to `column_type`."""
-
-
-def _as_text(values: pa.Array) -> pa.Array:
-    return values
-
-
-def _cast(target: pa.DataType) -> Converter:
-    def convert(values: pa.Array) -> pa.Array:
-        return values.cast(target)
-
-    return convert
 
 
 _BOOL_TEXT = pa.array(["t", "f"])
@@ -219,12 +206,12 @@ def _numeric(typmod: int) -> ColumnType:
         if precision <= DECIMAL128_MAX_PRECISION
         else pa.decimal256(precision, scale)
     )
-    return ColumnType(target, _cast(target), binary.decimal_codec(target))
+    return ColumnType(target, cast_to(target), binary.decimal_codec(target))
 
 
 # pg_catalog base types by name (OIDs of built-in types are stable, names are self-explanatory).
 _SCALARS: dict[str, ColumnType] = {
-    name: ColumnType(arrow_type, _cast(arrow_type), binary.SCALARS[name])
+    name: ColumnType(arrow_type, cast_to(arrow_type), binary.SCALARS[name])
     for name, arrow_type in (
         ("int2", pa.int16()),
         ("int4", pa.int32()),
@@ -241,11 +228,11 @@ _SCALARS["time"] = ColumnType(pa.time64("us"), _to_time, binary.SCALARS["time"])
 _SCALARS["timestamptz"] = ColumnType(UTC_MICROS, _to_timestamptz, binary.SCALARS["timestamptz"])
 # Kept as their text; the binary decoder renders the same text (see connectors.postgres.binary).
 for _name in ("text", "varchar", "bpchar", "name", "json", "jsonb", "uuid", "interval", "timetz", "char"):
-    _SCALARS[_name] = ColumnType(pa.string(), _as_text, binary.SCALARS[_name])
+    _SCALARS[_name] = ColumnType(pa.string(), unchanged, binary.SCALARS[_name])
 
-_TEXT = ColumnType(pa.string(), _as_text)  # no binary decoder: money, inet, ranges, composites, ...
-_ENUM = ColumnType(pa.string(), _as_text, binary.TEXT)  # enum_send writes the label
-_NUMERIC_TEXT = ColumnType(pa.string(), _as_text, binary.NUMERIC_TEXT)
+_TEXT = ColumnType(pa.string(), unchanged)  # no binary decoder: money, inet, ranges, composites, ...
+_ENUM = ColumnType(pa.string(), unchanged, binary.TEXT)  # enum_send writes the label
+_NUMERIC_TEXT = ColumnType(pa.string(), unchanged, binary.NUMERIC_TEXT)
 
 
 def column_type(oid: int, typmod: int, types: Mapping[int, TypeInfo], timezone: str) -> ColumnType:

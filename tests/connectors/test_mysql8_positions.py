@@ -14,6 +14,7 @@ import pytest
 
 from connectors.lake.config import LakeConfig
 from connectors.lake.lake import Lake
+from connectors.mysql.config import MySQLSourceConfig
 from connectors.mysql.offset import MySQLGtid, MySQLGtidSet
 from connectors.mysql.position import position_error_1236
 from connectors.source import PositionAheadError, PositionPurgedError
@@ -101,7 +102,7 @@ def test_a_purged_position_is_a_named_error_and_commits_nothing(
 
 
 def test_error_1236_is_mapped_to_the_named_errors() -> None:
-    source_config = make_source_config()
+    source_config = MySQLSourceConfig(name="m", host="127.0.0.1", user="cdc", password="x", database="d")
     since = MySQLGtidSet.parse(f"{uuid.uuid4()}:1-5")
     purged = position_error_1236(
         source_config,
@@ -117,9 +118,3 @@ def test_error_1236_is_mapped_to_the_named_errors() -> None:
         "indicate that the end of the binary log was truncated or that the last binary log file was lost",
     )
     assert isinstance(ahead, PositionAheadError)
-
-
-def make_source_config() -> Any:
-    from connectors.mysql.config import MySQLSourceConfig
-
-    return MySQLSourceConfig(name="m", host="127.0.0.1", user="cdc", password="x", database="d")

@@ -42,7 +42,7 @@ def mysql_db(mysql_any_db: TestDatabase) -> TestDatabase:
 
 
 def is_mysql8(db: TestDatabase) -> bool:
-    return "mariadb" not in str(query(db, "SELECT VERSION()")[0][0]).lower()
+    return db.flavor == "mysql"
 
 
 # -- helpers ----------------------------------------------------------------------------------

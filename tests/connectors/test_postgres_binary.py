@@ -20,57 +20,14 @@ import pyarrow as pa
 import pytest
 
 from connectors.events import Batch
-from connectors.postgres import Lsn, PostgresSource, PostgresSourceConfig
+from connectors.postgres import Lsn, PostgresSource
 from connectors.postgres.pgoutput import PgoutputError
 from connectors.postgres.tuples import TupleReader
 
 UTC = dt.UTC
-ZONE = "America/St_Johns"  # UTC-03:30 in winter, UTC-02:30 in summer; DST gap and overlap at 02:00
 
 
-@pytest.fixture
-def admin(pg_db: Any) -> Any:
-    return pg_db.admin_connect()
-
-
-@pytest.fixture
-def make_source(pg_db: Any) -> Iterator[Any]:
-    """Sources of the test database (one slot, named after it); drops the slot afterwards."""
-    made: list[PostgresSource] = []
-
-    def build(**overrides: Any) -> PostgresSource:
-        settings: dict[str, Any] = {
-            "name": f"pg_{pg_db.name}",
-            "host": pg_db.host,
-            "port": pg_db.port,
-            "user": pg_db.cdc_user,
-            "password": pg_db.cdc_password,
-            "database": pg_db.name,
-            "timezone": ZONE,
-            "batch_max_seconds": 30,
-        }
-        source = PostgresSource(PostgresSourceConfig(**(settings | overrides)))
-        made.append(source)
-        return source
-
-    yield build
-    conn = pg_db.admin_connect()
-    for source in made:
-        source.close()
-    for source in made[:1]:
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            with conn.cursor() as cur:
-                cur.execute(
-                    "SELECT active_pid FROM pg_replication_slots WHERE slot_name = %s",
-                    (source.config.slot_name,),
-                )
-                row = cur.fetchone()
-                if row is None or row[0] is None:
-                    if row is not None:
-                        cur.execute("SELECT pg_drop_replication_slot(%s)", (source.config.slot_name,))
-                    break
-            time.sleep(0.1)
+# Fixtures `admin` and `make_source`: tests/connectors/conftest.py.
 
 
 def execute(conn: Any, *statements: str) -> None:

@@ -8,7 +8,7 @@ import time
 from typing import Any
 
 from connectors.postgres import PostgresSource
-from tests.connectors.test_postgres_source import make_config
+from tests.postgres_support import make_config
 
 CHUNK_ROWS = 500
 

@@ -7,7 +7,6 @@ import json
 import math
 import time
 import uuid
-from collections.abc import Iterator
 from decimal import Decimal
 from typing import Any
 
@@ -18,73 +17,21 @@ from pydantic import SecretStr
 
 from connectors.config import RetryConfig
 from connectors.events import Batch, TableId
-from connectors.postgres import Lsn, PostgresSource, PostgresSourceConfig
+from connectors.postgres import Lsn, PostgresSource
 from connectors.source import PositionLostError, PreflightError, SourceError, SourceUnavailableError
+from tests.postgres_support import ACK_WAIT_SECONDS, make_config
 
 UTC = dt.UTC
-ZONE = "America/St_Johns"  # UTC-03:30 in winter, UTC-02:30 in summer
-ACK_WAIT_SECONDS = 30.0
+# Fixtures `admin` and `make_source`: tests/connectors/conftest.py.
 
 
 # --- helpers -------------------------------------------------------------------------------------
-
-
-def make_config(db: Any, **overrides: Any) -> PostgresSourceConfig:
-    settings: dict[str, Any] = {
-        "name": f"pg_{db.name}",  # slot names are cluster-wide: unique per test database
-        "host": db.host,
-        "port": db.port,
-        "user": db.cdc_user,
-        "password": db.cdc_password,
-        "database": db.name,
-        "timezone": ZONE,
-        # Bounded runs flush at `until`; a long timer keeps batch boundaries deterministic.
-        "batch_max_seconds": 30,
-    }
-    settings.update(overrides)
-    return PostgresSourceConfig(**settings)
-
-
-@pytest.fixture
-def admin(pg_db: Any) -> Any:
-    """Autocommit connection for the test's own DDL and DML (as the admin user)."""
-    return pg_db.admin_connect()
 
 
 def execute(conn: Any, *statements: str, params: Any = None) -> None:
     with conn.cursor() as cur:
         for statement in statements:
             cur.execute(statement, params)
-
-
-@pytest.fixture
-def make_source(pg_db: Any) -> Iterator[Any]:
-    """Build sources for the test database; closes them and drops their slots afterwards."""
-    made: list[PostgresSource] = []
-
-    def build(**overrides: Any) -> PostgresSource:
-        source = PostgresSource(make_config(pg_db, **overrides))
-        made.append(source)
-        return source
-
-    yield build
-    conn = pg_db.admin_connect()
-    for source in made:
-        source.close()
-        deadline = time.monotonic() + ACK_WAIT_SECONDS
-        while time.monotonic() < deadline:
-            with conn.cursor() as cur:
-                cur.execute(
-                    "SELECT active_pid FROM pg_replication_slots WHERE slot_name = %s",
-                    (source.config.slot_name,),
-                )
-                row = cur.fetchone()
-                if row is None:
-                    break
-                if row[0] is None:
-                    cur.execute("SELECT pg_drop_replication_slot(%s)", (source.config.slot_name,))
-                    break
-            time.sleep(0.1)
 
 
 def table_id(source: PostgresSource, name: str) -> TableId:
