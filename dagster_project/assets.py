@@ -104,7 +104,16 @@ def _sync_metadata(report: SyncReport, lake_table: str) -> dict[str, Any]:
         "lag_seconds": report.lag_seconds if report.lag_seconds is not None else 0.0,
         "snapshot": lake_table in report.snapshot_tables,
         "seconds": round(report.seconds, 3),
+        **_snapshot_metadata(report, lake_table),
     }
+
+
+def _snapshot_metadata(report: SyncReport, lake_table: str) -> dict[str, Any]:
+    """A chunked snapshot's progress in this run: chunks and rows committed, rows/s, ETA."""
+    progress = report.snapshot_progress.tables.get(lake_table)
+    if progress is None:
+        return {}
+    return {f"snapshot_{name}": value for name, value in progress.items() if value is not None}
 
 
 def _shard_metadata(report: SyncReport, table: str) -> dict[str, Any]:

@@ -101,6 +101,12 @@ def print_lake(
                     samples.append((name, head))
         headers = ["table", "changes", "I", "U", "D", "current rows", "merged to"]
         print(_table([*headers, "source rows"] if source_rows is not None else headers, rows))
+        for name, progress in sorted(latest.snapshots.items()):
+            of = f" of about {progress.estimate}" if progress.estimate is not None else ""
+            print(
+                f"  snapshot of {name} under way: {progress.rows}{of} rows in {progress.chunks} chunk(s) "
+                "committed; its current state is merged once the last chunk is (the next run resumes it)"
+            )
         for name, recs in samples:
             print(f"\n  {name} (first {len(recs)} current rows):")
             for rec in recs:

@@ -25,6 +25,7 @@ from connectors.source import Source
 from pipelines import requests
 from pipelines.backfill_worker import BackfillWorker
 from pipelines.config import LakehouseConfig
+from pipelines.snapshot_worker import ChunkWorker, ProgressMeter, chunked, commit_chunks
 from pipelines.sources import adopt_lake_schemas, open_source
 
 log = logging.getLogger(__name__)
@@ -49,6 +50,8 @@ class SyncReport:
     lag_seconds: float | None = None
     merged: list[MergeResult] = field(default_factory=list)
     seconds: float = 0.0
+    # Chunked snapshots: per table, chunks and rows committed, rows/s, ETA (see ProgressMeter).
+    snapshot_progress: ProgressMeter = field(default_factory=ProgressMeter)
 
     def add(self, record: CommitRecord) -> None:
         self.commits += 1
@@ -116,8 +119,9 @@ def sync_source(
     adopt_lake_schemas(lake, source)
     if state.offset is None:
         log.info("%s: no committed position in the lake; taking an initial snapshot", source.name)
-        _commit_all(writer, source, source.snapshot(), report, on_commit)
+        _initial_snapshot(writer, source, report, on_commit)
         state = writer.last_committed()
+    _finish_chunks(writer, source, report, on_commit)
     assert state.offset is not None
     until = source.current_position()
     report.high_water_mark = until.serialize()
@@ -128,6 +132,54 @@ def sync_source(
         report.merged = lake.current(source.name).merge()
     report.seconds = time.monotonic() - started
     return report
+
+
+def _initial_snapshot(
+    writer: LakeWriter,
+    source: Source,
+    report: SyncReport,
+    on_commit: CommitCallback | None,
+    stop: threading.Event | None = None,
+) -> None:
+    """Snapshot a source the lake holds nothing of: in chunks where the source can (only the start
+    is committed here; see `_finish_chunks`), else whole."""
+    source_chunks = chunked(source)
+    if source_chunks is None:
+        _commit_all(writer, source, source.snapshot(), report, on_commit, stop)
+        return
+    start = source_chunks.begin_snapshot()
+    record = writer.begin_snapshot(start)
+    crash_point("published")
+    source.acknowledge(start.low)
+    report.add(record)
+    if on_commit:
+        on_commit(record)
+    log.info(
+        "%s: snapshot of %d table(s) begun at %s; the stream may run from there",
+        source.name, len(start.tables), start.low.serialize(),
+    )  # fmt: skip
+
+
+def _finish_chunks(
+    writer: LakeWriter, source: Source, report: SyncReport, on_commit: CommitCallback | None
+) -> None:
+    """Read and commit, in line, the chunks of any snapshot under way (resumed after a stop)."""
+    source_chunks = chunked(source)
+    if source_chunks is None or not writer.snapshots_in_progress():
+        return
+
+    def committed(record: CommitRecord) -> None:
+        report.add(record)
+        if on_commit:
+            on_commit(record)
+
+    commit_chunks(writer, source_chunks, report.snapshot_progress, committed)
+
+
+def _twin_opener(source: Source, config: object) -> Callable[[], Source]:
+    """Opens a second instance of `source`, for work beside its stream."""
+    clone = getattr(source, "clone", None)
+    return clone if clone is not None else (lambda: open_source(config))  # type: ignore[arg-type]
 
 
 def stream_source(
@@ -182,13 +234,40 @@ def stream_source(
             waiting = bool(pending)
         return waiting
 
+    chunker: ChunkWorker | None = None
+
     def between_commits() -> None:
-        """Commit a backfill the worker has finished staging, between two stream commits (the
-        source's stream is not interrupted)."""
-        nonlocal worker
+        """Commit a backfill the worker has finished staging, and the snapshot chunks staged so
+        far, between two stream commits (the source's stream is not interrupted)."""
+        nonlocal worker, chunker
         if worker is not None and worker.done:
             done, worker = worker, None
             _commit_staged_backfill(lake, writer, done, report, committed)
+        if chunker is not None:
+            try:
+                chunker.commit_ready(report_and_commit)
+            except BaseException:
+                chunker.cancel()
+                chunker = None
+                raise
+            if chunker.finished:
+                chunker = None
+
+    def report_and_commit(record: CommitRecord) -> None:
+        report.add(record)
+        committed(record)
+
+    def start_chunker() -> None:
+        """Read the chunks of a snapshot under way beside the stream (a source that can be opened again)."""
+        nonlocal chunker
+        progress = writer.snapshots_in_progress()
+        if chunker is not None or not progress or chunked(source) is None:
+            return
+        if config is None:  # cannot open a second instance: read the chunks in line
+            commit_chunks(writer, chunked(source), report.snapshot_progress, report_and_commit, stop)  # type: ignore[arg-type]
+            return
+        chunker = ChunkWorker(writer, _twin_opener(source, config), progress, report.snapshot_progress)
+        chunker.start()
 
     try:
         while not stop.is_set():
@@ -203,8 +282,9 @@ def stream_source(
                 report.offset_before = state.offset.serialize()
             try:
                 if state.offset is None:
-                    _commit_all(writer, source, source.snapshot(), report, committed, stop)
+                    _initial_snapshot(writer, source, report, committed, stop)
                     continue
+                start_chunker()
                 batches = source.stream(state.offset, state.floors)
                 _commit_all(
                     writer,
@@ -218,11 +298,16 @@ def stream_source(
                 )
             except CommitConflictError as e:
                 log.warning("%s; re-reading the lake's position and resuming", e)
+                if chunker is not None:
+                    chunker.cancel()
+                    chunker = None
                 writer.reload()
                 adopt_lake_schemas(lake, source)
     finally:
         if worker is not None:  # not committed: the request stays pending for the next run
             worker.cancel()
+        if chunker is not None:  # the lake's progress says where the next run continues
+            chunker.cancel()
         requests.clear_beat(lake.storage, source.name)
     report.merged.extend(current.merge())
     report.seconds = time.monotonic() - started
@@ -239,11 +324,10 @@ def _start_worker(
     state = writer.last_committed()
     if state.offset is None:
         return None  # no stream position yet: served once the initial snapshot is committed
-    clone = getattr(source, "clone", None)
-    open_twin = clone if clone is not None else (lambda: open_source(config))  # type: ignore[arg-type]
     worker = BackfillWorker(
-        lake, writer, open_twin, request, [known[t] for t in request.tables], state.offset, state.seq
-    )
+        lake, writer, _twin_opener(source, config), request, [known[t] for t in request.tables], state.offset,
+        state.seq,
+    )  # fmt: skip
     worker.start()
     return worker
 
@@ -258,7 +342,16 @@ def _refuse_unknown_tables(
             lake.storage, source, request.request_id,
             error=f"unknown table(s) {unknown}; the source captures {sorted(known)}", commit=None, rows=0,
         )  # fmt: skip
-    return bool(unknown)
+        return True
+    latest = lake.commit_log(source).latest()
+    under_way = [t for t in request.tables if latest is not None and known[t].lake_name in latest.snapshots]
+    if under_way:
+        requests.finish(
+            lake.storage, source, request.request_id,
+            error=f"table(s) {under_way} are still being snapshotted; request the backfill once that is done",
+            commit=None, rows=0,
+        )  # fmt: skip
+    return bool(under_way)
 
 
 def _commit_staged_backfill(
@@ -322,6 +415,11 @@ def backfill_tables(lake: Lake, source: Source, tables: Sequence[TableId]) -> Sy
         raise RuntimeError(
             f"source {source.name!r} has no committed position yet; run `lakehouse sync --once` first"
         )
+    under_way = [t.name for t in tables if t.lake_name in writer.snapshots_in_progress()]
+    if under_way:
+        raise RuntimeError(
+            f"source {source.name!r}: table(s) {under_way} are still being snapshotted; backfill them once that is done"
+        )
     report = SyncReport(source.name, offset_before=state.offset.serialize())
     adopt_lake_schemas(lake, source)
     _commit_all(writer, source, source.backfill(tables, state.offset), report, None)  # type: ignore[attr-defined]
@@ -338,7 +436,8 @@ def resnapshot_source(lake: Lake, source: Source) -> SyncReport:
     report = SyncReport(source.name, offset_before=state.offset.serialize() if state.offset else None)
     source.preflight()
     adopt_lake_schemas(lake, source)
-    _commit_all(writer, source, source.snapshot(), report, None)
+    _initial_snapshot(writer, source, report, None)
+    _finish_chunks(writer, source, report, None)
     report.merged = lake.current(source.name).merge()
     report.seconds = time.monotonic() - started
     return report

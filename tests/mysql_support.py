@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import secrets
+from typing import Any
+
+from connectors.mysql import MySQLSourceConfig
+
 _DIGITS = " UNION ALL ".join(f"SELECT {d} AS d" for d in range(10))
 
 
@@ -15,3 +20,21 @@ def seq_table(rows: int) -> str:
     tables = ", ".join(f"({_DIGITS}) AS d{i}" for i in range(width))
     value = " + ".join(f"d{i}.d * {10**i}" for i in range(width))
     return f"(SELECT {value} + 1 AS seq FROM {tables} HAVING seq <= {rows}) AS seqs"
+
+
+def make_config(db: Any, **overrides: Any) -> MySQLSourceConfig:
+    """A source config on the test database as the CDC user, in St. John's time, with its own
+    replica server id (a primary drops an older binlog dump that connects with the same id)."""
+    settings: dict[str, Any] = {
+        "name": "shop",
+        "host": db.host,
+        "port": db.port,
+        "user": db.cdc_user,
+        "password": db.cdc_password,
+        "database": db.name,
+        "timezone": "America/St_Johns",
+        "server_id": 100_000 + secrets.randbelow(2**30),
+        "batch_max_seconds": 60.0,  # bounded runs cut at `until`, not by the clock
+    }
+    settings.update(overrides)
+    return MySQLSourceConfig(**settings)

@@ -11,7 +11,7 @@ can append the next: neither can double-write.
 from __future__ import annotations
 
 import datetime as dt
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field
 
@@ -19,7 +19,7 @@ from connectors.config import FrozenModel
 from connectors.events import TableId
 from connectors.lake.storage import Storage
 
-CommitKind = Literal["stream", "snapshot", "backfill"]
+CommitKind = Literal["stream", "snapshot", "backfill", "chunk"]
 
 
 class CommitConflictError(Exception):
@@ -69,6 +69,33 @@ class TableCommit(FrozenModel):
     replay_after: int | None = None
 
 
+class SnapshotProgress(FrozenModel):
+    """A table whose chunked snapshot is under way: what is committed of it so far.
+
+    The snapshot began with commit `base` (which replaced the table with no rows at the low
+    watermark `low`); each chunk commit adds rows in key order and moves `after` to the encoded key
+    of its last row (`connectors.snapshot_chunks.encode_key`), so a restart reads on after it.
+    Chunk rows get `_seq` values just below commit `base + 1`'s, so every change the stream
+    committed after `base` ranks above them. The table's current state is merged once its last
+    chunk is committed (the entry is then dropped).
+    """
+
+    table: TableRef
+    base: int
+    low: str
+    after: tuple[Any, ...] | None = None
+    rows: int = 0
+    chunks: int = 0
+    estimate: int | None = None
+    started_at: dt.datetime
+
+    def after_chunk(self, rows: int, after: tuple[Any, ...] | None, estimate: int | None) -> SnapshotProgress:
+        """The progress once a chunk of `rows` rows ending at key `after` is committed."""
+        return self.model_copy(
+            update={"after": after, "rows": self.rows + rows, "chunks": self.chunks + 1, "estimate": estimate}
+        )
+
+
 class CommitRecord(FrozenModel):
     """One committed unit of a source's change stream."""
 
@@ -85,6 +112,8 @@ class CommitRecord(FrozenModel):
     # everything: per table, the position its snapshot covers, and the last commit touching it.
     floors: dict[str, tuple[TableRef, str]] = Field(default_factory=dict)
     heads: dict[str, int] = Field(default_factory=dict)
+    # Tables whose chunked snapshot is not finished (their current state waits for it).
+    snapshots: dict[str, SnapshotProgress] = Field(default_factory=dict)
     committed_at: dt.datetime
     source_lag_seconds: float | None = None
 

@@ -144,12 +144,18 @@ class CurrentState:
         return scan.to_arrow()
 
     def merge(self, latest: CommitRecord | None = None) -> list[MergeResult]:
-        """Bring every table up to the latest commit; returns what changed."""
+        """Bring every table up to the latest commit; returns what changed.
+
+        A table whose chunked snapshot is under way keeps its current state (none, or the state
+        before a resnapshot) until the snapshot's last chunk is committed; then one merge applies
+        the snapshot's chunks and every later change, ranked by `_seq`."""
         latest = latest or self.log.latest()
         if latest is None:
             return []
         results = []
         for lake_table, head in sorted(latest.heads.items()):
+            if lake_table in latest.snapshots:
+                continue  # a chunked snapshot under way: merged once its last chunk is committed
             result = self.merge_table(lake_table, head)
             if result is not None:
                 results.append(result)

@@ -42,11 +42,13 @@ from connectors.lake.commits import (
     CommitRecord,
     FileRef,
     OffsetMismatchError,
+    SnapshotProgress,
     TableCommit,
     TableRef,
 )
 from connectors.lake.storage import Storage
 from connectors.offsets import Offset, parse_offset
+from connectors.snapshot_chunks import SnapshotChunk, SnapshotStart
 
 log = logging.getLogger(__name__)
 
@@ -114,6 +116,19 @@ class StagedBackfill:
     @property
     def rows(self) -> int:
         return self.unit.next_row
+
+
+@dataclass
+class StagedChunk:
+    """A chunk of a table's snapshot, staged, waiting to be committed between two stream commits."""
+
+    unit: _Unit
+    table: TableId
+    progress: SnapshotProgress  # what was committed of the table before this chunk
+    rows: int
+    after: tuple[object, ...] | None
+    last: bool
+    estimate: int | None
 
 
 def _file_tag(unit: _Unit) -> str:
@@ -243,19 +258,103 @@ class LakeWriter:
                 f"source {self.source!r}: nothing committed yet; a backfill needs a running stream"
             )
         unit = staged.unit
-        unit.seq, unit.start = self._state.seq + 1, offset
-        tag = f"/{_UNKNOWN_SEQ}-"
-        for name, refs in unit.files.items():
-            unit.files[name] = [
-                r.model_copy(update={"path": r.path.replace(tag, f"/{unit.seq:012d}-")}) for r in refs
-            ]
-        unit.quarantine = [
-            r.model_copy(update={"path": r.path.replace(tag, f"/{unit.seq:012d}-")}) for r in unit.quarantine
-        ]
+        _assign_seq(unit, self._state.seq + 1, offset)
         batch = Batch(start=offset, end=offset, snapshot=staged.tables)
         return self._commit(unit, batch, replay_after=staged.replay_after)
 
     def discard_backfill(self, staged: StagedBackfill) -> None:
+        self.storage.delete_prefix(staged.unit.staging)
+
+    # -- chunked snapshots ---------------------------------------------------------------------
+    def snapshots_in_progress(self) -> dict[str, SnapshotProgress]:
+        """Tables whose chunked snapshot has chunks still to commit (from the last commit)."""
+        record = self._state.record
+        return dict(record.snapshots) if record is not None else {}
+
+    def begin_snapshot(self, start: SnapshotStart) -> CommitRecord:
+        """Commit the start of a chunked snapshot: each table replaced by no rows at the low watermark.
+
+        The lake's position becomes `start.low`, so the stream can run from there while the
+        chunks are read; each table gets a progress record that its chunk commits advance. The
+        current state of these tables is not merged before their last chunk (`CurrentState`).
+        """
+        if self._unit is not None:
+            raise RuntimeError(f"source {self.source!r}: a stream unit is open; cannot begin a snapshot")
+        unit_id, seq = uuid.uuid4().hex, self._state.seq + 1
+        unit = _Unit(unit_id, seq, None, f"_staging/{self.source}/{unit_id}", seq << 32)
+        tables = frozenset(c.table for c in start.tables)
+        now = dt.datetime.now(dt.UTC)
+        low = start.low.serialize()
+        snapshots = {
+            name: p
+            for name, p in self.snapshots_in_progress().items()
+            if p.table.table_id(self.source) not in tables
+        }
+        for table in tables:
+            snapshots[table.lake_name] = SnapshotProgress(
+                table=TableRef.of(table), base=seq, low=low, started_at=now
+            )
+        batch = Batch(start=None, end=start.low, snapshot=tables, floors=dict.fromkeys(tables, start.low))
+        try:
+            for changes in start.tables:
+                self._stage_changes(unit, changes)  # no rows: records each table's schema and key
+            return self._commit(unit, batch, snapshots=snapshots)
+        except BaseException:
+            self.storage.delete_prefix(unit.staging)
+            raise
+
+    def stage_chunk(self, chunk: SnapshotChunk, progress: SnapshotProgress) -> StagedChunk:
+        """Stage one chunk of a table whose committed progress is `progress` (safe beside the
+        stream: separate staging, no shared state). Its rows rank just below commit
+        `progress.base + 1`'s, after the rows of the table's earlier chunks."""
+        table = chunk.changes.table
+        rows = chunk.changes.num_rows
+        if progress.rows + rows >= 1 << 31:
+            raise ValueError(f"source {self.source!r}: a snapshot of {table} over 2^31 rows")
+        unit_id = uuid.uuid4().hex
+        seq_base = (progress.base << 32) + (1 << 31) + progress.rows
+        unit = _Unit(unit_id, 0, None, f"{BACKFILL_STAGING}/{self.source}/{unit_id}", seq_base)
+        unit.tables[table.lake_name] = table  # committed even with no rows: it may finish the table
+        try:
+            if rows:
+                self._stage_changes(unit, chunk.changes)
+            if chunk.quarantined:
+                self._stage_quarantine(unit, chunk.quarantined)
+            crash_point("staged")
+        except BaseException:
+            self.storage.delete_prefix(unit.staging)
+            raise
+        return StagedChunk(unit, table, progress, rows, chunk.after, chunk.last, chunk.estimate)
+
+    def commit_chunk(self, staged: StagedChunk) -> CommitRecord:
+        """Commit a staged chunk at the stream's current offset and advance the table's progress.
+
+        Refused with `CommitConflictError` (and the chunk discarded) unless the lake's progress of
+        the table is still the one the chunk was staged after: a chunk is never committed twice.
+        """
+        if self._unit is not None:
+            raise RuntimeError(
+                f"source {self.source!r}: a stream unit is open; commit the chunk between units"
+            )
+        offset = self._state.offset
+        name = staged.table.lake_name
+        snapshots = self.snapshots_in_progress()
+        current = snapshots.get(name)
+        if offset is None or current != staged.progress:
+            self.storage.delete_prefix(staged.unit.staging)
+            raise CommitConflictError(
+                f"source {self.source!r}: the chunk of {staged.table} after {staged.progress.chunks} chunk(s) "
+                "no longer follows the lake's snapshot progress; it was not committed"
+            )
+        if staged.last:
+            del snapshots[name]
+        else:
+            snapshots[name] = current.after_chunk(staged.rows, staged.after, staged.estimate)
+        unit = staged.unit
+        _assign_seq(unit, self._state.seq + 1, offset)
+        return self._commit(unit, Batch(start=offset, end=offset), kind="chunk", snapshots=snapshots)
+
+    def discard_chunk(self, staged: StagedChunk) -> None:
         self.storage.delete_prefix(staged.unit.staging)
 
     def _is_idle(self, batch: Batch) -> bool:
@@ -342,16 +441,27 @@ class LakeWriter:
         size = self.storage.write_parquet(staged, table)
         return FileRef(path=final, staged=staged, rows=table.num_rows, bytes=size)
 
-    def _commit(self, unit: _Unit, batch: Batch, replay_after: int | None = None) -> CommitRecord:
+    def _commit(
+        self,
+        unit: _Unit,
+        batch: Batch,
+        replay_after: int | None = None,
+        *,
+        kind: CommitKind | None = None,
+        snapshots: dict[str, SnapshotProgress] | None = None,
+    ) -> CommitRecord:
         assert batch.end is not None
         if unit.start is None and not batch.snapshot:
             raise OffsetMismatchError(
                 f"source {self.source!r}: a unit without a start offset must end with a snapshot batch"
             )
         prev = self._state.record
-        kind: CommitKind = "stream"
-        if batch.snapshot:
-            kind = "snapshot" if batch.start is None or batch.start != batch.end else "backfill"
+        if kind is None:
+            kind = "stream"
+            if batch.snapshot:
+                kind = "snapshot" if batch.start is None or batch.start != batch.end else "backfill"
+        if snapshots is None:
+            snapshots = dict(prev.snapshots) if prev else {}
         floors = dict(prev.floors) if prev else {}
         heads = dict(prev.heads) if prev else {}
         for table, offset in batch.floors.items():
@@ -382,6 +492,7 @@ class LakeWriter:
             quarantined_rows=unit.quarantined_rows,
             floors=floors,
             heads=heads,
+            snapshots=snapshots,
             committed_at=dt.datetime.now(dt.UTC),
             source_lag_seconds=batch.source_lag_seconds,
         )
@@ -412,6 +523,15 @@ class LakeWriter:
                     f"commit {record.seq} of {self.source!r}: file {ref.path} is neither published nor staged"
                 )
             self.storage.move(ref.staged, ref.path)
+
+
+def _assign_seq(unit: _Unit, seq: int, start: Offset) -> None:
+    """Give a unit staged beside the stream its commit seq: its files' names carry it."""
+    unit.seq, unit.start = seq, start
+    tag, final = f"/{_UNKNOWN_SEQ}-", f"/{seq:012d}-"
+    for name, refs in unit.files.items():
+        unit.files[name] = [r.model_copy(update={"path": r.path.replace(tag, final)}) for r in refs]
+    unit.quarantine = [r.model_copy(update={"path": r.path.replace(tag, final)}) for r in unit.quarantine]
 
 
 def _day(ts: dt.datetime) -> str:

@@ -18,6 +18,10 @@ at once. The change log still holds every source transaction exactly once.
 With `readers` > 1 the key space of each table is split at sampled key values into that many
 ranges, read in parallel (each range still in chunks); a bounded queue keeps memory to about
 `readers + 1` chunks.
+
+The resumable snapshot (connectors.snapshot_chunks) reads the same chunks: `begin_snapshot` fixes
+the low watermark, `read_table_chunks` reads one table after a given key with one reader (a single
+key to resume from), each chunk carrying the raw key it ended at.
 """
 
 from __future__ import annotations
@@ -43,6 +47,7 @@ from connectors.mysql.offset import BinlogPosition
 from connectors.mysql.position import current_gtid_position
 from connectors.mysql.schema import TableDefinition, read_table_definition
 from connectors.mysql.types import quote_identifier, snapshot_select_expression
+from connectors.snapshot_chunks import SnapshotChunk, SnapshotStart, decode_key, encode_key
 from connectors.source import SourceError
 
 logger = logging.getLogger(__name__)
@@ -74,11 +79,8 @@ def read_snapshot(
     """
     control = connect(config)
     try:
-        if flavor == "mysql":
-            # MySQL 8 caches information_schema row counts for a day; the estimates split tables.
-            fetch_all(control, "SET SESSION information_schema_stats_expiry = 0")
-        low = current_gtid_position(control, flavor)
-        snapshot_ts = fetch_value(control, "SELECT UTC_TIMESTAMP(6)").replace(tzinfo=dt.UTC)
+        low = _low_watermark(control, flavor)
+        snapshot_ts = _server_time(control)
         logger.info(
             "%s: snapshot of %d table(s) in chunks of %d rows with %d reader(s), from GTID position %s",
             endpoint(config), len(tables), config.chunk_rows, config.snapshot_readers, low,
@@ -88,11 +90,19 @@ def read_snapshot(
         for definition in definitions:
             estimate = _estimated_rows(control, definition.table)
             ranges = _split_key_space(control, definition, estimate, config.snapshot_readers)
-            reader = _TableReader(config, definition, low.serialize(), snapshot_ts, stream_offset)
+            reader = _TableReader(config, definition, low.serialize(), snapshot_ts)
             rows_read = 0
-            for batch in reader.read(ranges, estimate):
-                rows_read += batch.num_rows + len(batch.quarantined)
-                yield batch
+            for chunk in reader.read(ranges, estimate):
+                if not chunk.rows:  # the empty read that ends a range
+                    continue
+                rows_read += chunk.rows
+                yield Batch(
+                    start=stream_offset,
+                    end=None,
+                    changes=(chunk.changes,),
+                    complete=False,
+                    quarantined=chunk.quarantined,
+                )
             if rows_read == 0:
                 # Still tell the sink the table's schema: it replaces the table with no rows.
                 empty.append(reader.convert([])[0])
@@ -107,6 +117,79 @@ def read_snapshot(
     finally:
         with contextlib.suppress(Exception):
             control.close()
+
+
+def begin_snapshot(config: MySQLSourceConfig, flavor: str, tables: Sequence[TableId]) -> SnapshotStart:
+    """The low watermark of a resumable snapshot (read first) and each table's schema, as no rows."""
+    control = connect(config)
+    try:
+        low = _low_watermark(control, flavor)
+        snapshot_ts = _server_time(control)
+        definitions = [read_table_definition(control, t) for t in tables]
+    finally:
+        with contextlib.suppress(Exception):
+            control.close()
+    logger.info(
+        "%s: resumable snapshot of %d table(s) from GTID position %s", endpoint(config), len(tables), low
+    )
+    empty = tuple(_TableReader(config, d, low.serialize(), snapshot_ts).convert([])[0] for d in definitions)
+    return SnapshotStart(low, empty)
+
+
+def read_table_chunks(
+    config: MySQLSourceConfig,
+    flavor: str,
+    table: TableId,
+    after: Sequence[Any] | None,
+    low: BinlogPosition,
+) -> Iterator[SnapshotChunk]:
+    """`table`'s rows with keys after `after` (None: from the first), in chunks of `chunk_rows`.
+
+    One reader (one key to continue from), each chunk one autocommit statement; the rows carry
+    `low` as their position and the server's time at the start as their commit timestamp.
+    """
+    control = connect(config)
+    try:
+        _use_fresh_statistics(control, flavor)
+        snapshot_ts = _server_time(control)
+        definition = read_table_definition(control, table)
+        estimate = _estimated_rows(control, table)
+    finally:
+        with contextlib.suppress(Exception):
+            control.close()
+    # Accepts the key decoded or still as recorded: decoding a decoded key changes nothing.
+    start = None if after is None else decode_key(after)
+    if start is not None and len(start) != len(definition.schema.key):
+        raise SourceError(
+            f"cannot continue the snapshot of {table} after {start!r}: its key is now {definition.schema.key}; "
+            "take the snapshot again"
+        )
+    reader = _TableReader(config, definition, low.serialize(), snapshot_ts)
+    for chunk in reader.read([KeyRange(None, None)], estimate, after=start):
+        yield SnapshotChunk(
+            changes=chunk.changes,
+            quarantined=chunk.quarantined,
+            after=None if chunk.key is None else encode_key(chunk.key),
+            last=chunk.last,
+            estimate=estimate,
+        )
+
+
+def _low_watermark(conn: pymysql.connections.Connection, flavor: str) -> BinlogPosition:
+    """The GTID position now, read before any table (the session also gets fresh statistics)."""
+    _use_fresh_statistics(conn, flavor)
+    return current_gtid_position(conn, flavor)
+
+
+def _use_fresh_statistics(conn: pymysql.connections.Connection, flavor: str) -> None:
+    if flavor == "mysql":
+        # MySQL 8 caches information_schema row counts for a day; the estimates split tables.
+        fetch_all(conn, "SET SESSION information_schema_stats_expiry = 0")
+
+
+def _server_time(conn: pymysql.connections.Connection) -> dt.datetime:
+    value: dt.datetime = fetch_value(conn, "SELECT UTC_TIMESTAMP(6)")
+    return value.replace(tzinfo=dt.UTC)
 
 
 def _estimated_rows(conn: pymysql.connections.Connection, table: TableId) -> int:
@@ -166,6 +249,21 @@ def key_parameters(values: KeyValues) -> list[Any]:
     return params
 
 
+@dataclass(frozen=True, slots=True)
+class _Chunk:
+    """One chunk of a key range: its rows as changes, and the raw key it ended at.
+
+    `key` is the raw key of the last row read so far in the range (the key the range started
+    after, for a chunk without rows); `last` says the range has no rows after this chunk.
+    """
+
+    changes: TableChanges
+    quarantined: tuple[QuarantinedRow, ...]
+    key: KeyValues | None
+    rows: int
+    last: bool
+
+
 class _TableReader:
     """Reads one table's key ranges in chunks (in parallel when there are several ranges)."""
 
@@ -175,13 +273,11 @@ class _TableReader:
         definition: TableDefinition,
         position_text: str,
         snapshot_ts: dt.datetime,
-        stream_offset: BinlogPosition | None,
     ) -> None:
         self.config = config
         self.definition = definition
         self.position_text = position_text
         self.snapshot_ts = snapshot_ts
-        self.start = stream_offset
         schema = definition.schema
         exprs = [
             snapshot_select_expression(c.name, t)
@@ -209,13 +305,23 @@ class _TableReader:
         )
         return TableChanges(self.definition.schema, data), quarantined
 
-    def read(self, ranges: Sequence[KeyRange], estimate: int) -> Iterator[Batch]:
+    def read(
+        self, ranges: Sequence[KeyRange], estimate: int, after: KeyValues | None = None
+    ) -> Iterator[_Chunk]:
+        """The chunks of `ranges` (of the one range after key `after`, when given), logging progress.
+
+        Each range ends with a chunk marked `last`; that chunk holds no rows when the range's
+        previous chunk was full.
+        """
+        if after is not None and len(ranges) != 1:
+            raise ValueError("a read that continues after a key covers one key range")
         started = last_log = time.monotonic()
         table = self.definition.table
-        for batch in self._batches(ranges):
-            self.rows += batch.num_rows + len(batch.quarantined)
-            self.chunks += 1
-            yield batch
+        for chunk in self._chunks(ranges, after):
+            if chunk.rows:
+                self.rows += chunk.rows
+                self.chunks += 1
+            yield chunk
             now = time.monotonic()
             if now - last_log >= PROGRESS_LOG_SECONDS:
                 last_log = now
@@ -231,30 +337,30 @@ class _TableReader:
             table, self.rows, self.chunks, elapsed, self.rows / max(elapsed, 1e-9),
         )  # fmt: skip
 
-    def _batches(self, ranges: Sequence[KeyRange]) -> Iterator[Batch]:
+    def _chunks(self, ranges: Sequence[KeyRange], after: KeyValues | None) -> Iterator[_Chunk]:
         if len(ranges) == 1:
             conn = connect(self.config, cursorclass=pymysql.cursors.SSCursor)
             try:
-                yield from self._read_range(conn, ranges[0])
+                yield from self._read_range(conn, ranges[0], after)
             finally:
                 with contextlib.suppress(Exception):
                     conn.close()
             return
         yield from self._parallel(ranges)
 
-    def _parallel(self, ranges: Sequence[KeyRange]) -> Iterator[Batch]:
-        """Each range in its own thread and connection; batches handed over through a bounded queue."""
-        out: queue.Queue[Batch | BaseException | None] = queue.Queue(maxsize=len(ranges))
+    def _parallel(self, ranges: Sequence[KeyRange]) -> Iterator[_Chunk]:
+        """Each range in its own thread and connection; chunks handed over through a bounded queue."""
+        out: queue.Queue[_Chunk | BaseException | None] = queue.Queue(maxsize=len(ranges))
         stop = threading.Event()
 
         def work(key_range: KeyRange) -> None:
             try:
                 conn = connect(self.config, cursorclass=pymysql.cursors.SSCursor)
                 try:
-                    for batch in self._read_range(conn, key_range):
+                    for chunk in self._read_range(conn, key_range, None):
                         while not stop.is_set():
                             with contextlib.suppress(queue.Full):
-                                out.put(batch, timeout=0.5)
+                                out.put(chunk, timeout=0.5)
                                 break
                         if stop.is_set():
                             return
@@ -283,10 +389,13 @@ class _TableReader:
             for t in threads:
                 t.join(timeout=30)
 
-    def _read_range(self, conn: pymysql.connections.Connection, key_range: KeyRange) -> Iterator[Batch]:
-        """Chunks of one key range: each one statement, so no read view outlives a chunk."""
+    def _read_range(
+        self, conn: pymysql.connections.Connection, key_range: KeyRange, after: KeyValues | None
+    ) -> Iterator[_Chunk]:
+        """Chunks of one key range (after key `after`, when given): each one statement, so no read
+        view outlives a chunk. A full chunk is followed by another read, which may find no rows."""
         keys = self.definition.schema.key
-        last: KeyValues | None = None
+        last = after
         while True:
             conditions, params = [], []
             if last is not None:
@@ -302,14 +411,12 @@ class _TableReader:
             with conn.cursor() as cur:
                 cur.execute(self.select + where + self.order, params)
                 rows = list(cur.fetchall())
-            if not rows:
-                return
-            if len(rows[0]) != self.width + self.key_width:
+            if rows and len(rows[0]) != self.width + self.key_width:
                 raise SourceError(f"table {self.definition.table} changed while it was read; run it again")
-            last = tuple(rows[-1][self.width :])
+            if rows:
+                last = tuple(rows[-1][self.width :])
             changes, quarantined = self.convert([r[: self.width] for r in rows])
-            yield Batch(
-                start=self.start, end=None, changes=(changes,), complete=False, quarantined=quarantined
-            )
-            if len(rows) < self.config.chunk_rows:
+            done = len(rows) < self.config.chunk_rows
+            yield _Chunk(changes, quarantined, last, len(rows), done)
+            if done:
                 return

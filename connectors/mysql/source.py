@@ -21,9 +21,10 @@ from connectors.mysql.offset import BinlogPosition, MariaGtidPosition, MySQLGtid
 from connectors.mysql.position import current_gtid_position
 from connectors.mysql.preflight import run_preflight
 from connectors.mysql.schema import list_base_tables
-from connectors.mysql.snapshot import read_snapshot
+from connectors.mysql.snapshot import begin_snapshot, read_snapshot, read_table_chunks
 from connectors.mysql.types import quote_identifier
 from connectors.offsets import Offset
+from connectors.snapshot_chunks import JsonValue, SnapshotChunk, SnapshotStart
 from connectors.source import SourceError
 
 logger = logging.getLogger(__name__)
@@ -108,6 +109,21 @@ class MySQLSource:
     def backfill(self, tables: Sequence[TableId], stream_offset: Offset) -> Iterator[Batch]:
         """Re-snapshot `tables` into a running stream: ``snapshot(tables, stream_offset=...)``."""
         return self.snapshot(tables, stream_offset=stream_offset)
+
+    def begin_snapshot(self, tables: Sequence[TableId] | None = None) -> SnapshotStart:
+        """Start a resumable snapshot of `tables` (all by default): the GTID position now, read
+        before any table, as the low watermark, and each table's schema as a zero-row change."""
+        chosen = list(tables) if tables is not None else list(self.tables())
+        self._check_tables(chosen)
+        return begin_snapshot(self.config, self.flavor, chosen)
+
+    def snapshot_chunks(
+        self, table: TableId, after: Sequence[JsonValue] | None, low: Offset
+    ) -> Iterator[SnapshotChunk]:
+        """`table`'s rows after key `after` (None: from the first) in key order, `chunk_rows` per
+        autocommit statement, as of at least `low` (see `connectors.snapshot_chunks`)."""
+        self._check_tables([table])
+        return read_table_chunks(self.config, self.flavor, table, after, self._position(low, "low"))
 
     def stream(
         self,

@@ -14,6 +14,8 @@ argument as connectors.mysql.snapshot).
 * Initial snapshot: the slot is the source's permanent slot; streaming continues from LW.
 * Backfill: the slot is TEMPORARY; LW becomes the tables' floor (the running stream skips their
   changes at or below it: every chunk already contains them).
+* Resumable snapshot (connectors.snapshot_chunks): `begin_snapshot` creates the permanent slot and
+  returns LW; `read_table_chunks` reads one table after a given key, in the same chunks.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import logging
 import time
 import uuid
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import psycopg2.extensions
@@ -35,6 +38,7 @@ from connectors.postgres.config import PostgresSourceConfig
 from connectors.postgres.connection import close_quietly, connect
 from connectors.postgres.offset import Lsn
 from connectors.postgres.slot import create_slot_with_snapshot, drop_slot, ensure_publication, slot_state
+from connectors.snapshot_chunks import SnapshotChunk, SnapshotStart, decode_key, encode_key
 from connectors.source import SourceError
 
 log = logging.getLogger(__name__)
@@ -53,17 +57,114 @@ def initial_snapshot(config: PostgresSourceConfig, tables: Sequence[TableId]) ->
     """
     admin = connect(config)
     try:
-        ensure_publication(admin, config.publication_name, tables)
-        if slot_state(admin, config.slot_name) is not None:
-            log.warning(
-                "replication slot %s exists before the initial snapshot: a leftover of an unfinished "
-                "snapshot; dropping and recreating it",
-                config.slot_name,
-            )
-            drop_slot(admin, config.slot_name)
+        _prepare_source_slot(admin, config, tables)
     finally:
         close_quietly(admin)
     yield from _exported_snapshot(config, tables, config.slot_name, temporary=False, stream_offset=None)
+
+
+def begin_snapshot(config: PostgresSourceConfig, tables: Sequence[TableId]) -> SnapshotStart:
+    """Create the source's slot for a resumable snapshot; its consistent point is the low watermark.
+
+    A slot that exists already is dropped first, as for `initial_snapshot` (here it may also be the
+    old slot of a resnapshot, whose stream the new snapshot replaces). Tables without a primary key
+    are refused before anything changes on the server.
+    """
+    admin = connect(config)
+    try:
+        catalog = Catalog(admin, config.timezone)
+        for table in tables:
+            if not catalog.describe(table).schema.key:
+                raise no_primary_key(table)
+        _prepare_source_slot(admin, config, tables)
+        low = _create_slot(config, config.slot_name, temporary=False)
+        log.info(
+            "replication slot %s created at %s for a resumable snapshot of %d table(s)",
+            config.slot_name, low, len(tables),
+        )  # fmt: skip
+        # Described after the consistent point: the schemas the chunks and the stream from it start with.
+        empty = tuple(ChangeBuffer(catalog.describe(t)).build()[0] for t in tables)
+    finally:
+        close_quietly(admin)
+    return SnapshotStart(low, empty)
+
+
+def read_table_chunks(
+    config: PostgresSourceConfig, table: TableId, after: Sequence[Any] | None, low: Lsn
+) -> Iterator[SnapshotChunk]:
+    """`table`'s rows with keys after `after` (None: from the first), in chunks of `chunk_rows`.
+
+    Each chunk is one autocommit statement; the rows carry `low` as their position and the
+    server's time at the start as their commit timestamp. `after` holds the key values as the
+    server printed them (what the chunks' `after` records).
+    """
+    reader = connect(config)  # autocommit: each chunk is one statement with its own snapshot
+    try:
+        snapshot_micros = _server_micros(reader)
+        catalog = Catalog(reader, config.timezone)
+        layout = catalog.describe(table)
+        estimate = catalog.estimated_rows(table)
+        # Accepts the key decoded or still as recorded: decoding a decoded key changes nothing.
+        start = None if after is None else decode_key(after)
+        if start is not None and len(start) != len(layout.schema.key):
+            raise SourceError(
+                f"cannot continue the snapshot of {table} after {start!r}: its key is now {layout.schema.key}; "
+                "take the snapshot again"
+            )
+        for chunk in _read_chunks(
+            config, reader, catalog, layout, low.serialize(), snapshot_micros, estimate, start
+        ):
+            yield SnapshotChunk(
+                changes=chunk.changes,
+                quarantined=chunk.quarantined,
+                after=None if chunk.key is None else encode_key(chunk.key),
+                last=chunk.last,
+                estimate=estimate,
+            )
+    finally:
+        close_quietly(reader)
+
+
+def no_primary_key(table: TableId) -> SourceError:
+    """The error for a table without a primary key, saying what to do."""
+    return SourceError(
+        f"table {table} has no primary key; a snapshot reads it in key order and CDC merges changes by key. "
+        f'Add one (ALTER TABLE "{table.schema}"."{table.name}" ADD PRIMARY KEY (...)) or leave the table '
+        "out of `tables`"
+    )
+
+
+def _prepare_source_slot(conn: Any, config: PostgresSourceConfig, tables: Sequence[TableId]) -> None:
+    """Publish `tables` and drop the source's slot if it exists, so that it can be created anew."""
+    ensure_publication(conn, config.publication_name, tables)
+    if slot_state(conn, config.slot_name) is not None:
+        log.warning(
+            "replication slot %s exists before the snapshot: a leftover of an unfinished snapshot, or the "
+            "old slot of a resnapshot; dropping and recreating it",
+            config.slot_name,
+        )
+        drop_slot(conn, config.slot_name)
+
+
+def _create_slot(config: PostgresSourceConfig, slot: str, *, temporary: bool) -> Lsn:
+    """Create `slot` and return its consistent point; the replication connection is closed at
+    once (only the consistent point is needed; closing drops a temporary slot)."""
+    replication = connect(config, replication=True)
+    try:
+        consistent_point, _snapshot_name = create_slot_with_snapshot(
+            replication.cursor(), slot, temporary=temporary
+        )
+    finally:
+        close_quietly(replication)
+    return consistent_point
+
+
+def _server_micros(conn: Any) -> int:
+    """The server's ``now()`` in microseconds since the Unix epoch."""
+    with conn.cursor() as cur:
+        cur.execute("SELECT now()")
+        now: dt.datetime = cur.fetchone()[0]
+    return (now - _UNIX_EPOCH) // dt.timedelta(microseconds=1)
 
 
 def backfill(config: PostgresSourceConfig, tables: Sequence[TableId], stream_offset: Lsn) -> Iterator[Batch]:
@@ -117,38 +218,32 @@ def _exported_snapshot(
     temporary: bool,
     stream_offset: Lsn | None,
 ) -> Iterator[Batch]:
-    replication = connect(config, replication=True)
-    try:
-        consistent_point, _snapshot_name = create_slot_with_snapshot(
-            replication.cursor(), slot, temporary=temporary
-        )
-    finally:
-        close_quietly(replication)  # only the consistent point is needed; drops a temporary slot
+    consistent_point = _create_slot(config, slot, temporary=temporary)
     log.info(
         "%s slot %s created at %s; reading %d table(s) in chunks of %d rows",
         "temporary" if temporary else "replication", slot, consistent_point, len(tables), config.chunk_rows,
     )  # fmt: skip
     reader = connect(config)  # autocommit: each chunk is one statement with its own snapshot
     try:
-        with reader.cursor() as cur:
-            cur.execute("SELECT now()")
-            snapshot_time: dt.datetime = cur.fetchone()[0]
-        snapshot_micros = (snapshot_time - _UNIX_EPOCH) // dt.timedelta(microseconds=1)
+        snapshot_micros = _server_micros(reader)
         catalog = Catalog(reader, config.timezone)
         empty: list[TableChanges] = []
         for table in tables:
             layout = catalog.describe(table)
+            estimate = catalog.estimated_rows(table)
             rows = 0
-            for changes, quarantined in _read_table(
-                config, reader, catalog, layout, consistent_point.serialize(), snapshot_micros
+            for chunk in _read_chunks(
+                config, reader, catalog, layout, consistent_point.serialize(), snapshot_micros, estimate
             ):
-                rows += changes.num_rows + len(quarantined)
+                if not chunk.rows:  # the empty read after a full last chunk
+                    continue
+                rows += chunk.rows
                 yield Batch(
                     start=stream_offset,
                     end=None,
-                    changes=(changes,),
+                    changes=(chunk.changes,),
                     complete=False,
-                    quarantined=tuple(quarantined),
+                    quarantined=chunk.quarantined,
                 )
             if rows == 0:
                 # An empty table still tells the lake its schema.
@@ -166,27 +261,47 @@ def _exported_snapshot(
         close_quietly(reader)
 
 
-def _read_table(
+@dataclass(frozen=True, slots=True)
+class _Chunk:
+    """One chunk of a table: its rows as changes, and the key it ended at.
+
+    `key` holds the last row's key values as the server's text (the key read started after, for a
+    chunk without rows); `last` says the table has no rows after this chunk.
+    """
+
+    changes: TableChanges
+    quarantined: tuple[QuarantinedRow, ...]
+    key: tuple[Any, ...] | None
+    rows: int
+    last: bool
+
+
+def _read_chunks(
     config: PostgresSourceConfig,
     conn: Any,
     catalog: Catalog,
     layout: TableLayout,
     position: str,
     snapshot_micros: int,
-) -> Iterator[tuple[TableChanges, list[QuarantinedRow]]]:
-    """Read one table in key order, `chunk_rows` rows per statement, converting each chunk by column."""
+    estimate: int | None,
+    after: Sequence[Any] | None = None,
+) -> Iterator[_Chunk]:
+    """Read one table in key order after key `after` (None: from the first row), `chunk_rows` rows
+    per statement, converting each chunk by column. A full chunk is followed by another read, which
+    may find no rows: that chunk (without rows) is the last."""
     table = layout.table
-    estimate = catalog.estimated_rows(table)
+    if not layout.schema.key:
+        raise no_primary_key(table)
     names = layout.schema.column_names
     keys = [sql.Identifier(k) for k in layout.schema.key]
-    key_at = [names.index(k) for k in layout.schema.key]
+    key_at = layout.key_indexes
     select = sql.SQL("SELECT {} FROM {}").format(
         sql.SQL(", ").join(sql.Identifier(n) for n in names), qualified(table)
     )
     order = sql.SQL(" ORDER BY {} LIMIT {}").format(sql.SQL(", ").join(keys), sql.Literal(config.chunk_rows))
     # Continue after the last key: the key values are passed back as the text the server printed,
     # as untyped literals, which the server reads with the key columns' own input functions.
-    after = sql.SQL(" WHERE ({}) > ({})").format(
+    after_key = sql.SQL(" WHERE ({}) > ({})").format(
         sql.SQL(", ").join(keys), sql.SQL(", ").join(sql.Placeholder() * len(keys))
     )
     # Hand over each value exactly as the type's output function rendered it - what pgoutput
@@ -195,35 +310,36 @@ def _read_table(
     raw_text = psycopg2.extensions.new_type(catalog.loaded_type_oids(), "LAKEHOUSE_RAW_TEXT", _raw_text)
     started = last_report = time.monotonic()
     done = chunks = 0
-    last: tuple[Any, ...] | None = None
+    last: tuple[Any, ...] | None = None if after is None else tuple(after)
     while True:
         with conn.cursor() as cur:
             psycopg2.extensions.register_type(raw_text, cur)
             if last is None:
                 cur.execute(select + order)
             else:
-                cur.execute(select + after + order, last)
+                cur.execute(select + after_key + order, last)
             rows = cur.fetchall()
             if rows and len(cur.description) != len(names):
                 raise SourceError(f"table {table} changed while it was read; run the snapshot again")
-        if not rows:
-            break
-        last = tuple(rows[-1][i] for i in key_at)
         buffer = ChangeBuffer(layout)
-        for target, values in zip(buffer.columns, zip(*rows, strict=True), strict=True):
-            target.extend(values)
-        buffer.ops.extend(["I"] * len(rows))
-        buffer.close_segment(position, snapshot_micros, None)
-        done += len(rows)
-        chunks += 1
-        yield buffer.build()
+        if rows:
+            last = tuple(rows[-1][i] for i in key_at)
+            for target, values in zip(buffer.columns, zip(*rows, strict=True), strict=True):
+                target.extend(values)
+            buffer.ops.extend(["I"] * len(rows))
+            buffer.close_segment(position, snapshot_micros, None)
+            done += len(rows)
+            chunks += 1
+        changes, quarantined = buffer.build()
+        final = len(rows) < config.chunk_rows
+        yield _Chunk(changes, tuple(quarantined), last, len(rows), final)
         now = time.monotonic()
         if now - last_report >= PROGRESS_EVERY_SECONDS:
             last_report = now
             log.info(
                 "snapshot of %s: %d chunk(s), %s", table, chunks, _progress(done, estimate, now - started)
             )
-        if len(rows) < config.chunk_rows:
+        if final:
             break
     log.info(
         "snapshot of %s finished: %d rows in %d chunk(s), %.1fs",

@@ -22,6 +22,7 @@ from connectors.postgres.preflight import run_preflight
 from connectors.postgres.replication import ReplicationSession
 from connectors.postgres.slot import advance_slot, released_slot_state
 from connectors.postgres.stream import ChangeStream
+from connectors.snapshot_chunks import JsonValue, SnapshotChunk, SnapshotStart
 from connectors.source import PositionLostError, SourceError
 
 log = logging.getLogger(__name__)
@@ -38,6 +39,9 @@ class PostgresSource:
 
     * `snapshot()` is the *initial* snapshot: it (re)creates the slot and yields the tables as of
       the slot's starting point. Only call it while the lake holds nothing of this source.
+    * `begin_snapshot(tables)` / `snapshot_chunks(table, after, low)` take the initial snapshot (or a
+      resnapshot) resumably: the first (re)creates the slot, the second reads one table in key
+      chunks after a given key (see `connectors.snapshot_chunks`).
     * `backfill(tables, stream_offset)` snapshots tables while streaming goes on, through a
       temporary slot; its final batch keeps the stream at `stream_offset` and sets the tables'
       floors.
@@ -112,6 +116,17 @@ class PostgresSource:
         yield from snapshots.initial_snapshot(
             self.config, list(tables) if tables is not None else self.tables()
         )
+
+    def begin_snapshot(self, tables: Sequence[TableId] | None = None) -> SnapshotStart:
+        """Start a resumable snapshot: (re)create the slot; its consistent point is the low watermark."""
+        return snapshots.begin_snapshot(self.config, list(tables) if tables is not None else self.tables())
+
+    def snapshot_chunks(
+        self, table: TableId, after: Sequence[JsonValue] | None, low: Offset
+    ) -> Iterator[SnapshotChunk]:
+        """`table`'s rows after key `after` (None: from the first) in key order, `chunk_rows` per
+        autocommit statement, as of at least `low` (see `connectors.snapshot_chunks`)."""
+        return snapshots.read_table_chunks(self.config, table, after, _lsn(low))
 
     def backfill(self, tables: Sequence[TableId], stream_offset: Offset) -> Iterator[Batch]:
         """Snapshot `tables` while streaming: final batch has start = end = `stream_offset`.

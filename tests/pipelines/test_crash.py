@@ -52,6 +52,7 @@ class Writer(threading.Thread):
         self.counts: Counter[str] = Counter()
         self.error: BaseException | None = None
         self.live: list[int] = list(range(1, first_id))
+        self.touched: set[int] = set()  # keys updated or deleted
 
     def _exec(self, cur: Any, sql: str, args: Any = None) -> int:
         cur.execute(sql, args)
@@ -97,6 +98,7 @@ class Writer(threading.Thread):
                         new_live.append(i)
                     elif op < 0.85:
                         i = self.rng.choice(self.live)
+                        self.touched.add(i)
                         pending["U"] += self._exec(
                             cur,
                             "UPDATE ledger SET n = n + 1, note = %s WHERE id = %s",
@@ -104,6 +106,7 @@ class Writer(threading.Thread):
                         )
                     else:
                         i = self.live.pop(self.rng.randrange(len(self.live)))
+                        self.touched.add(i)
                         pending["D"] += self._exec(cur, "DELETE FROM ledger WHERE id = %s", (i,))
         self.conn.commit()
         self.counts.update(pending)

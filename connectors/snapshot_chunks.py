@@ -1,0 +1,131 @@
+"""Resumable chunked snapshots: what a database source hands the pipeline, and how a chunk's last
+key is kept in the lake so a killed snapshot continues after its last committed chunk.
+
+An initial snapshot (or a resnapshot) is taken in two steps (decisions §5):
+1. `ChunkedSnapshotSource.begin_snapshot` fixes the *low watermark*: the stream position that every
+   chunk read afterwards contains (MySQL: the GTID position read first; PostgreSQL: the new slot's
+   consistent point). The lake commits it at once, with each table's schema and an empty progress
+   record, and the stream can start from there while the tables are read.
+2. `ChunkedSnapshotSource.snapshot_chunks` reads one table in key order after a given key, each
+   chunk one short autocommit statement. Each chunk is committed with the key it ended at, so a
+   restart continues after the last committed chunk: no chunk is read into the lake twice and none
+   is skipped.
+
+Keys are stored in commit records as JSON: `encode_key` / `decode_key` keep the Python types a
+driver returns (int, str, bytes, Decimal, date, datetime, time, timedelta, float) exactly.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import decimal
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol, runtime_checkable
+
+from connectors.events import QuarantinedRow, TableChanges, TableId
+from connectors.offsets import Offset
+
+# A JSON value: what a key column's value becomes in a commit record.
+JsonValue = Any
+
+
+@dataclass(frozen=True, slots=True)
+class SnapshotStart:
+    """The low watermark and the tables to read (each as zero rows: its schema and key)."""
+
+    low: Offset
+    tables: tuple[TableChanges, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class SnapshotChunk:
+    """One chunk of a table, in key order.
+
+    `after` is the encoded key of the chunk's last row (`encode_key`; None only for an empty
+    table); `last` says the table has no rows after this chunk (the final chunk may hold no rows).
+    `estimate` is the server's estimate of the table's rows, for progress (None: unknown).
+    """
+
+    changes: TableChanges
+    quarantined: tuple[QuarantinedRow, ...]
+    after: tuple[JsonValue, ...] | None
+    last: bool
+    estimate: int | None = None
+
+
+@runtime_checkable
+class ChunkedSnapshotSource(Protocol):
+    """A source whose snapshots are read in resumable key-ordered chunks."""
+
+    def begin_snapshot(self, tables: Sequence[TableId] | None = None) -> SnapshotStart:
+        """Fix the low watermark for `tables` (all captured tables by default).
+
+        PostgreSQL creates the source's replication slot here (dropping a leftover or the old one
+        of a resnapshot), so the stream can read from `low`; no source writes anything else.
+        """
+        ...
+
+    def snapshot_chunks(
+        self, table: TableId, after: Sequence[JsonValue] | None, low: Offset
+    ) -> Iterator[SnapshotChunk]:
+        """`table`'s rows with keys after `after` (a recorded chunk's `after`, through `decode_key`;
+        None: from the first), in chunks of
+        `chunk_rows`, each read by one autocommit statement; the rows carry `low` as their
+        position. The final chunk has `last=True`."""
+        ...
+
+
+def encode_key(values: Sequence[Any]) -> tuple[JsonValue, ...]:
+    """A key's values as JSON values that `decode_key` turns back into equal values of equal types."""
+    return tuple(_encode(v) for v in values)
+
+
+def decode_key(values: Sequence[JsonValue]) -> tuple[Any, ...]:
+    return tuple(_decode(v) for v in values)
+
+
+def _encode(value: Any) -> JsonValue:
+    if value is None or isinstance(value, bool | str):
+        return value
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float):
+        return {"float": value.hex()}
+    if isinstance(value, decimal.Decimal):
+        return {"decimal": str(value)}
+    if isinstance(value, bytes | bytearray | memoryview):
+        return {"bytes": base64.b64encode(bytes(value)).decode()}
+    if isinstance(value, dt.datetime):  # before date: a datetime is a date
+        return {"datetime": value.isoformat()}
+    if isinstance(value, dt.date):
+        return {"date": value.isoformat()}
+    if isinstance(value, dt.time):
+        return {"time": value.isoformat()}
+    if isinstance(value, dt.timedelta):
+        return {"timedelta": [value.days, value.seconds, value.microseconds]}
+    raise TypeError(f"a key value of type {type(value).__name__} cannot be recorded: {value!r}")
+
+
+def _decode(value: JsonValue) -> Any:
+    if not isinstance(value, dict):
+        return value
+    ((kind, text),) = value.items()
+    match kind:
+        case "float":
+            return float.fromhex(text)
+        case "decimal":
+            return decimal.Decimal(text)
+        case "bytes":
+            return base64.b64decode(text)
+        case "datetime":
+            return dt.datetime.fromisoformat(text)
+        case "date":
+            return dt.date.fromisoformat(text)
+        case "time":
+            return dt.time.fromisoformat(text)
+        case "timedelta":
+            days, seconds, micros = text
+            return dt.timedelta(days=days, seconds=seconds, microseconds=micros)
+    raise ValueError(f"a recorded key value has unknown kind {kind!r}")
