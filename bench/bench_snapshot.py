@@ -17,8 +17,9 @@ logical columns and values on each server. After one untimed read to warm the ca
 * ours: `pipelines.runner.sync_source(lake, source, merge=False)` on a fresh local lake, the source
   opened from its config with `open_source` (snapshot, Parquet change-log files, commits, the
   empty catch-up stream), in a child process, timed around `sync_source`; peak RSS of the child
-  from `wait4`. MySQL/MariaDB with `snapshot_readers` 1 and 2; PostgreSQL's snapshot reads one
-  cursor per table whatever `snapshot_readers` says, so it runs once. `--snapshot-only` times
+  from `wait4`. Twice: with `snapshot_reader = "arrow"` (the default: chunks read straight into
+  Arrow by connectorx / the ADBC driver) and `"driver"` (PyMySQL / psycopg2, the reader every
+  snapshot used before), both one reader in key-ordered chunks. `--snapshot-only` times
   sync_source's snapshot phase alone (preflight, every snapshot batch written and acknowledged),
   without the catch-up stream: on a shared stack where a test purges the MySQL binlogs
   (tests/connectors/test_mysql8_positions.py) that stream fails, correctly, with
@@ -27,7 +28,7 @@ logical columns and values on each server. After one untimed read to warm the ca
 Run by hand with the stack up (and the machine otherwise quiet):
     .venv/bin/python bench/bench_snapshot.py [--rows 2000000] [--only mariadb,mysql8,postgres]
                                              [--snapshot-only] [--profile]
-`--profile` runs ours (1 reader) under cProfile and prints its top functions (slows it down).
+`--profile` runs ours (arrow) under cProfile and prints its top functions (slows it down).
 """
 
 from __future__ import annotations
@@ -97,8 +98,8 @@ class Figures:
     kind: str
     baseline: float = 0.0  # rows/s
     baseline_note: str = ""
-    ours: dict[int, float] = field(default_factory=dict)  # readers -> rows/s
-    rss_mb: dict[int, float] = field(default_factory=dict)
+    ours: dict[str, float] = field(default_factory=dict)  # snapshot_reader -> rows/s
+    rss_mb: dict[str, float] = field(default_factory=dict)
 
 
 # ---------------------------------------------------------------- throw-away databases
@@ -243,6 +244,11 @@ def baseline(stack: StackSettings, target: Target, rows: int) -> tuple[float, st
 # ---------------------------------------------------------------- ours, in a child process
 
 
+# Each chunk read straight into Arrow (the default), and through the drivers (PyMySQL / psycopg2
+# text: the single-cursor reader every snapshot used before), both with chunk commits.
+READERS = ("arrow", "driver")
+
+
 def child(spec: dict[str, Any]) -> None:
     """Run one snapshot into a fresh lake and print what it did as JSON (the parent's child mode)."""
     import logging
@@ -259,7 +265,7 @@ def child(spec: dict[str, Any]) -> None:
     common: dict[str, Any] = {
         "name": spec["name"], "host": stack.host, "port": spec["port"], "user": stack.cdc_user,
         "password": stack.cdc_password, "database": spec["database"], "tables": (TABLE,),
-        "snapshot_readers": spec["readers"],
+        "snapshot_reader": spec["reader"],
     }  # fmt: skip
     config: MySQLSourceConfig | PostgresSourceConfig
     if spec["kind"] == "postgres":
@@ -300,27 +306,25 @@ def child(spec: dict[str, Any]) -> None:
 
 
 def _snapshot_only(lake: Any, source: Any) -> tuple[int, int]:
-    """`sync_source`'s first phase on an empty lake: preflight, then every snapshot batch written
-    and acknowledged as the runner does; no catch-up stream afterwards."""
+    """`sync_source`'s first phase on an empty lake: preflight, the snapshot's first commit and
+    every chunk committed as the runner does; no catch-up stream afterwards."""
+    from pipelines.runner import SyncReport, _finish_chunks, _initial_snapshot
+
     source.preflight()
     writer = lake.writer(source.name)
-    rows = commits = 0
-    for batch in source.snapshot():
-        record = writer.write(batch)
-        if record is not None:
-            source.acknowledge(batch.end)
-            rows += record.rows
-            commits += 1
-    return rows, commits
+    report = SyncReport(source.name)
+    _initial_snapshot(writer, source, report, None)
+    _finish_chunks(writer, source, report, None)
+    return report.rows, report.commits
 
 
 def ours(
-    target: Target, readers: int, tag: str, *, profile: bool, snapshot_only: bool
+    target: Target, reader: str, tag: str, *, profile: bool, snapshot_only: bool
 ) -> tuple[dict[str, Any], float]:
     """Run `child` in a fresh interpreter; its result and its peak RSS in MB (wait4, as time -v)."""
     spec = {
-        "kind": target.kind, "port": target.port, "database": target.database, "readers": readers,
-        "name": f"snap_{tag}_{target.kind}_{readers}", "profile": profile, "snapshot_only": snapshot_only,
+        "kind": target.kind, "port": target.port, "database": target.database, "reader": reader,
+        "name": f"snap_{tag}_{target.kind}_{reader}", "profile": profile, "snapshot_only": snapshot_only,
     }  # fmt: skip
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     # Output into files, not pipes: Popen.communicate would reap the child before wait4 could.
@@ -335,7 +339,7 @@ def ours(
         err.seek(0)
         output, errors = out.read().decode(), err.read().decode()
     if proc.returncode != 0:
-        raise RuntimeError(f"ours ({target.kind}, {readers} reader(s)) failed:\n{errors[-4000:]}")
+        raise RuntimeError(f"ours ({target.kind}, {reader} reader) failed:\n{errors[-4000:]}")
     return json.loads(output.strip().splitlines()[-1]), usage.ru_maxrss / 1024
 
 
@@ -346,7 +350,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--rows", type=int, default=2_000_000)
     parser.add_argument("--only", default=",".join(KINDS), help="comma-separated: mariadb,mysql8,postgres")
-    parser.add_argument("--profile", action="store_true", help="cProfile ours (1 reader) in the child")
+    parser.add_argument("--profile", action="store_true", help="cProfile ours (arrow) in the child")
     parser.add_argument(
         "--snapshot-only",
         action="store_true",
@@ -374,22 +378,22 @@ def main() -> None:
             print(f"{kind}: loaded {args.rows:,} rows in {time.perf_counter() - started:.1f} s", flush=True)
             figures = Figures(kind)
             figures.baseline, figures.baseline_note = baseline(stack, target, args.rows)
-            for readers in (1,) if kind == "postgres" else (1, 2):
+            for reader in READERS:
                 done, rss = ours(
                     target,
-                    readers,
+                    reader,
                     tag,
-                    profile=args.profile and readers == 1,
+                    profile=args.profile and reader == "arrow",
                     snapshot_only=args.snapshot_only,
                 )
                 if done["rows"] != args.rows:
                     raise RuntimeError(
-                        f"ours ({kind}, {readers} reader(s)) wrote {done['rows']:,} rows, not {args.rows:,}"
+                        f"ours ({kind}, {reader} reader) wrote {done['rows']:,} rows, not {args.rows:,}"
                     )
-                figures.ours[readers] = args.rows / done["seconds"]
-                figures.rss_mb[readers] = rss
+                figures.ours[reader] = args.rows / done["seconds"]
+                figures.rss_mb[reader] = rss
                 print(
-                    f"{kind}: ours, {readers} reader(s): {done['seconds']:.1f} s, {done['commits']} commits,"
+                    f"{kind}: ours, {reader} reader: {done['seconds']:.1f} s, {done['commits']} commits,"
                     f" lake {done['lake_mb']:.0f} MB, peak RSS {rss:.0f} MB",
                     flush=True,
                 )
@@ -406,20 +410,18 @@ def print_table(results: list[Figures], rows: int, mode: str) -> None:
 
     print(f"\nsnapshot of a {rows:,}-row, 11-column table into the lake's change log ({mode}), rows/s:")
     print(
-        f"{'database':10} {'baseline':>12} {'ours 1 rd':>12} {'ours 2 rd':>12}"
-        f" {'1rd/base':>8} {'2rd/base':>8} {'RSS MB 1rd':>10} {'RSS MB 2rd':>10}"
+        f"{'database':10} {'baseline':>12} {'arrow':>12} {'driver':>12}"
+        f" {'arrow/base':>10} {'drv/base':>8} {'arrow/drv':>9} {'RSS arrow':>9} {'RSS drv':>8}"
     )
     for f in results:
-        one, two = f.ours.get(1), f.ours.get(2)
-        rss_two = f"{f.rss_mb[2]:>10.0f}" if 2 in f.rss_mb else f"{'n/a':>10}"
+        arrow, driver = f.ours.get("arrow"), f.ours.get("driver")
         print(
-            f"{f.kind:10} {rate(f.baseline)} {rate(one)} {rate(two)} {ratio(one, f.baseline):>8}"
-            f" {ratio(two, f.baseline):>8} {f.rss_mb.get(1, 0):>10.0f} {rss_two}"
+            f"{f.kind:10} {rate(f.baseline)} {rate(arrow)} {rate(driver)} {ratio(arrow, f.baseline):>10}"
+            f" {ratio(driver, f.baseline):>8} {ratio(arrow, driver or 0) if driver else 'n/a':>9}"
+            f" {f.rss_mb.get('arrow', 0):>9.0f} {f.rss_mb.get('driver', 0):>8.0f}"
         )
     for f in results:
         print(f"  baseline {f.kind}: {f.baseline_note}")
-    if any(f.kind == "postgres" for f in results):
-        print("  postgres: one run only, its snapshot reads one cursor per table (snapshot_readers unused)")
 
 
 if __name__ == "__main__":

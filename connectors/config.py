@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, SecretStr, field_validator
 
@@ -73,6 +73,14 @@ class DatabaseSourceConfig(FrozenModel):
         100_000,
         ge=100,
         description="Rows per snapshot chunk (one short read each) and per staged file of a huge transaction.",
+    )
+    snapshot_reader: Literal["arrow", "driver"] = Field(
+        "arrow",
+        description=(
+            "How snapshot chunks are read: 'arrow' straight into Arrow (connectorx for MySQL/MariaDB, the ADBC "
+            "driver for PostgreSQL; 3-8x faster, bench/bench_chunk_readers.py), any value they do not convert "
+            "exactly read again by the driver; 'driver' always through PyMySQL / psycopg2."
+        ),
     )
     snapshot_readers: int = Field(
         1,

@@ -40,6 +40,7 @@ import pymysql
 import pymysql.cursors
 
 from connectors.events import Batch, Op, QuarantinedRow, TableChanges, TableId
+from connectors.mysql import arrow_reader
 from connectors.mysql.columns import RowConverter, changes_table
 from connectors.mysql.config import MySQLSourceConfig
 from connectors.mysql.connection import connect, endpoint, fetch_all, fetch_value
@@ -164,6 +165,14 @@ def read_table_chunks(
             f"cannot continue the snapshot of {table} after {start!r}: its key is now {definition.schema.key}; "
             "take the snapshot again"
         )
+    if config.snapshot_reader == "arrow":
+        try:
+            plan = arrow_reader.plan_chunk_reads(definition, config.timezone)
+        except arrow_reader.ArrowReadUnsupported as exc:
+            logger.info("snapshot of %s through PyMySQL: %s", table, exc)
+        else:
+            yield from _arrow_chunks(config, plan, low, snapshot_ts, start, estimate)
+            return
     reader = _TableReader(config, definition, low.serialize(), snapshot_ts)
     for chunk in reader.read([KeyRange(None, None)], estimate, after=start):
         yield SnapshotChunk(
@@ -173,6 +182,34 @@ def read_table_chunks(
             last=chunk.last,
             estimate=estimate,
         )
+
+
+def _arrow_chunks(
+    config: MySQLSourceConfig,
+    plan: arrow_reader.ChunkPlan,
+    low: BinlogPosition,
+    snapshot_ts: dt.datetime,
+    after: KeyValues | None,
+    estimate: int,
+) -> Iterator[SnapshotChunk]:
+    """The chunks read into Arrow by connectorx (`arrow_reader`), PyMySQL reading any chunk again
+    whose values the vectorised conversion refuses."""
+    reference = connect(config, cursorclass=pymysql.cursors.SSCursor)
+    try:
+        for chunk in arrow_reader.read_table_chunks(
+            arrow_reader.connectorx_url(config), plan, config.chunk_rows, position_text=low.serialize(),
+            snapshot_ts=snapshot_ts, reference_conn=reference, after=after,
+        ):  # fmt: skip
+            yield SnapshotChunk(
+                changes=chunk.changes,
+                quarantined=chunk.quarantined,
+                after=None if chunk.key is None else encode_key(chunk.key),
+                last=chunk.last,
+                estimate=estimate,
+            )
+    finally:
+        with contextlib.suppress(Exception):
+            reference.close()
 
 
 def _low_watermark(conn: pymysql.connections.Connection, flavor: str) -> BinlogPosition:

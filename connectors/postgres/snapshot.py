@@ -20,6 +20,7 @@ argument as connectors.mysql.snapshot).
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import logging
 import time
@@ -32,6 +33,7 @@ import psycopg2.extensions
 from psycopg2 import sql
 
 from connectors.events import Batch, QuarantinedRow, TableChanges, TableId
+from connectors.postgres import arrow_reader
 from connectors.postgres.catalog import Catalog, TableLayout, qualified
 from connectors.postgres.columns import ChangeBuffer
 from connectors.postgres.config import PostgresSourceConfig
@@ -111,6 +113,9 @@ def read_table_chunks(
                 f"cannot continue the snapshot of {table} after {start!r}: its key is now {layout.schema.key}; "
                 "take the snapshot again"
             )
+        if config.snapshot_reader == "arrow":
+            yield from _arrow_chunks(config, reader, catalog, layout, low, snapshot_micros, start, estimate)
+            return
         for chunk in _read_chunks(
             config, reader, catalog, layout, low.serialize(), snapshot_micros, estimate, start
         ):
@@ -123,6 +128,38 @@ def read_table_chunks(
             )
     finally:
         close_quietly(reader)
+
+
+def _arrow_chunks(
+    config: PostgresSourceConfig,
+    reader: Any,
+    catalog: Catalog,
+    layout: TableLayout,
+    low: Lsn,
+    snapshot_micros: int,
+    after: Sequence[Any] | None,
+    estimate: int | None,
+) -> Iterator[SnapshotChunk]:
+    """The chunks read into Arrow by the ADBC driver (`arrow_reader`), the text path on `reader`
+    reading any chunk again whose values do not convert exactly."""
+    if not layout.schema.key:
+        raise no_primary_key(layout.table)
+    arrow_conn = arrow_reader.connect_arrow(config)
+    try:
+        plan = arrow_reader.plan_chunk_reads(layout)
+        for chunk in arrow_reader.read_table_chunks(
+            arrow_conn, reader, catalog, plan, config.chunk_rows, low.serialize(), snapshot_micros, after
+        ):
+            yield SnapshotChunk(
+                changes=chunk.changes,
+                quarantined=chunk.quarantined,
+                after=None if chunk.key is None else encode_key(chunk.key),
+                last=chunk.last,
+                estimate=estimate,
+            )
+    finally:
+        with contextlib.suppress(Exception):
+            arrow_conn.close()
 
 
 def no_primary_key(table: TableId) -> SourceError:
