@@ -77,6 +77,25 @@ class ChunkedSnapshotSource(Protocol):
         ...
 
 
+class ReadChunk(Protocol):
+    """A chunk as a source's reader produces it: the last key still as the driver returned it."""
+
+    @property
+    def changes(self) -> TableChanges: ...
+    @property
+    def quarantined(self) -> tuple[QuarantinedRow, ...]: ...
+    @property
+    def key(self) -> tuple[Any, ...] | None: ...
+    @property
+    def last(self) -> bool: ...
+
+
+def recorded(chunk: ReadChunk, estimate: int | None) -> SnapshotChunk:
+    """A reader's chunk as the pipeline takes it, its last key encoded for the commit record."""
+    after = None if chunk.key is None else encode_key(chunk.key)
+    return SnapshotChunk(chunk.changes, chunk.quarantined, after, chunk.last, estimate)
+
+
 def encode_key(values: Sequence[Any]) -> tuple[JsonValue, ...]:
     """A key's values as JSON values that `decode_key` turns back into equal values of equal types."""
     return tuple(_encode(v) for v in values)

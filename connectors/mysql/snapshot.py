@@ -48,7 +48,7 @@ from connectors.mysql.offset import BinlogPosition
 from connectors.mysql.position import current_gtid_position
 from connectors.mysql.schema import TableDefinition, read_table_definition
 from connectors.mysql.types import quote_identifier, snapshot_select_expression
-from connectors.snapshot_chunks import SnapshotChunk, SnapshotStart, decode_key, encode_key
+from connectors.snapshot_chunks import SnapshotChunk, SnapshotStart, decode_key, recorded
 from connectors.source import SourceError
 
 logger = logging.getLogger(__name__)
@@ -175,13 +175,7 @@ def read_table_chunks(
             return
     reader = _TableReader(config, definition, low.serialize(), snapshot_ts)
     for chunk in reader.read([KeyRange(None, None)], estimate, after=start):
-        yield SnapshotChunk(
-            changes=chunk.changes,
-            quarantined=chunk.quarantined,
-            after=None if chunk.key is None else encode_key(chunk.key),
-            last=chunk.last,
-            estimate=estimate,
-        )
+        yield recorded(chunk, estimate)
 
 
 def _arrow_chunks(
@@ -200,13 +194,7 @@ def _arrow_chunks(
             arrow_reader.connectorx_url(config), plan, config.chunk_rows, position_text=low.serialize(),
             snapshot_ts=snapshot_ts, reference_conn=reference, after=after,
         ):  # fmt: skip
-            yield SnapshotChunk(
-                changes=chunk.changes,
-                quarantined=chunk.quarantined,
-                after=None if chunk.key is None else encode_key(chunk.key),
-                last=chunk.last,
-                estimate=estimate,
-            )
+            yield recorded(chunk, estimate)
     finally:
         with contextlib.suppress(Exception):
             reference.close()

@@ -40,7 +40,7 @@ from connectors.postgres.config import PostgresSourceConfig
 from connectors.postgres.connection import close_quietly, connect
 from connectors.postgres.offset import Lsn
 from connectors.postgres.slot import create_slot_with_snapshot, drop_slot, ensure_publication, slot_state
-from connectors.snapshot_chunks import SnapshotChunk, SnapshotStart, decode_key, encode_key
+from connectors.snapshot_chunks import SnapshotChunk, SnapshotStart, decode_key, recorded
 from connectors.source import SourceError
 
 log = logging.getLogger(__name__)
@@ -119,13 +119,7 @@ def read_table_chunks(
         for chunk in _read_chunks(
             config, reader, catalog, layout, low.serialize(), snapshot_micros, estimate, start
         ):
-            yield SnapshotChunk(
-                changes=chunk.changes,
-                quarantined=chunk.quarantined,
-                after=None if chunk.key is None else encode_key(chunk.key),
-                last=chunk.last,
-                estimate=estimate,
-            )
+            yield recorded(chunk, estimate)
     finally:
         close_quietly(reader)
 
@@ -150,13 +144,7 @@ def _arrow_chunks(
         for chunk in arrow_reader.read_table_chunks(
             arrow_conn, reader, catalog, plan, config.chunk_rows, low.serialize(), snapshot_micros, after
         ):
-            yield SnapshotChunk(
-                changes=chunk.changes,
-                quarantined=chunk.quarantined,
-                after=None if chunk.key is None else encode_key(chunk.key),
-                last=chunk.last,
-                estimate=estimate,
-            )
+            yield recorded(chunk, estimate)
     finally:
         with contextlib.suppress(Exception):
             arrow_conn.close()

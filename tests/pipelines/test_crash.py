@@ -113,7 +113,10 @@ class Writer(threading.Thread):
         self.live.extend(new_live)
 
 
-def _write_config(path: Path, db: Any, lake_root: Path, kind: str) -> Path:
+def write_config(
+    path: Path, db: Any, lake_root: Path, kind: str, *, name: str = "crash", chunk_rows: int = 250
+) -> Path:
+    """A config with one source `<name>_<kind>` capturing `ledger` (password from $CRASH_PW)."""
     extra = 'schema = "public"\n' if kind == "postgres" else ""
     path.write_text(
         f"""
@@ -121,7 +124,7 @@ def _write_config(path: Path, db: Any, lake_root: Path, kind: str) -> Path:
 root = "{lake_root}"
 
 [[sources]]
-name = "crash_{kind}"
+name = "{name}_{kind}"
 kind = "{kind}"
 host = "{db.host}"
 port = {db.port}
@@ -131,7 +134,7 @@ database = "{db.name}"
 {extra}tables = ["ledger"]
 batch_max_rows = 300
 batch_max_seconds = 0.2
-chunk_rows = 250
+chunk_rows = {chunk_rows}
 """
     )
     return path
@@ -155,7 +158,7 @@ def test_sigkill_at_random_points_loses_and_duplicates_nothing(
         )
     if kind == "mysql":
         admin.commit()
-    config = _write_config(tmp_path / "lakehouse.toml", db, tmp_path / "lake", kind)
+    config = write_config(tmp_path / "lakehouse.toml", db, tmp_path / "lake", kind)
     env = {**os.environ, "CRASH_PW": db.cdc_password.get_secret_value(), "PYTHONPATH": str(REPO)}
 
     # The initial snapshot first (a first attempt may be killed mid-way), then the writer starts.

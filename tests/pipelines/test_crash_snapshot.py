@@ -21,7 +21,6 @@ import signal
 from collections import Counter
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
 
 import pyarrow.compute as pc
 import pytest
@@ -29,34 +28,10 @@ import pytest
 from connectors.lake.config import LakeConfig
 from connectors.lake.lake import Lake
 from tests.crash_support import REPO, catch_up, kill_streams_repeatedly, lakehouse
-from tests.pipelines.test_crash import Writer
+from tests.pipelines.test_crash import Writer, write_config
 
 SEED_ROWS = 30_000
 CHUNK_ROWS = 100
-
-
-def _write_config(path: Path, db: Any, lake_root: Path, kind: str) -> Path:
-    extra = 'schema = "public"\n' if kind == "postgres" else ""
-    path.write_text(
-        f"""
-[lake]
-root = "{lake_root}"
-
-[[sources]]
-name = "snap_{kind}"
-kind = "{kind}"
-host = "{db.host}"
-port = {db.port}
-user = "{db.cdc_user}"
-password = "${{CRASH_PW}}"
-database = "{db.name}"
-{extra}tables = ["ledger"]
-batch_max_rows = 300
-batch_max_seconds = 0.2
-chunk_rows = {CHUNK_ROWS}
-"""
-    )
-    return path
 
 
 @pytest.mark.slow
@@ -77,7 +52,9 @@ def test_killed_snapshot_resumes_from_its_last_chunk_under_writes(
         )
     if kind == "mysql":
         admin.commit()
-    config = _write_config(tmp_path / "lakehouse.toml", db, tmp_path / "lake", kind)
+    config = write_config(
+        tmp_path / "lakehouse.toml", db, tmp_path / "lake", kind, name="snap", chunk_rows=CHUNK_ROWS
+    )
     env = {**os.environ, "CRASH_PW": db.cdc_password.get_secret_value(), "PYTHONPATH": str(REPO)}
     lake = Lake(LakeConfig(root=str(tmp_path / "lake")))
     source = f"snap_{kind}"
