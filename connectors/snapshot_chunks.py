@@ -18,14 +18,16 @@ driver returns (int, str, bytes, Decimal, date, datetime, time, timedelta, float
 from __future__ import annotations
 
 import base64
+import dataclasses
 import datetime as dt
 import decimal
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Protocol, TypeVar, runtime_checkable
 
 from connectors.events import QuarantinedRow, TableChanges, TableId
 from connectors.offsets import Offset
+from connectors.source import SourceError
 
 # A JSON value: what a key column's value becomes in a commit record.
 JsonValue = Any
@@ -70,8 +72,8 @@ class ChunkedSnapshotSource(Protocol):
     def snapshot_chunks(
         self, table: TableId, after: Sequence[JsonValue] | None, low: Offset
     ) -> Iterator[SnapshotChunk]:
-        """`table`'s rows with keys after `after` (a recorded chunk's `after`, through `decode_key`;
-        None: from the first), in chunks of
+        """`table`'s rows with keys after `after` (a recorded chunk's `after`, as recorded; None:
+        from the first), in chunks of
         `chunk_rows`, each read by one autocommit statement; the rows carry `low` as their
         position. The final chunk has `last=True`."""
         ...
@@ -87,7 +89,47 @@ class ReadChunk(Protocol):
     @property
     def key(self) -> tuple[Any, ...] | None: ...
     @property
+    def rows(self) -> int: ...
+    @property
     def last(self) -> bool: ...
+
+
+Chunk = TypeVar("Chunk", bound=ReadChunk)
+
+
+def resume_key(
+    table: TableId, after: Sequence[JsonValue] | None, key: Sequence[str]
+) -> tuple[Any, ...] | None:
+    """The key to read `table` on after, from a recorded chunk's `after` (None: from the first row);
+    `SourceError` when the table's primary key has changed since (`key`: its columns now)."""
+    if after is None:
+        return None
+    values = decode_key(after)
+    if len(values) != len(key):
+        raise SourceError(
+            f"cannot continue the snapshot of {table} after {values!r}: its key is now {tuple(key)}; "
+            "take the snapshot again"
+        )
+    return values
+
+
+def chunks_after(
+    read: Callable[[tuple[Any, ...] | None], Chunk], after: tuple[Any, ...] | None
+) -> Iterator[Chunk]:
+    """Chunks read by `read(last key)` in key order after `after`, up to the one that is `last`.
+
+    A full chunk is followed by another read, which may find no rows: that chunk carries the key
+    it started after, so its `after` is still where the table ends."""
+    last = after
+    while True:
+        chunk = read(last)
+        if chunk.rows:
+            last = chunk.key
+        else:
+            chunk = dataclasses.replace(chunk, key=last)  # type: ignore[type-var]
+        yield chunk
+        if chunk.last:
+            return
 
 
 def recorded(chunk: ReadChunk, estimate: int | None) -> SnapshotChunk:

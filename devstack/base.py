@@ -17,7 +17,7 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 __all__ = [
     "DevstackError",
@@ -27,6 +27,7 @@ __all__ = [
     "Service",
     "ServiceStatus",
     "ensure_apt_packages",
+    "PidFileService",
     "pid_alive",
     "process_cmdline",
     "read_pid",
@@ -108,6 +109,66 @@ class Service(Protocol):
 
 
 # --------------------------------------------------------------------------- commands
+
+
+class PidFileService:
+    """A service that is one process named by a pid file: which live process is ours, its clean
+    stop, and its status row.
+
+    Subclasses set `name`, `process` (how errors name the process), `pid_file`, `stop_timeout`,
+    `data_dir` (shown in the status row) and `settings`, and say which command line is theirs
+    (`_owns`), where they listen (`_port`, `_endpoint`) and why a stopped one may not start
+    (`_stopped_note`, e.g. not installed yet).
+    """
+
+    name: str
+    process: str
+    pid_file: Path
+    data_dir: Path
+    stop_timeout: float
+    settings: Any
+
+    def _owns(self, cmdline: str) -> bool:
+        """True when `cmdline` (a live pid's) is this service's process, not a recycled pid."""
+        raise NotImplementedError
+
+    def _port(self) -> int:
+        raise NotImplementedError
+
+    def _endpoint(self) -> str:
+        raise NotImplementedError
+
+    def _stopped_note(self) -> str:
+        return ""
+
+    def _pid(self) -> int | None:
+        pid = read_pid(self.pid_file)
+        if pid is not None and pid_alive(pid) and self._owns(process_cmdline(pid)):
+            return pid
+        return None
+
+    def stop(self) -> None:
+        """SIGTERM the process (a clean shutdown), SIGKILL after the stop timeout; a no-op when stopped."""
+        pid = self._pid()
+        if pid is not None:
+            terminate(pid, timeout=self.stop_timeout, what=self.process)
+        self.pid_file.unlink(missing_ok=True)
+
+    def is_running(self) -> bool:
+        """True when the pid file names a live process of this service and stack dir."""
+        return self._pid() is not None
+
+    def describe(self) -> ServiceStatus:
+        """Status row: endpoint, pid and data dir; notes a port taken by another process."""
+        pid = self._pid()
+        note = ""
+        if pid is None and port_open(self.settings.host, self._port()):
+            note = "port used by another process"
+        elif pid is None:
+            note = self._stopped_note()
+        return ServiceStatus(
+            self.name, "running" if pid else "stopped", self._endpoint(), pid, self.data_dir, note
+        )
 
 
 def service_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:

@@ -8,17 +8,13 @@ from pathlib import Path
 
 from devstack.base import (
     DevstackError,
+    PidFileService,
     ServiceStartError,
-    ServiceStatus,
     ensure_apt_packages,
-    pid_alive,
     port_open,
-    process_cmdline,
-    read_pid,
     run_command,
     start_detached,
     tail,
-    terminate,
     wait_for_port,
 )
 from devstack.settings import StackSettings
@@ -40,10 +36,12 @@ def _sql_str(value: str) -> str:
     return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
-class MariaDBService:
+class MariaDBService(PidFileService):
     """Private MariaDB server under ``<stack>/mariadb`` listening on 127.0.0.1:<mariadb_port>."""
 
     name = "mariadb"
+    process = "mariadbd"
+    stop_timeout = STOP_TIMEOUT_S
 
     def __init__(self, settings: StackSettings) -> None:
         """Bind the service to the stack settings; nothing is touched until a method runs."""
@@ -98,33 +96,16 @@ class MariaDBService:
         except DevstackError as exc:
             raise ServiceStartError(f"{exc}\n--- {self.error_log} ---\n{tail(self.error_log)}") from exc
 
-    def stop(self) -> None:
-        """SIGTERM mariadbd and wait for a clean shutdown."""
-        pid = self._pid()
-        if pid is not None:
-            terminate(pid, timeout=STOP_TIMEOUT_S, what="mariadbd")
-        self.pid_file.unlink(missing_ok=True)
-
-    def is_running(self) -> bool:
-        """True when the pid file names a live mariadbd."""
-        return self._pid() is not None
-
-    def describe(self) -> ServiceStatus:
-        """Status row: mysql:// endpoint, pid and datadir."""
-        pid = self._pid()
-        endpoint = f"mysql://{self.settings.host}:{self.settings.mariadb_port}"
-        note = ""
-        if pid is None and port_open(self.settings.host, self.settings.mariadb_port):
-            note = "port used by another process"
-        return ServiceStatus(self.name, "running" if pid else "stopped", endpoint, pid, self.data_dir, note)
-
     # ------------------------------------------------------------------ internals
 
-    def _pid(self) -> int | None:
-        pid = read_pid(self.pid_file)
-        if pid is not None and pid_alive(pid) and "mariadbd" in process_cmdline(pid):
-            return pid
-        return None
+    def _owns(self, cmdline: str) -> bool:
+        return "mariadbd" in cmdline
+
+    def _port(self) -> int:
+        return self.settings.mariadb_port
+
+    def _endpoint(self) -> str:
+        return f"mysql://{self.settings.host}:{self.settings.mariadb_port}"
 
     def _chown(self, *, recursive: bool) -> None:
         # mariadbd drops to user mysql, which must own its datadir, socket and pid/log locations.

@@ -11,12 +11,10 @@ from pathlib import Path
 from devstack.base import (
     DevstackError,
     InstallError,
+    PidFileService,
     ServiceStartError,
-    ServiceStatus,
     pid_alive,
     port_open,
-    process_cmdline,
-    read_pid,
     run_command,
     start_detached,
     tail,
@@ -31,19 +29,22 @@ START_TIMEOUT_S = 60.0
 STOP_TIMEOUT_S = 20.0
 
 
-class MotoService:
+class MotoService(PidFileService):
     """``python -m moto.server`` from the project venv, detached, on 127.0.0.1:<moto_port>.
 
     All state lives in memory: a restart empties every bucket and table.
     """
 
     name = "moto"
+    process = "moto server"
+    stop_timeout = STOP_TIMEOUT_S
 
     def __init__(self, settings: StackSettings) -> None:
         """Bind the service to the stack settings; nothing is touched until a method runs."""
         self.settings = settings
         self.base = settings.service_dir(self.name)
         self.pid_file = self.base / "moto.pid"
+        self.data_dir = self.base  # no data dir of its own: the state is in memory
         self.log = self.base / "moto.log"
 
     @property
@@ -89,34 +90,14 @@ class MotoService:
             self.pid_file.unlink(missing_ok=True)
             raise ServiceStartError(f"{exc}\n--- {self.log} ---\n{tail(self.log)}") from exc
 
-    def stop(self) -> None:
-        """SIGTERM the moto server and wait for it to exit."""
-        pid = self._pid()
-        if pid is not None:
-            terminate(pid, timeout=STOP_TIMEOUT_S, what="moto server")
-        self.pid_file.unlink(missing_ok=True)
+    def _owns(self, cmdline: str) -> bool:
+        return "moto.server" in cmdline
 
-    def is_running(self) -> bool:
-        """True when the pid file names a live moto server."""
-        return self._pid() is not None
+    def _port(self) -> int:
+        return self.settings.moto_port
 
-    def describe(self) -> ServiceStatus:
-        """Status row: HTTP endpoint and pid (no data dir: state is in memory)."""
-        pid = self._pid()
-        note = ""
-        if pid is None and port_open(self.settings.host, self.settings.moto_port):
-            note = "port used by another process"
-        return ServiceStatus(
-            self.name, "running" if pid else "stopped", self.settings.moto_endpoint, pid, self.base, note
-        )
-
-    # ------------------------------------------------------------------ internals
-
-    def _pid(self) -> int | None:
-        pid = read_pid(self.pid_file)
-        if pid is not None and pid_alive(pid) and "moto.server" in process_cmdline(pid):
-            return pid
-        return None
+    def _endpoint(self) -> str:
+        return self.settings.moto_endpoint
 
     def _wait_http(self, pid: int) -> None:
         url = f"{self.settings.moto_endpoint}/moto-api/"

@@ -27,12 +27,9 @@ from pathlib import Path
 from devstack.base import (
     DevstackError,
     InstallError,
+    PidFileService,
     ServiceStartError,
-    ServiceStatus,
-    pid_alive,
     port_open,
-    process_cmdline,
-    read_pid,
     run_command,
     start_detached,
     tail,
@@ -78,10 +75,12 @@ def _sql_str(value: str) -> str:
     return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
-class MySQL8Service:
+class MySQL8Service(PidFileService):
     """Private MySQL 9.7 under ``<stack>/mysql8`` listening on 127.0.0.1:<mysql8_port>."""
 
     name = "mysql8"
+    process = "mysqld"
+    stop_timeout = STOP_TIMEOUT_S
 
     def __init__(self, settings: StackSettings) -> None:
         """Bind the service to the stack settings; nothing is touched until a method runs."""
@@ -215,28 +214,6 @@ class MySQL8Service:
         except DevstackError as exc:
             terminate(pid, timeout=STOP_TIMEOUT_S, what="mysqld")
             raise ServiceStartError(f"{exc}\n--- {self.error_log} ---\n{tail(self.error_log)}") from exc
-
-    def stop(self) -> None:
-        """SIGTERM mysqld (a clean shutdown) and wait for it to exit."""
-        pid = self._pid()
-        if pid is not None:
-            terminate(pid, timeout=STOP_TIMEOUT_S, what="mysqld")
-        self.pid_file.unlink(missing_ok=True)
-
-    def is_running(self) -> bool:
-        """True when the pid file names a live mysqld of this stack dir."""
-        return self._pid() is not None
-
-    def describe(self) -> ServiceStatus:
-        """Status row: mysql:// endpoint, pid and datadir; notes a missing install or a taken port."""
-        pid = self._pid()
-        endpoint = f"mysql://{self.settings.host}:{self.settings.mysql8_port}"
-        note = ""
-        if pid is None and port_open(self.settings.host, self.settings.mysql8_port):
-            note = "port used by another process"
-        elif pid is None and not self.is_installed():
-            note = f"not installed; up fetches it from Debian {SUITE} (~60 MB)"
-        return ServiceStatus(self.name, "running" if pid else "stopped", endpoint, pid, self.data_dir, note)
 
     # ------------------------------------------------------------------ install
 
@@ -435,15 +412,19 @@ GRANT {CDC_GRANTS} ON *.* TO '{cdc}'@'%';
 
     # ------------------------------------------------------------------ process
 
-    def _pid(self) -> int | None:
-        pid = read_pid(self.pid_file)
-        if pid is None or not pid_alive(pid):
-            return None
+    def _owns(self, cmdline: str) -> bool:
         # /proc/<pid>/exe is sid's ld-linux, so the command line tells: our mysqld, our my.cnf.
-        cmdline = f"{process_cmdline(pid)} "
-        if f"{self.mysqld} " in cmdline and f"--defaults-file={self.cnf} " in cmdline:
-            return pid
-        return None
+        cmdline = f"{cmdline} "
+        return f"{self.mysqld} " in cmdline and f"--defaults-file={self.cnf} " in cmdline
+
+    def _port(self) -> int:
+        return self.settings.mysql8_port
+
+    def _endpoint(self) -> str:
+        return f"mysql://{self.settings.host}:{self.settings.mysql8_port}"
+
+    def _stopped_note(self) -> str:
+        return "" if self.is_installed() else f"not installed; up fetches it from Debian {SUITE} (~60 MB)"
 
 
 def _wait_port_free(host: str, port: int) -> bool:

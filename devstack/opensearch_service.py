@@ -25,13 +25,11 @@ from pathlib import Path
 from devstack.base import (
     DevstackError,
     InstallError,
+    PidFileService,
     ServiceStartError,
-    ServiceStatus,
     ensure_apt_packages,
     pid_alive,
     port_open,
-    process_cmdline,
-    read_pid,
     service_env,
     start_detached,
     tail,
@@ -111,10 +109,12 @@ def run_build_step(
         )
 
 
-class OpenSearchService:
+class OpenSearchService(PidFileService):
     """Single-node OpenSearch under ``<stack>/opensearch`` on 127.0.0.1:<opensearch_port> (HTTP only)."""
 
     name = "opensearch"
+    process = "opensearch"
+    stop_timeout = STOP_TIMEOUT_S
 
     def __init__(self, settings: StackSettings) -> None:
         """Bind the service to the stack settings; nothing is touched until a method runs."""
@@ -164,34 +164,6 @@ class OpenSearchService:
             terminate(pid, timeout=STOP_TIMEOUT_S, what="opensearch")
             self.pid_file.unlink(missing_ok=True)
             raise ServiceStartError(f"{exc}\n--- {self.log} ---\n{tail(self.log, 25)}") from exc
-
-    def stop(self) -> None:
-        """SIGTERM (the node closes cleanly), SIGKILL after STOP_TIMEOUT_S; a no-op when stopped."""
-        pid = self._pid()
-        if pid is not None:
-            terminate(pid, timeout=STOP_TIMEOUT_S, what="opensearch")
-        self.pid_file.unlink(missing_ok=True)
-
-    def is_running(self) -> bool:
-        """True when the pid file names a live launcher JVM of this stack dir."""
-        return self._pid() is not None
-
-    def describe(self) -> ServiceStatus:
-        """Status row: HTTP endpoint, JVM pid and data dir; notes a missing build or a taken port."""
-        pid = self._pid()
-        note = ""
-        if pid is None and port_open(self.settings.host, self.settings.opensearch_port):
-            note = "port used by another process"
-        elif pid is None and not self.is_built():
-            note = "no build of the current sources; up builds it"
-        return ServiceStatus(
-            self.name,
-            "running" if pid else "stopped",
-            self.settings.opensearch_endpoint,
-            pid,
-            self.data_dir,
-            note,
-        )
 
     # ------------------------------------------------------------------ build
 
@@ -283,15 +255,18 @@ class OpenSearchService:
             *(f"-E{key}={value}" for key, value in node_settings.items()),
         ]
 
-    def _pid(self) -> int | None:
-        pid = read_pid(self.pid_file)
-        if pid is None or not pid_alive(pid):
-            return None
-        cmdline = process_cmdline(pid)
+    def _owns(self, cmdline: str) -> bool:
         # Both checks: a recycled pid, or the launcher of another stack dir, is not ours.
-        if LAUNCHER_CLASS in cmdline and f"-Epath.home={self.base} " in f"{cmdline} ":
-            return pid
-        return None
+        return LAUNCHER_CLASS in cmdline and f"-Epath.home={self.base} " in f"{cmdline} "
+
+    def _port(self) -> int:
+        return self.settings.opensearch_port
+
+    def _endpoint(self) -> str:
+        return self.settings.opensearch_endpoint
+
+    def _stopped_note(self) -> str:
+        return "" if self.is_built() else "no build of the current sources; up builds it"
 
     @staticmethod
     def _wait_port_free(host: str, port: int) -> bool:

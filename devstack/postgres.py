@@ -7,13 +7,12 @@ from pathlib import Path
 
 from devstack.base import (
     DevstackError,
+    PidFileService,
     ServiceStartError,
-    ServiceStatus,
     ServiceStopError,
     ensure_apt_packages,
     pid_alive,
     port_open,
-    process_cmdline,
     read_pid,
     run_command,
     tail,
@@ -35,10 +34,12 @@ def _sql_str(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
 
 
-class PostgresService:
+class PostgresService(PidFileService):
     """Private PostgreSQL 15 cluster under ``<stack>/postgres`` on 127.0.0.1:<postgres_port>."""
 
     name = "postgres"
+    process = "postgres"
+    stop_timeout = STOP_TIMEOUT_S
 
     def __init__(self, settings: StackSettings) -> None:
         """Bind the service to the stack settings; nothing is touched until a method runs."""
@@ -139,26 +140,16 @@ class PostgresService:
         except ServiceStopError:
             terminate(pid, timeout=30, what="postgres")
 
-    def is_running(self) -> bool:
-        """True when postmaster.pid names a live postgres process."""
-        return self._pid() is not None
-
-    def describe(self) -> ServiceStatus:
-        """Status row: postgresql:// endpoint, postmaster pid and data dir."""
-        pid = self._pid()
-        endpoint = f"postgresql://{self.settings.host}:{self.settings.postgres_port}"
-        note = ""
-        if pid is None and port_open(self.settings.host, self.settings.postgres_port):
-            note = "port used by another process"
-        return ServiceStatus(self.name, "running" if pid else "stopped", endpoint, pid, self.data_dir, note)
-
     # ------------------------------------------------------------------ internals
 
-    def _pid(self) -> int | None:
-        pid = read_pid(self.pid_file)
-        if pid is not None and pid_alive(pid) and "postgres" in process_cmdline(pid):
-            return pid
-        return None
+    def _owns(self, cmdline: str) -> bool:
+        return "postgres" in cmdline
+
+    def _port(self) -> int:
+        return self.settings.postgres_port
+
+    def _endpoint(self) -> str:
+        return f"postgresql://{self.settings.host}:{self.settings.postgres_port}"
 
     def _clear_stale_pid(self) -> None:
         # After a kill -9 the lock file stays; if its pid was recycled by another process,

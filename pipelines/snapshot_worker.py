@@ -23,7 +23,7 @@ from connectors.faults import crash_point
 from connectors.lake.commits import CommitRecord, SnapshotProgress
 from connectors.lake.writer import LakeWriter, StagedChunk
 from connectors.offsets import parse_offset
-from connectors.snapshot_chunks import ChunkedSnapshotSource, SnapshotChunk, decode_key
+from connectors.snapshot_chunks import ChunkedSnapshotSource, SnapshotChunk
 from connectors.source import Source
 
 log = logging.getLogger(__name__)
@@ -84,12 +84,11 @@ def table_chunks(
 ) -> Iterator[SnapshotChunk]:
     """The chunks of a table after those its `progress` says are committed."""
     table = progress.table.table_id(getattr(source, "name", ""))
-    after = decode_key(progress.after) if progress.after is not None else None
     if progress.chunks:
         log.info(
             "snapshot of %s resumes after chunk %d (%d rows committed)", name, progress.chunks, progress.rows
         )
-    return source.snapshot_chunks(table, after, parse_offset(progress.low))
+    return source.snapshot_chunks(table, progress.after, parse_offset(progress.low))
 
 
 def commit_chunks(

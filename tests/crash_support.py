@@ -123,15 +123,22 @@ def ensure_a_backfill(
 def without_backfill_rows(lake: Lake, source: str, log: pa.Table) -> pa.Table:
     """The change log without the rows of backfill commits (there must be some), checking their
     count. Backfill rows rank just below the commit after the one they were staged from: their
-    `_seq` has bit 31 set, which no streamed row has; the rows of a chunked snapshot begun by
-    commit 1 have it too, but rank below commit 2 (`_seq` < 2 << 32), which no backfill row does."""
+    `_seq` is ``(c << 32) + 2^31 + i`` for the commit c they were staged from (the commit's
+    `replay_after`). Snapshot chunk rows have bit 31 set too, ranked below the commit after their
+    snapshot's first: a backfill is never staged from that commit (it is refused while the
+    snapshot is under way), so the two never share a `c`."""
     commits = lake.commit_log(source)
     backfills = [
         r for r in (commits.read(n) for n in range(1, commits.latest_seq() + 1)) if r.kind == "backfill"
     ]
     assert backfills, "no backfill was committed between the kills"
+    staged_from = pa.array(
+        sorted({t.replay_after for r in backfills for t in r.tables.values() if t.replay_after is not None}),
+        pa.int64(),
+    )
     from_backfill = pc.and_(
-        pc.equal(pc.bit_wise_and(log["_seq"], 1 << 31), 1 << 31), pc.greater_equal(log["_seq"], 2 << 32)
+        pc.equal(pc.bit_wise_and(log["_seq"], 1 << 31), 1 << 31),
+        pc.is_in(pc.shift_right(log["_seq"], 32), value_set=staged_from),
     )
     assert log.filter(from_backfill).num_rows == sum(r.rows for r in backfills)
     return log.filter(pc.invert(from_backfill))

@@ -39,7 +39,6 @@ autocommit statement after the same key: as valid a chunk as the first read (doc
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
 import decimal
 import logging
@@ -68,6 +67,7 @@ from connectors.mysql.types import (
     quote_identifier,
     snapshot_select_expression,
 )
+from connectors.snapshot_chunks import chunks_after
 from connectors.source import SourceError
 
 logger = logging.getLogger(__name__)
@@ -427,20 +427,12 @@ def read_table_chunks(
     table = plan.definition.table
     table_sql = f"{quote_identifier(table.schema)}.{quote_identifier(table.name)}"
     keys = plan.definition.schema.key
-    last = after
-    while True:
-        where, params = "", []
-        if last is not None:
-            where = f" WHERE {key_condition(keys, '>')}"
-            params = key_parameters(last)
-        chunk = read_chunk(
-            url, plan, table_sql, where, params, chunk_rows,
+
+    def read(last: KeyValues | None) -> ArrowChunk:
+        where = f" WHERE {key_condition(keys, '>')}" if last is not None else ""
+        return read_chunk(
+            url, plan, table_sql, where, key_parameters(last) if last is not None else [], chunk_rows,
             position_text=position_text, snapshot_ts=snapshot_ts, reference_conn=reference_conn,
         )  # fmt: skip
-        if chunk.rows:
-            last = chunk.key
-        else:
-            chunk = dataclasses.replace(chunk, key=last)
-        yield chunk
-        if chunk.last:
-            return
+
+    return chunks_after(read, after)

@@ -48,7 +48,7 @@ from connectors.mysql.offset import BinlogPosition
 from connectors.mysql.position import current_gtid_position
 from connectors.mysql.schema import TableDefinition, read_table_definition
 from connectors.mysql.types import quote_identifier, snapshot_select_expression
-from connectors.snapshot_chunks import SnapshotChunk, SnapshotStart, decode_key, recorded
+from connectors.snapshot_chunks import SnapshotChunk, SnapshotStart, recorded, resume_key
 from connectors.source import SourceError
 
 logger = logging.getLogger(__name__)
@@ -158,13 +158,7 @@ def read_table_chunks(
     finally:
         with contextlib.suppress(Exception):
             control.close()
-    # Accepts the key decoded or still as recorded: decoding a decoded key changes nothing.
-    start = None if after is None else decode_key(after)
-    if start is not None and len(start) != len(definition.schema.key):
-        raise SourceError(
-            f"cannot continue the snapshot of {table} after {start!r}: its key is now {definition.schema.key}; "
-            "take the snapshot again"
-        )
+    start = resume_key(table, after, definition.schema.key)
     if config.snapshot_reader == "arrow":
         try:
             plan = arrow_reader.plan_chunk_reads(definition, config.timezone)

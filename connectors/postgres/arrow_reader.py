@@ -35,7 +35,6 @@ or a transaction would stay open between chunks and hold back the xmin horizon.
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import urllib.parse
 from collections.abc import Callable, Iterator, Sequence
@@ -54,6 +53,7 @@ from connectors.postgres.columns import ChangeBuffer
 from connectors.postgres.config import PostgresSourceConfig
 from connectors.postgres.connection import SESSION_OPTIONS
 from connectors.postgres.types import CONVERSION_ERRORS, ColumnType
+from connectors.snapshot_chunks import chunks_after
 from connectors.source import SourceError
 
 log = logging.getLogger(__name__)
@@ -372,13 +372,8 @@ def read_table_chunks(
 ) -> Iterator[ArrowChunk]:
     """The table's chunks after `after`, as `snapshot._read_chunks` yields them: a full chunk is
     followed by another read, which may find no rows (that chunk carries the key it started after)."""
-    last = None if after is None else tuple(after)
-    while True:
-        chunk = read_chunk(arrow_conn, conn, catalog, plan, last, chunk_rows, position, snapshot_micros)
-        if chunk.rows:
-            last = chunk.key
-        else:
-            chunk = dataclasses.replace(chunk, key=last)
-        yield chunk
-        if chunk.last:
-            return
+
+    def read(last: tuple[Any, ...] | None) -> ArrowChunk:
+        return read_chunk(arrow_conn, conn, catalog, plan, last, chunk_rows, position, snapshot_micros)
+
+    return chunks_after(read, None if after is None else tuple(after))

@@ -40,7 +40,7 @@ from connectors.postgres.config import PostgresSourceConfig
 from connectors.postgres.connection import close_quietly, connect
 from connectors.postgres.offset import Lsn
 from connectors.postgres.slot import create_slot_with_snapshot, drop_slot, ensure_publication, slot_state
-from connectors.snapshot_chunks import SnapshotChunk, SnapshotStart, decode_key, recorded
+from connectors.snapshot_chunks import SnapshotChunk, SnapshotStart, recorded, resume_key
 from connectors.source import SourceError
 
 log = logging.getLogger(__name__)
@@ -106,13 +106,7 @@ def read_table_chunks(
         catalog = Catalog(reader, config.timezone)
         layout = catalog.describe(table)
         estimate = catalog.estimated_rows(table)
-        # Accepts the key decoded or still as recorded: decoding a decoded key changes nothing.
-        start = None if after is None else decode_key(after)
-        if start is not None and len(start) != len(layout.schema.key):
-            raise SourceError(
-                f"cannot continue the snapshot of {table} after {start!r}: its key is now {layout.schema.key}; "
-                "take the snapshot again"
-            )
+        start = resume_key(table, after, layout.schema.key)
         if config.snapshot_reader == "arrow":
             yield from _arrow_chunks(config, reader, catalog, layout, low, snapshot_micros, start, estimate)
             return

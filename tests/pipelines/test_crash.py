@@ -113,6 +113,22 @@ class Writer(threading.Thread):
         self.live.extend(new_live)
 
 
+def create_ledger(db: Any, kind: str, rows: int) -> Any:
+    """Create the `ledger` table with `rows` seed rows (ids 1..rows); returns the admin connection."""
+    admin = db.admin_connect()
+    with admin.cursor() as cur:
+        cur.execute(
+            "CREATE TABLE ledger (id BIGINT PRIMARY KEY, n INT NOT NULL, note VARCHAR(200), amount DECIMAL(12,2))"
+        )
+        cur.executemany(
+            "INSERT INTO ledger (id, n, note, amount) VALUES (%s, %s, %s, %s)",
+            [(i, 0, f"seed {i}", Decimal("9.99")) for i in range(1, rows + 1)],
+        )
+    if kind == "mysql":
+        admin.commit()
+    return admin
+
+
 def write_config(
     path: Path, db: Any, lake_root: Path, kind: str, *, name: str = "crash", chunk_rows: int = 250
 ) -> Path:
@@ -147,17 +163,7 @@ def test_sigkill_at_random_points_loses_and_duplicates_nothing(
 ) -> None:
     db = request.getfixturevalue({"mariadb": "mysql_db", "mysql8": "mysql8_db", "postgres": "pg_db"}[server])
     kind = "postgres" if server == "postgres" else "mysql"
-    admin = db.admin_connect()
-    with admin.cursor() as cur:
-        cur.execute(
-            "CREATE TABLE ledger (id BIGINT PRIMARY KEY, n INT NOT NULL, note VARCHAR(200), amount DECIMAL(12,2))"
-        )
-        cur.executemany(
-            "INSERT INTO ledger (id, n, note, amount) VALUES (%s, %s, %s, %s)",
-            [(i, 0, f"seed {i}", Decimal("9.99")) for i in range(1, 501)],
-        )
-    if kind == "mysql":
-        admin.commit()
+    admin = create_ledger(db, kind, 500)
     config = write_config(tmp_path / "lakehouse.toml", db, tmp_path / "lake", kind)
     env = {**os.environ, "CRASH_PW": db.cdc_password.get_secret_value(), "PYTHONPATH": str(REPO)}
 

@@ -19,7 +19,6 @@ import os
 import random
 import signal
 from collections import Counter
-from decimal import Decimal
 from pathlib import Path
 
 import pyarrow.compute as pc
@@ -28,7 +27,7 @@ import pytest
 from connectors.lake.config import LakeConfig
 from connectors.lake.lake import Lake
 from tests.crash_support import REPO, catch_up, kill_streams_repeatedly, lakehouse
-from tests.pipelines.test_crash import Writer, write_config
+from tests.pipelines.test_crash import Writer, create_ledger, write_config
 
 SEED_ROWS = 30_000
 CHUNK_ROWS = 100
@@ -41,17 +40,7 @@ def test_killed_snapshot_resumes_from_its_last_chunk_under_writes(
 ) -> None:
     db = request.getfixturevalue({"mariadb": "mysql_db", "mysql8": "mysql8_db", "postgres": "pg_db"}[server])
     kind = "postgres" if server == "postgres" else "mysql"
-    admin = db.admin_connect()
-    with admin.cursor() as cur:
-        cur.execute(
-            "CREATE TABLE ledger (id BIGINT PRIMARY KEY, n INT NOT NULL, note VARCHAR(200), amount DECIMAL(12,2))"
-        )
-        cur.executemany(
-            "INSERT INTO ledger (id, n, note, amount) VALUES (%s, %s, %s, %s)",
-            [(i, 0, f"seed {i}", Decimal("9.99")) for i in range(1, SEED_ROWS + 1)],
-        )
-    if kind == "mysql":
-        admin.commit()
+    admin = create_ledger(db, kind, SEED_ROWS)
     config = write_config(
         tmp_path / "lakehouse.toml", db, tmp_path / "lake", kind, name="snap", chunk_rows=CHUNK_ROWS
     )
