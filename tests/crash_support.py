@@ -45,18 +45,21 @@ def kill_streams_repeatedly(
     *,
     until: Callable[[], bool] | None = None,
     after_kill: Callable[[], None] | None = None,
+    points: Sequence[str | None] = (*CRASH_POINTS, None, None),
+    probability: float = 0.2,
 ) -> Counter[str]:
     """Run `lakehouse stream` over and over for $CRASH_TEST_SECONDS (default 40), or until
     `until()` is true: each run is SIGKILLed after 1.5-4 s, or dies at a crash point drawn at
-    random; returns kills by point, and calls `after_kill()` after each. A run that exits by itself
-    with an error fails the test."""
+    random from `points` (None: none), each time it passes it with `probability`; returns kills by
+    point, and calls `after_kill()` after each. A run that exits by itself with an error fails
+    the test."""
     kills: Counter[str] = Counter()
     deadline = time.monotonic() + float(os.environ.get("CRASH_TEST_SECONDS", "40"))
     while time.monotonic() < deadline and not (until is not None and until()):
-        point = rng.choice([*CRASH_POINTS, None, None])
+        point = rng.choice(list(points))
         run_env = dict(env)
         if point:
-            run_env |= {"LAKEHOUSE_CRASH_AT": point, "LAKEHOUSE_CRASH_PROBABILITY": "0.2"}
+            run_env |= {"LAKEHOUSE_CRASH_AT": point, "LAKEHOUSE_CRASH_PROBABILITY": str(probability)}
         proc = lakehouse(config, "stream", env=run_env)
         try:
             proc.wait(timeout=rng.uniform(1.5, 4.0))
