@@ -17,9 +17,10 @@ logical columns and values on each server. After one untimed read to warm the ca
 * ours: `pipelines.runner.sync_source(lake, source, merge=False)` on a fresh local lake, the source
   opened from its config with `open_source` (snapshot, Parquet change-log files, commits, the
   empty catch-up stream), in a child process, timed around `sync_source`; peak RSS of the child
-  from `wait4`. Twice: with `snapshot_reader = "arrow"` (the default: chunks read straight into
-  Arrow by connectorx / the ADBC driver) and `"driver"` (PyMySQL / psycopg2, the reader every
-  snapshot used before), both one reader in key-ordered chunks. `--snapshot-only` times
+  from `wait4`. Three times: with `snapshot_reader = "arrow"` (the default: chunks read straight into
+  Arrow by connectorx / the ADBC driver) with one reader and with `snapshot_readers = 2` (chunk
+  ends planned ahead, two chunks read at once), and `"driver"` (PyMySQL / psycopg2, the reader
+  every snapshot used before) with one reader, all in key-ordered chunks committed in order. `--snapshot-only` times
   sync_source's snapshot phase alone (preflight, every snapshot batch written and acknowledged),
   without the catch-up stream: on a shared stack where a test purges the MySQL binlogs
   (tests/connectors/test_mysql8_positions.py) that stream fails, correctly, with
@@ -98,7 +99,7 @@ class Figures:
     kind: str
     baseline: float = 0.0  # rows/s
     baseline_note: str = ""
-    ours: dict[str, float] = field(default_factory=dict)  # snapshot_reader -> rows/s
+    ours: dict[str, float] = field(default_factory=dict)  # variant label -> rows/s
     rss_mb: dict[str, float] = field(default_factory=dict)
 
 
@@ -244,9 +245,10 @@ def baseline(stack: StackSettings, target: Target, rows: int) -> tuple[float, st
 # ---------------------------------------------------------------- ours, in a child process
 
 
-# Each chunk read straight into Arrow (the default), and through the drivers (PyMySQL / psycopg2
-# text: the single-cursor reader every snapshot used before), both with chunk commits.
-READERS = ("arrow", "driver")
+# Each chunk read straight into Arrow (the default) by one and by two readers, and through the
+# drivers (PyMySQL / psycopg2 text: the single-cursor reader every snapshot used before), all with
+# chunk commits: (label, snapshot_reader, snapshot_readers).
+VARIANTS = (("arrow", "arrow", 1), ("arrow x2", "arrow", 2), ("driver", "driver", 1))
 
 
 def child(spec: dict[str, Any]) -> None:
@@ -265,7 +267,7 @@ def child(spec: dict[str, Any]) -> None:
     common: dict[str, Any] = {
         "name": spec["name"], "host": stack.host, "port": spec["port"], "user": stack.cdc_user,
         "password": stack.cdc_password, "database": spec["database"], "tables": (TABLE,),
-        "snapshot_reader": spec["reader"],
+        "snapshot_reader": spec["reader"], "snapshot_readers": spec["readers"],
     }  # fmt: skip
     config: MySQLSourceConfig | PostgresSourceConfig
     if spec["kind"] == "postgres":
@@ -319,12 +321,13 @@ def _snapshot_only(lake: Any, source: Any) -> tuple[int, int]:
 
 
 def ours(
-    target: Target, reader: str, tag: str, *, profile: bool, snapshot_only: bool
+    target: Target, reader: str, readers: int, tag: str, *, profile: bool, snapshot_only: bool
 ) -> tuple[dict[str, Any], float]:
     """Run `child` in a fresh interpreter; its result and its peak RSS in MB (wait4, as time -v)."""
     spec = {
         "kind": target.kind, "port": target.port, "database": target.database, "reader": reader,
-        "name": f"snap_{tag}_{target.kind}_{reader}", "profile": profile, "snapshot_only": snapshot_only,
+        "readers": readers, "name": f"snap_{tag}_{target.kind}_{reader}{readers}", "profile": profile,
+        "snapshot_only": snapshot_only,
     }  # fmt: skip
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     # Output into files, not pipes: Popen.communicate would reap the child before wait4 could.
@@ -378,22 +381,23 @@ def main() -> None:
             print(f"{kind}: loaded {args.rows:,} rows in {time.perf_counter() - started:.1f} s", flush=True)
             figures = Figures(kind)
             figures.baseline, figures.baseline_note = baseline(stack, target, args.rows)
-            for reader in READERS:
+            for label, reader, readers in VARIANTS:
                 done, rss = ours(
                     target,
                     reader,
+                    readers,
                     tag,
-                    profile=args.profile and reader == "arrow",
+                    profile=args.profile and label == "arrow",
                     snapshot_only=args.snapshot_only,
                 )
                 if done["rows"] != args.rows:
                     raise RuntimeError(
-                        f"ours ({kind}, {reader} reader) wrote {done['rows']:,} rows, not {args.rows:,}"
+                        f"ours ({kind}, {label}) wrote {done['rows']:,} rows, not {args.rows:,}"
                     )
-                figures.ours[reader] = args.rows / done["seconds"]
-                figures.rss_mb[reader] = rss
+                figures.ours[label] = args.rows / done["seconds"]
+                figures.rss_mb[label] = rss
                 print(
-                    f"{kind}: ours, {reader} reader: {done['seconds']:.1f} s, {done['commits']} commits,"
+                    f"{kind}: ours, {label}: {done['seconds']:.1f} s, {done['commits']} commits,"
                     f" lake {done['lake_mb']:.0f} MB, peak RSS {rss:.0f} MB",
                     flush=True,
                 )
@@ -409,17 +413,20 @@ def print_table(results: list[Figures], rows: int, mode: str) -> None:
         return f"{value / base:>5.2f}" if value else f"{'n/a':>5}"
 
     print(f"\nsnapshot of a {rows:,}-row, 11-column table into the lake's change log ({mode}), rows/s:")
+    labels = [label for label, _, _ in VARIANTS]
     print(
-        f"{'database':10} {'baseline':>12} {'arrow':>12} {'driver':>12}"
-        f" {'arrow/base':>10} {'drv/base':>8} {'arrow/drv':>9} {'RSS arrow':>9} {'RSS drv':>8}"
-    )
+        f"{'database':10} {'baseline':>12}" + "".join(f" {label:>12}" for label in labels)
+        + "".join(f" {label + '/base':>14}" for label in labels)
+        + f" {'x2/arrow':>8} {'arrow/drv':>9}" + "".join(f" {'RSS ' + label:>13}" for label in labels)
+    )  # fmt: skip
     for f in results:
-        arrow, driver = f.ours.get("arrow"), f.ours.get("driver")
+        arrow, two, driver = (f.ours.get(label) for label in labels)
         print(
-            f"{f.kind:10} {rate(f.baseline)} {rate(arrow)} {rate(driver)} {ratio(arrow, f.baseline):>10}"
-            f" {ratio(driver, f.baseline):>8} {ratio(arrow, driver or 0) if driver else 'n/a':>9}"
-            f" {f.rss_mb.get('arrow', 0):>9.0f} {f.rss_mb.get('driver', 0):>8.0f}"
-        )
+            f"{f.kind:10} {rate(f.baseline)}" + "".join(f" {rate(f.ours.get(label))}" for label in labels)
+            + "".join(f" {ratio(f.ours.get(label), f.baseline):>14}" for label in labels)
+            + f" {ratio(two, arrow or 0) if arrow else 'n/a':>8} {ratio(arrow, driver or 0) if driver else 'n/a':>9}"
+            + "".join(f" {f.rss_mb.get(label, 0):>13.0f}" for label in labels)
+        )  # fmt: skip
     for f in results:
         print(f"  baseline {f.kind}: {f.baseline_note}")
 

@@ -87,9 +87,10 @@ class DatabaseSourceConfig(FrozenModel):
         ge=1,
         le=16,
         description=(
-            "Parallel readers per table in a snapshot (MySQL/MariaDB), each on its own key range. More help "
-            "only when the server or the network is the bottleneck: row decoding holds the GIL, and each "
-            "reader holds a chunk in memory (bench/bench_snapshot.py)."
+            "Chunks of a table read at once. A resumable snapshot with snapshot_reader 'arrow' plans each "
+            "chunk's end key ahead (an index-only read) and reads that many chunks in parallel, committing "
+            "them in key order; a MySQL/MariaDB backfill reads as many key ranges. Each reader holds a chunk "
+            "in memory; more than 2 gain little unless the server has cores to spare (bench/bench_snapshot.py)."
         ),
     )
     retry: RetryConfig = Field(default_factory=RetryConfig)

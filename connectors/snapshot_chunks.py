@@ -18,10 +18,14 @@ driver returns (int, str, bytes, Decimal, date, datetime, time, timedelta, float
 from __future__ import annotations
 
 import base64
+import contextlib
 import dataclasses
 import datetime as dt
 import decimal
+import threading
+from collections import deque
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar, runtime_checkable
 
@@ -130,6 +134,86 @@ def chunks_after(
         yield chunk
         if chunk.last:
             return
+
+
+def planned_chunks(
+    read: Callable[[tuple[Any, ...] | None], Chunk],
+    bound: Callable[[tuple[Any, ...] | None], tuple[Any, ...] | None],
+    read_between: Callable[[tuple[Any, ...] | None, tuple[Any, ...]], Chunk],
+    after: tuple[Any, ...] | None,
+    readers: int,
+    name: str = "snapshot-reader",
+) -> Iterator[Chunk]:
+    """The chunks of `chunks_after(read, after)`, read by `readers` threads at once, in key order.
+
+    A chunk's end is planned ahead by `bound(last key)`: the key of the chunk-size-th row after it
+    (an index-only read that returns no rows), None when fewer rows are left. The range up to it is
+    read by `read_between(last key, bound)` in a reader thread (its chunk ends at the bound, even
+    if rows were deleted meanwhile), so up to `readers` chunks are read while the caller stages and
+    commits the earlier ones; chunks are yielded in key order, so a recorded `after` still means
+    "everything up to here". Where `bound` finds the end near, the rest is read by `read` one
+    chunk at a time, as without planning. Memory: at most `readers` chunks are held besides the
+    one the caller has. `read_between` runs in reader threads: it must use its own connections.
+    """
+    if readers <= 1:
+        yield from chunks_after(read, after)
+        return
+    pool = ThreadPoolExecutor(readers, thread_name_prefix=name)
+    pending: deque[tuple[Future[Chunk], tuple[Any, ...] | None]] = deque()  # (read, its end; None: tail)
+    cancelled = threading.Event()
+    try:
+        last = after
+        tail = False  # the end is near: the rest is read one chunk at a time
+        while True:
+            while not tail and len(pending) < readers:
+                end = bound(last)
+                if end is None:
+                    tail = True
+                    break
+                pending.append((pool.submit(_unless, cancelled, read_between, last, end), end))
+                last = end
+            if pending:
+                future, end = pending.popleft()
+                chunk = future.result()
+                yield dataclasses.replace(chunk, key=end, last=False)  # type: ignore[type-var]
+                continue
+            yield from chunks_after(read, last)
+            return
+    finally:
+        cancelled.set()
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+class PerThread:
+    """One resource per reader thread, opened on first use (`get`) and all closed by `close`."""
+
+    def __init__(self, open_one: Callable[[], Any], close_one: Callable[[Any], None]) -> None:
+        self._open = open_one
+        self._close = close_one
+        self._local = threading.local()
+        self._lock = threading.Lock()
+        self._opened: list[Any] = []
+
+    def get(self) -> Any:
+        resource = getattr(self._local, "resource", None)
+        if resource is None:
+            resource = self._local.resource = self._open()
+            with self._lock:
+                self._opened.append(resource)
+        return resource
+
+    def close(self) -> None:
+        with self._lock:
+            opened, self._opened = self._opened, []
+        for resource in opened:
+            with contextlib.suppress(Exception):
+                self._close(resource)
+
+
+def _unless(cancelled: threading.Event, read: Callable[..., Chunk], *args: Any) -> Chunk:
+    if cancelled.is_set():
+        raise RuntimeError("snapshot reading was stopped")
+    return read(*args)
 
 
 def recorded(chunk: ReadChunk, estimate: int | None) -> SnapshotChunk:

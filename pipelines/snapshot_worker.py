@@ -125,7 +125,9 @@ class ChunkWorker:
 
     The worker reads a table's next chunk once the previous one is staged, assuming it will be
     committed; if a commit is refused (the lake's progress moved: another runner), the worker is
-    cancelled and the stream starts a new one from the lake's progress.
+    cancelled and the stream starts a new one from the lake's progress. A table the stream
+    replaced meanwhile (a TRUNCATE ends its snapshot: `LakeWriter`) has its staged chunks dropped
+    and is read no further.
     """
 
     def __init__(
@@ -142,6 +144,7 @@ class ChunkWorker:
         self.error: BaseException | None = None
         self._ready: queue.Queue[StagedChunk | None] = queue.Queue(maxsize=READY_CHUNKS)
         self._cancel = threading.Event()
+        self._ended: set[str] = set()  # tables whose snapshot the stream ended: read no further
         self._finished = False
         self._thread = threading.Thread(target=self._run, name=f"snapshot-{writer.source}", daemon=True)
 
@@ -171,6 +174,12 @@ class ChunkWorker:
                     raise self.error
                 return
             name = staged.table.lake_name
+            if name not in self.writer.snapshots_in_progress():
+                # The stream replaced the table meanwhile (a TRUNCATE): its snapshot has ended.
+                self._ended.add(name)
+                self.writer.discard_chunk(staged)
+                log.info("snapshot of %s ended: the table was truncated while it was read", name)
+                continue
             record = self.writer.commit_chunk(staged)
             crash_point("published")
             self.meter.committed(name, staged.rows, record.snapshots.get(name), staged.progress)
@@ -217,6 +226,8 @@ class ChunkWorker:
                     for chunk in chunks:
                         if self._cancel.is_set():
                             return
+                        if name in self._ended:
+                            break
                         staged = self.writer.stage_chunk(chunk, progress)
                         if not self._put(staged):
                             return

@@ -462,6 +462,11 @@ class LakeWriter:
                 kind = "snapshot" if batch.start is None or batch.start != batch.end else "backfill"
         if snapshots is None:
             snapshots = dict(prev.snapshots) if prev else {}
+            # A table replaced while its chunked snapshot is under way (a streamed TRUNCATE): its
+            # state is now this commit and the changes after it, so its snapshot ends here; chunks
+            # read before are refused (their progress is gone) and the merge starts from here.
+            for table in batch.snapshot:
+                snapshots.pop(table.lake_name, None)
         floors = dict(prev.floors) if prev else {}
         heads = dict(prev.heads) if prev else {}
         for table, offset in batch.floors.items():

@@ -67,7 +67,7 @@ from connectors.mysql.types import (
     quote_identifier,
     snapshot_select_expression,
 )
-from connectors.snapshot_chunks import chunks_after
+from connectors.snapshot_chunks import PerThread, chunks_after, planned_chunks
 from connectors.source import SourceError
 
 logger = logging.getLogger(__name__)
@@ -79,6 +79,7 @@ KeyDecoder = Callable[[Any], Any]
 # Session settings of the connectorx connection: TIMESTAMP text in UTC, as `connection.connect`
 # sets for PyMySQL.
 _SESSION = ["SET SESSION time_zone = '+00:00'"]
+NO_LIMIT = 2**63 - 1  # the LIMIT of a chunk read up to a planned end key
 _FIRST_DAY = pa.scalar(dt.date(1, 1, 1), pa.date32())
 _FIRST_INSTANT = pa.scalar(dt.datetime(1, 1, 1), pa.timestamp("us"))
 _STRING_TYPES = frozenset({"char", "varchar", "enum", *TEXT_TYPES})
@@ -418,15 +419,23 @@ def read_table_chunks(
     snapshot_ts: dt.datetime,
     reference_conn: pymysql.connections.Connection,
     after: KeyValues | None = None,
+    readers: int = 1,
+    open_reference: Callable[[], pymysql.connections.Connection] | None = None,
 ) -> Iterator[ArrowChunk]:
     """The table's chunks in key order after `after` (None: from the first), as `_TableReader._read_range`
     reads one unbounded key range: a full chunk is followed by another read, which may find no rows
-    (that chunk, `last`, carries the key it started after)."""
+    (that chunk, `last`, carries the key it started after).
+
+    With `readers` > 1 the chunks are planned ahead and read by that many threads
+    (`planned_chunks`); each thread's fallback reads use its own `open_reference()` connection,
+    and `reference_conn` plans the chunk ends.
+    """
     from connectors.mysql.snapshot import key_condition, key_parameters  # the PyMySQL path's own SQL
 
     table = plan.definition.table
     table_sql = f"{quote_identifier(table.schema)}.{quote_identifier(table.name)}"
     keys = plan.definition.schema.key
+    quoted_keys = ", ".join(quote_identifier(k) for k in keys)
 
     def read(last: KeyValues | None) -> ArrowChunk:
         where = f" WHERE {key_condition(keys, '>')}" if last is not None else ""
@@ -435,4 +444,35 @@ def read_table_chunks(
             position_text=position_text, snapshot_ts=snapshot_ts, reference_conn=reference_conn,
         )  # fmt: skip
 
-    return chunks_after(read, after)
+    if readers <= 1 or open_reference is None:
+        return chunks_after(read, after)
+
+    def bound(last: KeyValues | None) -> KeyValues | None:
+        where = f" WHERE {key_condition(keys, '>')}" if last is not None else ""
+        sql = (
+            f"SELECT {quoted_keys} FROM {table_sql}{where} ORDER BY {quoted_keys}"
+            f" LIMIT 1 OFFSET {int(chunk_rows) - 1}"
+        )
+        with reference_conn.cursor() as cur:
+            cur.execute(sql, key_parameters(last) if last is not None else [])
+            rows = cur.fetchall()
+        return tuple(rows[0]) if rows else None
+
+    references = PerThread(open_reference, lambda conn: conn.close())
+
+    def read_between(last: KeyValues | None, end: KeyValues) -> ArrowChunk:
+        conditions = [key_condition(keys, ">")] if last is not None else []
+        conditions.append(key_condition(keys, "<="))
+        params = [*(key_parameters(last) if last is not None else []), *key_parameters(end)]
+        return read_chunk(
+            url, plan, table_sql, " WHERE " + " AND ".join(conditions), params, NO_LIMIT,
+            position_text=position_text, snapshot_ts=snapshot_ts, reference_conn=references.get(),
+        )  # fmt: skip
+
+    def planned() -> Iterator[ArrowChunk]:
+        try:
+            yield from planned_chunks(read, bound, read_between, after, readers, f"snapshot-{table.name}")
+        finally:
+            references.close()
+
+    return planned()

@@ -146,8 +146,9 @@ def read_table_chunks(
 ) -> Iterator[SnapshotChunk]:
     """`table`'s rows with keys after `after` (None: from the first), in chunks of `chunk_rows`.
 
-    One reader (one key to continue from), each chunk one autocommit statement; the rows carry
-    `low` as their position and the server's time at the start as their commit timestamp.
+    Each chunk is one autocommit statement; the rows carry `low` as their position and the server's
+    time at the start as their commit timestamp. The Arrow path reads `snapshot_readers` chunks at
+    once (`planned_chunks`); the PyMySQL path reads one at a time.
     """
     control = connect(config)
     try:
@@ -186,7 +187,8 @@ def _arrow_chunks(
     try:
         for chunk in arrow_reader.read_table_chunks(
             arrow_reader.connectorx_url(config), plan, config.chunk_rows, position_text=low.serialize(),
-            snapshot_ts=snapshot_ts, reference_conn=reference, after=after,
+            snapshot_ts=snapshot_ts, reference_conn=reference, after=after, readers=config.snapshot_readers,
+            open_reference=lambda: connect(config, cursorclass=pymysql.cursors.SSCursor),
         ):  # fmt: skip
             yield recorded(chunk, estimate)
     finally:

@@ -35,6 +35,7 @@ or a transaction would stay open between chunks and hold back the xmin horizon.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import urllib.parse
 from collections.abc import Callable, Iterator, Sequence
@@ -53,7 +54,7 @@ from connectors.postgres.columns import ChangeBuffer
 from connectors.postgres.config import PostgresSourceConfig
 from connectors.postgres.connection import SESSION_OPTIONS
 from connectors.postgres.types import CONVERSION_ERRORS, ColumnType
-from connectors.snapshot_chunks import chunks_after
+from connectors.snapshot_chunks import PerThread, chunks_after, planned_chunks
 from connectors.source import SourceError
 
 log = logging.getLogger(__name__)
@@ -248,21 +249,22 @@ def read_chunk(
     catalog: Catalog,
     plan: ChunkPlan,
     after: Sequence[Any] | None,
-    limit: int,
+    limit: int | None,
     position: str,
     snapshot_micros: int,
+    upto: Sequence[Any] | None = None,
 ) -> ArrowChunk:
-    """One chunk ``... WHERE (key) > (after) ORDER BY key LIMIT limit`` read through ADBC.
+    """One chunk ``... WHERE (key) > (after) ORDER BY key LIMIT limit`` read through ADBC; with
+    `upto` (and no limit), the rows up to that key: ``... AND (key) <= (upto)``.
 
-    `after` is the key as the server printed it (None: from the first row). `conn` (psycopg2, as
-    `_read_chunks` has it) renders the statement and reads the chunk again through the text path
-    when a value does not convert; `catalog` is that path's type catalog.
+    `after` and `upto` are keys as the server printed them (`after` None: from the first row).
+    `conn` (psycopg2, as `_read_chunks` has it) renders the statement and reads the chunk again
+    through the text path when a value does not convert; `catalog` is that path's type catalog.
     """
     layout = plan.layout
-    query = _chunk_sql(plan.select, layout, after, limit)
-    statement = (
-        query.as_string(conn) if after is None else conn.cursor().mogrify(query, tuple(after)).decode()
-    )
+    query = _chunk_sql(plan.select, layout, after, limit, upto)
+    params = _chunk_params(after, upto)
+    statement = query.as_string(conn) if not params else conn.cursor().mogrify(query, params).decode()
     try:
         with arrow_conn.cursor() as cur:
             cur.execute(statement)
@@ -278,25 +280,58 @@ def read_chunk(
             return _fast_chunk(plan, data, limit, position, snapshot_micros)
         except (FastConversionRefused, *CONVERSION_ERRORS, pa.ArrowTypeError) as exc:
             log.info("chunk of %s: %s; reading it through the text path", layout.table, exc)
-    return read_chunk_reference(conn, catalog, layout, after, limit, position, snapshot_micros)
+    return read_chunk_reference(conn, catalog, layout, after, limit, position, snapshot_micros, upto)
 
 
 def _chunk_sql(
-    select: sql.Composed, layout: TableLayout, after: Sequence[Any] | None, limit: int
+    select: sql.Composed,
+    layout: TableLayout,
+    after: Sequence[Any] | None,
+    limit: int | None,
+    upto: Sequence[Any] | None = None,
 ) -> sql.Composed:
-    keys = [sql.Identifier(k) for k in layout.schema.key]
-    order = sql.SQL(" ORDER BY {} LIMIT {}").format(sql.SQL(", ").join(keys), sql.Literal(limit))
-    if after is None:
-        return select + order
+    keys = sql.SQL(", ").join(sql.Identifier(k) for k in layout.schema.key)
+    placeholders = sql.SQL(", ").join(sql.Placeholder() * len(layout.schema.key))
     # As the text path: the key values as untyped literals, read by the key columns' input functions.
-    where = sql.SQL(" WHERE ({}) > ({})").format(
-        sql.SQL(", ").join(keys), sql.SQL(", ").join(sql.Placeholder() * len(keys))
+    conditions = []
+    if after is not None:
+        conditions.append(sql.SQL("({}) > ({})").format(keys, placeholders))
+    if upto is not None:
+        conditions.append(sql.SQL("({}) <= ({})").format(keys, placeholders))
+    query = select
+    if conditions:
+        query += sql.SQL(" WHERE ") + sql.SQL(" AND ").join(conditions)
+    query += sql.SQL(" ORDER BY {}").format(keys)
+    if limit is not None:
+        query += sql.SQL(" LIMIT {}").format(sql.Literal(limit))
+    return query
+
+
+def _chunk_params(after: Sequence[Any] | None, upto: Sequence[Any] | None) -> tuple[Any, ...] | None:
+    params = (*(after or ()), *(upto or ()))
+    return params or None
+
+
+def chunk_end_after(
+    conn: Any, layout: TableLayout, after: Sequence[Any] | None, rows: int
+) -> tuple[str, ...] | None:
+    """The key (as the server prints it) of the `rows`-th row after `after`, None if fewer are
+    left: where a chunk of `rows` rows ends, found without reading the rows (`planned_chunks`)."""
+    keys = [sql.Identifier(k) for k in layout.schema.key]
+    select = sql.SQL("SELECT {} FROM {}").format(
+        sql.SQL(", ").join(_output_text(k) for k in keys), qualified(layout.table)
     )
-    return select + where + order
+    query = _chunk_sql(select, layout, after, None) + sql.SQL(" OFFSET {} LIMIT 1").format(
+        sql.Literal(rows - 1)
+    )
+    with conn.cursor() as cur:
+        cur.execute(query, _chunk_params(after, None))
+        row = cur.fetchone()
+    return None if row is None else tuple(row)
 
 
 def _fast_chunk(
-    plan: ChunkPlan, data: pa.Table, limit: int, position: str, snapshot_micros: int
+    plan: ChunkPlan, data: pa.Table, limit: int | None, position: str, snapshot_micros: int
 ) -> ArrowChunk:
     layout = plan.layout
     n = data.num_rows
@@ -319,7 +354,7 @@ def _fast_chunk(
         pa.nulls(n, pa.string()),
     ]
     table = pa.Table.from_arrays([*meta, *arrays], schema=layout.schema.arrow_schema())
-    return ArrowChunk(TableChanges(layout.schema, table), (), key, n, n < limit, True)
+    return ArrowChunk(TableChanges(layout.schema, table), (), key, n, limit is None or n < limit, True)
 
 
 def read_chunk_reference(
@@ -327,20 +362,21 @@ def read_chunk_reference(
     catalog: Catalog,
     layout: TableLayout,
     after: Sequence[Any] | None,
-    limit: int,
+    limit: int | None,
     position: str,
     snapshot_micros: int,
+    upto: Sequence[Any] | None = None,
 ) -> ArrowChunk:
     """The chunk as the text path reads it (the body of `snapshot._read_chunks`)."""
     names = layout.schema.column_names
     select = sql.SQL("SELECT {} FROM {}").format(
         sql.SQL(", ").join(sql.Identifier(n) for n in names), qualified(layout.table)
     )
-    query = _chunk_sql(select, layout, after, limit)
+    query = _chunk_sql(select, layout, after, limit, upto)
     raw_text = psycopg2.extensions.new_type(catalog.loaded_type_oids(), "LAKEHOUSE_RAW_TEXT", _raw_text)
     with conn.cursor() as cur:
         psycopg2.extensions.register_type(raw_text, cur)
-        cur.execute(query, None if after is None else tuple(after))
+        cur.execute(query, _chunk_params(after, upto))
         rows = cur.fetchall()
         if rows and len(cur.description) != len(names):
             raise SourceError(f"table {layout.table} changed while it was read; run the snapshot again")
@@ -353,7 +389,7 @@ def read_chunk_reference(
         buffer.ops.extend(["I"] * len(rows))
         buffer.close_segment(position, snapshot_micros, None)
     changes, quarantined = buffer.build()
-    return ArrowChunk(changes, tuple(quarantined), key, len(rows), len(rows) < limit, False)
+    return ArrowChunk(changes, tuple(quarantined), key, len(rows), limit is None or len(rows) < limit, False)
 
 
 def _raw_text(value: str | None, _cursor: Any) -> str | None:
@@ -369,11 +405,42 @@ def read_table_chunks(
     position: str,
     snapshot_micros: int,
     after: Sequence[Any] | None = None,
+    readers: int = 1,
+    open_readers: Callable[[], tuple[Any, Any]] | None = None,
 ) -> Iterator[ArrowChunk]:
     """The table's chunks after `after`, as `snapshot._read_chunks` yields them: a full chunk is
-    followed by another read, which may find no rows (that chunk carries the key it started after)."""
+    followed by another read, which may find no rows (that chunk carries the key it started after).
+
+    With `readers` > 1 the chunks are planned ahead on `conn` and read by that many threads
+    (`planned_chunks`), each on its own ``open_readers()`` pair of (ADBC, psycopg2) connections."""
 
     def read(last: tuple[Any, ...] | None) -> ArrowChunk:
         return read_chunk(arrow_conn, conn, catalog, plan, last, chunk_rows, position, snapshot_micros)
 
-    return chunks_after(read, None if after is None else tuple(after))
+    start = None if after is None else tuple(after)
+    if readers <= 1 or open_readers is None:
+        return chunks_after(read, start)
+
+    def bound(last: tuple[Any, ...] | None) -> tuple[Any, ...] | None:
+        return chunk_end_after(conn, plan.layout, last, chunk_rows)
+
+    pairs = PerThread(open_readers, _close_pair)
+
+    def read_between(last: tuple[Any, ...] | None, end: tuple[Any, ...]) -> ArrowChunk:
+        arrow, text = pairs.get()
+        return read_chunk(arrow, text, catalog, plan, last, None, position, snapshot_micros, upto=end)
+
+    def planned() -> Iterator[ArrowChunk]:
+        try:
+            name = f"snapshot-{plan.layout.table.name}"
+            yield from planned_chunks(read, bound, read_between, start, readers, name)
+        finally:
+            pairs.close()
+
+    return planned()
+
+
+def _close_pair(pair: tuple[Any, Any]) -> None:
+    for conn in pair:
+        with contextlib.suppress(Exception):
+            conn.close()

@@ -136,8 +136,10 @@ def _arrow_chunks(
     try:
         plan = arrow_reader.plan_chunk_reads(layout)
         for chunk in arrow_reader.read_table_chunks(
-            arrow_conn, reader, catalog, plan, config.chunk_rows, low.serialize(), snapshot_micros, after
-        ):
+            arrow_conn, reader, catalog, plan, config.chunk_rows, low.serialize(), snapshot_micros, after,
+            readers=config.snapshot_readers,
+            open_readers=lambda: (arrow_reader.connect_arrow(config), connect(config)),
+        ):  # fmt: skip
             yield recorded(chunk, estimate)
     finally:
         with contextlib.suppress(Exception):

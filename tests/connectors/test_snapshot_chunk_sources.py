@@ -161,6 +161,34 @@ def test_composite_keys_of_mixed_types_resume_exactly(world: World) -> None:
     assert [tuple(r[k] for k in key) for r in rows_of(rest)] == keys[4 * CHUNK :]
 
 
+@pytest.mark.parametrize("readers", [2, 3])
+def test_parallel_readers_read_the_same_chunks_and_resume_from_theirs(world: World, readers: int) -> None:
+    ddl, insert = MYSQL_VISITS if world.kind == "mysql" else PG_VISITS
+    world.execute(ddl, insert.format(series=world.series(1050)))
+    visits = world.table("visits")
+    serial = world.source()
+    low = serial.begin_snapshot([visits]).low
+    expected = list(serial.snapshot_chunks(visits, None, low))
+    parallel = world.source(snapshot_readers=readers)
+
+    chunks = list(parallel.snapshot_chunks(visits, None, low))
+    assert [(c.changes.num_rows, c.last, c.after) for c in chunks] == [
+        (c.changes.num_rows, c.last, c.after) for c in expected
+    ]
+    assert values_of(chunks) == values_of(expected)  # in key order, the same values
+    # Stopped while chunks are read ahead, then resumed from the last one taken.
+    first = parallel.snapshot_chunks(visits, None, low)
+    done = list(islice(first, 4))
+    first.close()  # type: ignore[attr-defined]
+    rest = list(parallel.snapshot_chunks(visits, round_trip(done[-1]), low))
+    assert values_of(done + rest) == values_of(expected)
+
+
+def values_of(chunks: list[SnapshotChunk]) -> list[dict[str, Any]]:
+    """The rows without their commit time (the server's time when a run starts)."""
+    return [{k: v for k, v in r.items() if k != "_commit_ts"} for r in rows_of(chunks)]
+
+
 def test_a_full_last_chunk_ends_with_an_empty_one_and_an_empty_table_gives_one(world: World) -> None:
     source = world.source()
     full, empty = world.items(3 * CHUNK), world.items(0, "nothing")

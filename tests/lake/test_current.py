@@ -18,10 +18,13 @@ from pyiceberg.manifest import DataFileContent
 
 from connectors.events import Batch, Column, TableId, TableSchema
 from connectors.lake import iceberg_deletes
+from connectors.lake.commits import CommitConflictError
 from connectors.lake.compaction import NEVER_REWRITE, CompactionPolicy
 from connectors.lake.config import LakeConfig
 from connectors.lake.current import COMMIT_SEQ_PROPERTY, CurrentState, MergeConflictError
 from connectors.lake.lake import Lake
+from connectors.postgres.offset import Lsn
+from connectors.snapshot_chunks import SnapshotChunk, SnapshotStart
 from tests.lake.helpers import PATIENTS, changes, schema, snapshot_batch, stream_batch
 
 
@@ -87,6 +90,30 @@ def test_a_backfill_snapshot_replaces_the_table(lake: Lake) -> None:
     assert w.last_committed().floors[PATIENTS].serialize() == "pg-lsn:0/A"
     lake.current("src").merge()
     assert rows(lake) == {7: {"id": 7, "name": "fresh"}}
+
+
+def test_a_truncate_streamed_during_a_chunked_snapshot_ends_it_and_refuses_older_chunks(lake: Lake) -> None:
+    w = lake.writer("src")
+    w.begin_snapshot(SnapshotStart(Lsn(100), (changes([]),)))
+
+    def chunk(ids: range, last: bool = False) -> SnapshotChunk:
+        rows = changes([("I", 100, {"id": i, "name": "snap"}) for i in ids])
+        return SnapshotChunk(rows, (), (ids[-1],), last)
+
+    w.commit_chunk(w.stage_chunk(chunk(range(1, 4)), w.snapshots_in_progress()[PATIENTS.lake_name]))
+    # Read and staged before the TRUNCATE commits: its rows are gone from the source by then.
+    early = w.stage_chunk(chunk(range(4, 7)), w.snapshots_in_progress()[PATIENTS.lake_name])
+    truncate = Batch(
+        start=Lsn(100), end=Lsn(200), changes=(changes([("I", 150, {"id": 10, "name": "after"})]),),
+        snapshot=frozenset({PATIENTS}),
+    )  # fmt: skip
+    w.write(truncate)
+    assert PATIENTS.lake_name not in w.snapshots_in_progress()
+    with pytest.raises(CommitConflictError):
+        w.commit_chunk(early)
+    w.write(stream_batch(200, 300, changes([("I", 250, {"id": 11, "name": "later"})])))
+    lake.current("src").merge()
+    assert rows(lake) == {10: {"id": 10, "name": "after"}, 11: {"id": 11, "name": "later"}}
 
 
 @pytest.mark.parametrize("merged_meanwhile", [False, True])
