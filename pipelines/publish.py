@@ -6,10 +6,13 @@ In order, each part only when configured:
    tables, the current-state Iceberg tables, and the declared views that read only the lake as
    Athena (Presto) views;
 2. Redshift (when `[redshift.target]` is set): federated and Spectrum schemas and views, through
-   the Data API, changing only what differs;
+   the Data API, changing only what differs. Without a target a dry run renders the full DDL
+   offline (every statement a first publish would run; secrets only as their ARNs);
 3. the local DuckDB warehouse, always: the lake tables, the live databases attached as the
    federated schemas, the Spectrum schemas and the views, executed for real.
 A dry run reads everything and changes nothing; the warehouse step is then only described.
+Before any part changes anything, the names the Athena step would create are checked, so a name
+Athena cannot query stops the run with nothing published.
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ import boto3
 
 from connectors.catalog.glue_changelog import ChangelogCatalog
 from connectors.catalog.glue_plan import Plan, unconfigured_sources
-from connectors.catalog.redshift_publish import RedshiftPlan
+from connectors.catalog.redshift_publish import RedshiftPlan, offline_plan
 from connectors.lake.lake import Lake
 from pipelines.config import LakehouseConfig
 from pipelines.sources import open_source
@@ -111,6 +114,15 @@ def publish_current_state(config: LakehouseConfig, *, dry_run: bool = False, glu
     return catalog.publish(names, dry_run=dry_run, configured=configured_lake_tables(config))
 
 
+def check_athena_names(config: LakehouseConfig) -> None:
+    """Refuse (CatalogError naming each field) a database, view or column name that the Athena step
+    would create and Athena cannot query; reads nothing."""
+    from connectors.catalog.athena_views import check_athena_names as check
+
+    redshift = config.redshift
+    check(redshift.views, redshift.spectrum, [f.name for f in redshift.federated])
+
+
 def publish_athena_views(config: LakehouseConfig, *, dry_run: bool = False, glue: Any = None) -> Any:
     """The declared views that read only the lake, as Glue views Athena queries."""
     from connectors.catalog.athena_views import AthenaViewCatalog
@@ -122,7 +134,8 @@ def publish_athena_views(config: LakehouseConfig, *, dry_run: bool = False, glue
 
 
 def publish_redshift(config: LakehouseConfig, *, dry_run: bool = False, client: Any = None) -> RedshiftPlan:
-    """The declared schemas and views on the `[redshift.target]` cluster, through the Data API."""
+    """The declared schemas and views on the `[redshift.target]` cluster, through the Data API; each
+    statement waits at most the target's `statement_timeout_seconds`."""
     from connectors.catalog.redshift_data import DataApiRunner
     from connectors.catalog.redshift_publish import RedshiftPublisher
 
@@ -170,6 +183,9 @@ def publish(
     wanted = set(parts or ("glue", "athena", "redshift", "warehouse"))
     report = PublishReport(dry_run)
     redshift = config.redshift
+    athena = glue_enabled(config) and "athena" in wanted and bool(redshift.views)
+    if athena:
+        check_athena_names(config)  # before the Glue step changes anything
     if glue_enabled(config) and "glue" in wanted:
         glue = glue_client(config)
         report.sections.append(
@@ -178,10 +194,12 @@ def publish(
         report.sections.append(
             ("Glue: current state", str(publish_current_state(config, dry_run=dry_run, glue=glue)))
         )
-    if glue_enabled(config) and "athena" in wanted and redshift.views:
+    if athena:
         report.sections.append(("Athena views (Glue)", str(publish_athena_views(config, dry_run=dry_run))))
     if redshift.target is not None and "redshift" in wanted:
         report.sections.append(("Redshift", str(publish_redshift(config, dry_run=dry_run))))
+    elif "redshift" in wanted and (dry_run or parts) and _declares_redshift(config):
+        report.sections.append(_redshift_without_target(config, dry_run=dry_run))
     if "warehouse" in wanted:
         path = warehouse_path(config)
         if dry_run:
@@ -192,6 +210,23 @@ def publish(
             body = _describe_warehouse(config, path, done=True)
         report.sections.append(("Local warehouse (DuckDB)", body))
     return report
+
+
+def _declares_redshift(config: LakehouseConfig) -> bool:
+    redshift = config.redshift
+    return bool(redshift.federated or redshift.spectrum or redshift.views)
+
+
+def _redshift_without_target(config: LakehouseConfig, *, dry_run: bool) -> tuple[str, str]:
+    """With no cluster to compare with, a dry run shows the whole DDL, rendered offline; a real run
+    (asked for by `--only redshift`) says why nothing was published rather than staying silent."""
+    if not dry_run:
+        return (
+            "Redshift",
+            "no [redshift.target]: nothing published (a dry run prints the DDL without a cluster)",
+        )
+    title = "Redshift DDL (no [redshift.target]: rendered offline, as a first publish would run it)"
+    return (title, offline_plan(config.redshift).script())
 
 
 def _describe_warehouse(config: LakehouseConfig, path: str, *, done: bool = False) -> str:

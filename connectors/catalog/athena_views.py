@@ -13,6 +13,12 @@ schema and the view's columns with Trino types, and ViewExpandedText `/* Presto 
 additionally lists the columns (Hive types) in the StorageDescriptor, so Glue consumers that do
 not decode the JSON still see the view's shape; this module does the same.
 
+Athena queries only names made of lower-case letters, digits and underscores, 1 to 255 bytes
+(Athena user guide, "Name databases, tables, and columns" and "Considerations and limitations for
+views"); Glue would store others, and the view would then exist but be unqueryable. So every name a
+published view brings into Glue (its database, its name, its columns, and the Glue databases it
+reads) is checked before anything is planned, and each bad one is refused with its config field.
+
 Publishing is a plan, then its application, like `glue_changelog`: a missing database or view is
 created, a view of ours whose SQL hash or columns differ is updated, anything else in the
 database (tables, views without our hash parameter) is left alone.
@@ -47,6 +53,62 @@ ATHENA_CATALOG = "awsdatacatalog"
 
 class MissingSourceError(CatalogError):
     """A view's source table is not in Glue (the lake's tables are published first)."""
+
+
+class AthenaNameError(CatalogError):
+    """A name the Athena step would put in Glue is one Athena cannot query."""
+
+
+_ATHENA_NAME = re.compile(r"^[a-z0-9_]+$")
+_ATHENA_NAME_MAX_BYTES = 255
+ATHENA_NAME_RULE = "Athena allows only lower-case letters, digits and underscores, 1 to 255 bytes"
+
+
+def athena_name_problem(name: str) -> str:
+    """Why Athena cannot query `name` ('' when it can), with the name to use instead."""
+    if _ATHENA_NAME.match(name) and len(name.encode()) <= _ATHENA_NAME_MAX_BYTES:
+        return ""
+    suggestion = re.sub(r"[^a-z0-9_]+", "_", name.strip().lower()).strip("_")[:_ATHENA_NAME_MAX_BYTES]
+    return f"{name!r} is not a name Athena can query" + (f" (use {suggestion!r})" if suggestion else "")
+
+
+def check_athena_names(
+    views: Sequence[UnionView],
+    spectrum: Sequence[SpectrumSchema],
+    federated_names: Collection[str],
+    *,
+    where: str = "redshift",
+) -> None:
+    """Raise AthenaNameError listing every name of a view publishable to Athena (see
+    `_unpublishable`) that Athena cannot query, each by its config field under `where`.
+
+    Views Athena never gets (those reading a federated schema) keep Redshift's looser rules."""
+    spectrum_lower = {s.name.lower() for s in spectrum}
+    federated_lower = {n.lower() for n in federated_names}
+    problems: list[str] = []
+
+    def check(field: str, name: str) -> None:
+        problem = athena_name_problem(name)
+        if problem:
+            problems.append(f"{where}.{field}: {problem}")
+
+    used: set[str] = set()
+    for i, view in enumerate(views):
+        if _unpublishable(view, spectrum_lower, federated_lower):
+            continue
+        check(f"views[{i}].schema", view.schema_)
+        check(f"views[{i}].name", view.name)
+        for j, column in enumerate(view.columns):
+            check(f"views[{i}].columns[{j}]", column)
+        check(f"views[{i}].source_column", view.source_column)
+        used |= {s.schema_.lower() for s in view.sources}
+    for i, schema in enumerate(spectrum):
+        if schema.name.lower() in used:
+            check(f"spectrum[{i}].glue_database", schema.glue_database)
+    if problems:
+        raise AthenaNameError(
+            f"names for Athena ({ATHENA_NAME_RULE}):\n" + "\n".join(f"  {p}" for p in problems)
+        )
 
 
 def athena_view_sql(view: UnionView, databases: Mapping[str, str]) -> str:
@@ -181,6 +243,7 @@ class AthenaViewCatalog:
         A source table not in Glue yet is an error, or with `missing_sources_ok` (a dry run, where
         the lake's tables are only planned too) a `skip_view` naming it.
         """
+        check_athena_names(views, spectrum, federated_names)
         plan = Plan()
         databases = {s.name: s.glue_database for s in spectrum}
         spectrum_lower = {s.name.lower() for s in spectrum}

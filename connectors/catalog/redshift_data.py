@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from botocore.exceptions import ClientError
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from connectors.config import FrozenModel
 
@@ -28,6 +28,7 @@ log = logging.getLogger(__name__)
 
 # DescribeStatement statuses after which the statement will not change again.
 TERMINAL_STATUSES = frozenset({"FINISHED", "FAILED", "ABORTED"})
+DEFAULT_STATEMENT_TIMEOUT_SECONDS = 300.0
 _SECRET_ARN = re.compile(r"arn:aws[a-z-]*:secretsmanager:[a-z0-9-]+:[0-9]{12}:secret:.+")
 
 
@@ -51,6 +52,20 @@ class RedshiftTarget(FrozenModel):
     secret_arn: str | None = Field(
         None, description="ARN of a Secrets Manager secret with username and password (never the secret)."
     )
+    statement_timeout_seconds: float = Field(
+        DEFAULT_STATEMENT_TIMEOUT_SECONDS,
+        gt=0,
+        allow_inf_nan=False,
+        description="Longest wait for one statement to finish; it is then cancelled and the run stops.",
+    )
+
+    @field_validator("statement_timeout_seconds", mode="before")
+    @classmethod
+    def _seconds_not_bool(cls, v: object) -> object:
+        # pydantic reads `true` as 1.0; a flag in a number's place is a mistake, not one second.
+        if isinstance(v, bool):
+            raise ValueError(f"must be a positive number of seconds, not {str(v).lower()}")
+        return v
 
     @model_validator(mode="after")
     def _one_way_in(self) -> RedshiftTarget:
@@ -109,7 +124,8 @@ class StatementTimeoutError(RedshiftDataError):
 
     def __init__(self, statement_id: str, sql: str, timeout_seconds: float, status: str) -> None:
         super().__init__(
-            f"statement still {status} after {timeout_seconds:g}s; cancel requested (SQL: {first_line(sql)})",
+            f"statement still {status} after {timeout_seconds:g}s (redshift.target.statement_timeout_seconds); "
+            f"cancel requested (SQL: {first_line(sql)})",
             statement_id,
             sql,
         )
@@ -155,8 +171,9 @@ def field_value(field: Mapping[str, Any]) -> Any:
 class DataApiRunner:
     """Run statements on ``target`` with a boto3 ``redshift-data`` client and wait for each.
 
-    ``sleep`` and ``clock`` are injectable so tests need not wait; the timeout counts from
-    submission, and on expiry the statement is cancelled rather than left running.
+    ``sleep`` and ``clock`` are injectable so tests need not wait; the timeout (by default the
+    target's ``statement_timeout_seconds``) counts from submission, and on expiry the statement is
+    cancelled rather than left running.
     """
 
     def __init__(
@@ -164,14 +181,14 @@ class DataApiRunner:
         client: Any,
         target: RedshiftTarget,
         *,
-        timeout_seconds: float = 300,
+        timeout_seconds: float | None = None,
         poll_seconds: float = 0.5,
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._client = client
         self._target = target
-        self._timeout = timeout_seconds
+        self._timeout = target.statement_timeout_seconds if timeout_seconds is None else timeout_seconds
         self._poll = poll_seconds
         self._sleep = sleep
         self._clock = clock

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -93,6 +93,15 @@ class RedshiftPlan:
             lines.append(str(action))
             lines += [f"    {line}" for s in action.statements for line in s.splitlines()]
         return "\n".join(lines)
+
+    def script(self) -> str:
+        """The plan as a SQL script: each action a `--` comment, each statement ended by `;`, so it
+        can be read, diffed or run as is (reports become comments only)."""
+        lines = []
+        for action in self.actions:
+            lines.append(f"-- {action}")
+            lines += [f"{s};" for s in action.statements]
+        return "\n".join(lines) if lines else "-- nothing to change"
 
 
 @dataclass(frozen=True, slots=True)
@@ -205,71 +214,10 @@ class RedshiftPublisher:
         }
 
     def plan(self) -> RedshiftPlan:
-        plan = RedshiftPlan()
-        existing = self.read_schemas()
-        declared: list[FederatedSchema | SpectrumSchema] = [*self.config.federated, *self.config.spectrum]
-        for schema in declared:
-            create = (
-                create_spectrum_schema(schema)
-                if isinstance(schema, SpectrumSchema)
-                else create_external_schema(schema)
-            )
-            have = existing.get(schema.name.lower())
-            if have is None:
-                plan.actions.append(
-                    RedshiftAction("create_schema", schema.name, _describe(schema), (create,))
-                )
-                continue
-            diffs = schema_differences(schema, have)
-            if diffs:
-                statements = (drop_external_schema(schema.name), create)
-                plan.actions.append(
-                    RedshiftAction("replace_schema", schema.name, "; ".join(diffs), statements)
-                )
-        names = {s.name.lower() for s in declared}
-        for name in sorted(set(existing) - names):
-            plan.actions.append(
-                RedshiftAction(
-                    "unmanaged_schema", name, "external schema not in the configuration; left in place"
-                )
-            )
-        plan.actions += self._plan_views()
-        return plan
-
-    def _plan_views(self) -> list[RedshiftAction]:
-        views = self.config.views
-        existing = self.read_views([v.schema_ for v in views])
-        actions = []
-        for view in views:
-            key = (view.schema_.lower(), view.name.lower())
-            name = f"{view.schema_}.{view.name}"
-            ddl = create_view(view)
-            have = existing.get(key)
-            if have is None:
-                actions.append(
-                    RedshiftAction(
-                        "create_view",
-                        name,
-                        f"{len(view.sources)} source(s)",
-                        (local_schema(view.schema_), ddl),
-                    )
-                )
-            elif normalized_query(have) != normalized_query(ddl):
-                old = _definition_columns(have)
-                if old is not None and old != view_columns(view):
-                    statements: tuple[str, ...] = (drop_view(view.schema_, view.name), ddl)
-                    detail = f"columns {old} -> {view_columns(view)}"
-                else:
-                    statements, detail = (ddl,), "query differs"
-                actions.append(RedshiftAction("replace_view", name, detail, statements))
-        declared = {(v.schema_.lower(), v.name.lower()) for v in views}
-        for schema, view_name in sorted(set(existing) - declared):
-            actions.append(
-                RedshiftAction(
-                    "unmanaged_view", f"{schema}.{view_name}", "view not in the configuration; left in place"
-                )
-            )
-        return actions
+        """What publishing would change on the cluster: its catalog is read, nothing is written."""
+        schemas = self.read_schemas()
+        views = self.read_views([v.schema_ for v in self.config.views])
+        return plan_changes(self.config, schemas, views)
 
     def apply(self, plan: RedshiftPlan) -> None:
         for action in plan.actions:
@@ -290,6 +238,78 @@ class RedshiftPublisher:
         if not dry_run:
             self.apply(plan)
         return plan
+
+
+def plan_changes(
+    config: RedshiftConfig,
+    schemas: Mapping[str, ExternalSchemaState],
+    views: Mapping[tuple[str, str], str],
+) -> RedshiftPlan:
+    """The actions that take a cluster holding `schemas` (by lower-case name) and `views` (their
+    definitions by lower-case schema and name) to `config`'s declarations. Pure: reads nothing."""
+    plan = RedshiftPlan()
+    declared: list[FederatedSchema | SpectrumSchema] = [*config.federated, *config.spectrum]
+    for schema in declared:
+        create = (
+            create_spectrum_schema(schema)
+            if isinstance(schema, SpectrumSchema)
+            else create_external_schema(schema)
+        )
+        have = schemas.get(schema.name.lower())
+        if have is None:
+            plan.actions.append(RedshiftAction("create_schema", schema.name, _describe(schema), (create,)))
+            continue
+        diffs = schema_differences(schema, have)
+        if diffs:
+            statements = (drop_external_schema(schema.name), create)
+            plan.actions.append(RedshiftAction("replace_schema", schema.name, "; ".join(diffs), statements))
+    names = {s.name.lower() for s in declared}
+    for name in sorted(set(schemas) - names):
+        plan.actions.append(
+            RedshiftAction(
+                "unmanaged_schema", name, "external schema not in the configuration; left in place"
+            )
+        )
+    plan.actions += _plan_views(config.views, views)
+    return plan
+
+
+def offline_plan(config: RedshiftConfig) -> RedshiftPlan:
+    """Every statement a first publish runs (the plan against an empty cluster), with no cluster
+    and no AWS call: the DDL an analyst can read without access. Secrets appear only as the ARNs
+    the declarations hold, as in the DDL Redshift is sent."""
+    return plan_changes(config, {}, {})
+
+
+def _plan_views(views: Sequence[UnionView], existing: Mapping[tuple[str, str], str]) -> list[RedshiftAction]:
+    actions = []
+    for view in views:
+        key = (view.schema_.lower(), view.name.lower())
+        name = f"{view.schema_}.{view.name}"
+        ddl = create_view(view)
+        have = existing.get(key)
+        if have is None:
+            actions.append(
+                RedshiftAction(
+                    "create_view", name, f"{len(view.sources)} source(s)", (local_schema(view.schema_), ddl)
+                )
+            )
+        elif normalized_query(have) != normalized_query(ddl):
+            old = _definition_columns(have)
+            if old is not None and old != view_columns(view):
+                statements: tuple[str, ...] = (drop_view(view.schema_, view.name), ddl)
+                detail = f"columns {old} -> {view_columns(view)}"
+            else:
+                statements, detail = (ddl,), "query differs"
+            actions.append(RedshiftAction("replace_view", name, detail, statements))
+    declared = {(v.schema_.lower(), v.name.lower()) for v in views}
+    for schema, view_name in sorted(set(existing) - declared):
+        actions.append(
+            RedshiftAction(
+                "unmanaged_view", f"{schema}.{view_name}", "view not in the configuration; left in place"
+            )
+        )
+    return actions
 
 
 def _describe(schema: FederatedSchema | SpectrumSchema) -> str:

@@ -17,6 +17,7 @@ from connectors.catalog.athena_views import (
     PRESTO_VIEW_PREFIX,
     PRESTO_VIEW_SUFFIX,
     VIEW_SHA256,
+    AthenaNameError,
     AthenaViewCatalog,
     athena_view_sql,
     presto_type,
@@ -80,13 +81,15 @@ def world(aws_client_kwargs: dict[str, str]) -> World:
     return World(glue, db_a, db_b, f"analytics_{suffix}", spectrum)
 
 
-def _view(world: World, *, label_b: str = "b's rows", name: str = "All Patients") -> UnionView:
+def _view(world: World, *, label_b: str = "b's rows", name: str = "all_patients") -> UnionView:
+    # The view's own names are ones Athena can query (see test_names_athena_cannot_query_...); its
+    # sources are read, not created, so they stay awkward: mixed case, spaces, quotes.
     return UnionView.model_validate(
         {
             "schema": world.view_db,
             "name": name,
-            "columns": ["id", "Name", "amount"],
-            "source_column": "Source",
+            "columns": ["id", "name", "amount"],
+            "source_column": "source",
             "sources": [
                 {"schema": "Lake A", "table": "patients", "label": "a"},
                 {
@@ -130,14 +133,14 @@ def test_publish_creates_a_view_athena_can_decode(world: World) -> None:
     dry = catalog.publish(views, world.spectrum, FEDERATED, dry_run=True)
     assert [(a.kind, a.table) for a in dry.actions] == [
         ("create_database", ""),
-        ("create_view", "All Patients"),
+        ("create_view", "all_patients"),
         ("skip_view", "live_and_lake"),
     ]
     with pytest.raises(world.glue.exceptions.EntityNotFoundException):
         world.glue.get_database(Name=world.view_db)  # a dry run changes nothing
 
     catalog.publish(views, world.spectrum, FEDERATED)
-    table = world.glue.get_table(DatabaseName=world.view_db, Name="All Patients")["Table"]
+    table = world.glue.get_table(DatabaseName=world.view_db, Name="all_patients")["Table"]
     assert table["TableType"] == "VIRTUAL_VIEW"
     assert table["Parameters"]["presto_view"] == "true"
     assert table["Parameters"]["comment"] == "Presto View"
@@ -175,12 +178,12 @@ def test_publish_creates_a_view_athena_can_decode(world: World) -> None:
 def test_label_or_source_type_change_updates_the_view(world: World) -> None:
     catalog = AthenaViewCatalog(world.glue)
     catalog.publish([_view(world)], world.spectrum, FEDERATED)
-    before = world.glue.get_table(DatabaseName=world.view_db, Name="All Patients")["Table"]
+    before = world.glue.get_table(DatabaseName=world.view_db, Name="all_patients")["Table"]
 
     relabelled = [_view(world, label_b="b, renamed")]
     plan = catalog.publish(relabelled, world.spectrum, FEDERATED)
     assert [(a.kind, a.detail) for a in plan.actions] == [("update_view", "SQL changed")]
-    after = world.glue.get_table(DatabaseName=world.view_db, Name="All Patients")["Table"]
+    after = world.glue.get_table(DatabaseName=world.view_db, Name="all_patients")["Table"]
     assert after["Parameters"][VIEW_SHA256] != before["Parameters"][VIEW_SHA256]
     assert "'b, renamed'" in _decode(after)["originalSql"]
     assert not catalog.plan(relabelled, world.spectrum, FEDERATED).actions
@@ -203,7 +206,7 @@ def test_label_or_source_type_change_updates_the_view(world: World) -> None:
     )
     plan = catalog.publish(relabelled, world.spectrum, FEDERATED)
     assert [(a.kind, a.detail) for a in plan.actions] == [("update_view", "columns changed")]
-    stored = world.glue.get_table(DatabaseName=world.view_db, Name="All Patients")["Table"]
+    stored = world.glue.get_table(DatabaseName=world.view_db, Name="all_patients")["Table"]
     assert {"name": "amount", "type": "decimal(20,4)"} in _decode(stored)["columns"]
 
 
@@ -251,12 +254,46 @@ def test_missing_source_table_is_named(world: World) -> None:
 
 def test_foreign_table_with_the_view_name_is_left_alone(world: World) -> None:
     world.glue.create_database(DatabaseInput={"Name": world.view_db})
-    _external_table(world.glue, world.view_db, "All Patients", [("x", "string")])
+    _external_table(world.glue, world.view_db, "all_patients", [("x", "string")])
     plan = AthenaViewCatalog(world.glue).publish([_view(world)], world.spectrum, FEDERATED)
     assert [a.kind for a in plan.actions] == ["skip_view"]
     assert "not published by lakehouse" in plan.actions[0].detail
-    table = world.glue.get_table(DatabaseName=world.view_db, Name="All Patients")["Table"]
+    table = world.glue.get_table(DatabaseName=world.view_db, Name="all_patients")["Table"]
     assert table["TableType"] == "EXTERNAL_TABLE"
+
+
+def test_names_athena_cannot_query_are_refused_naming_each_field(world: World) -> None:
+    bad_db = world.view_db.replace("analytics", "Analytics")
+    view = UnionView.model_validate(
+        {
+            "schema": bad_db,
+            "name": "All Patients",
+            "columns": ["id", "e-mail"],
+            "source_column": "Source",
+            "sources": [{"schema": "Lake A", "table": "patients", "label": "a"}],
+        }
+    )
+    # The same names in a view over a live schema are fine: Athena never gets that view.
+    live = _federated_view(world).model_copy(update={"name": "Live And Lake"})
+    spectrum = (world.spectrum[0].model_copy(update={"glue_database": "Lake_A"}), world.spectrum[1])
+    catalog = AthenaViewCatalog(world.glue)
+    for dry_run in (True, False):
+        with pytest.raises(AthenaNameError) as caught:
+            catalog.publish([live, view], spectrum, FEDERATED, dry_run=dry_run)
+        message = str(caught.value)
+        assert "lower-case letters, digits and underscores" in message
+        for line in (
+            f"redshift.views[1].schema: {bad_db!r} is not a name Athena can query (use {world.view_db!r})",
+            "redshift.views[1].name: 'All Patients' is not a name Athena can query (use 'all_patients')",
+            "redshift.views[1].columns[1]: 'e-mail' is not a name Athena can query (use 'e_mail')",
+            "redshift.views[1].source_column: 'Source' is not a name Athena can query (use 'source')",
+            "redshift.spectrum[0].glue_database: 'Lake_A' is not a name Athena can query (use 'lake_a')",
+        ):
+            assert f"  {line}" in message.splitlines()
+        assert "views[0]" not in message and "columns[0]" not in message
+        for database in (bad_db, world.view_db):  # nothing was created, in a dry run or not
+            with pytest.raises(world.glue.exceptions.EntityNotFoundException):
+                world.glue.get_database(Name=database)
 
 
 def test_view_sql_quotes_awkward_identifiers() -> None:

@@ -185,6 +185,31 @@ def test_serverless_target_sends_workgroup(client: Any, clock: FakeTime, fake: F
     }
 
 
+def test_runner_waits_the_targets_statement_timeout(
+    client: Any, clock: FakeTime, fake: FakeRedshiftData
+) -> None:
+    assert CLUSTER.statement_timeout_seconds == 300  # the default
+    target = CLUSTER.model_copy(update={"statement_timeout_seconds": 2.5})
+    runner = DataApiRunner(client, target, poll_seconds=0.5, sleep=clock.sleep, clock=clock.clock)
+    fake.stall_when(r"VACUUM")
+
+    with pytest.raises(
+        StatementTimeoutError, match=r"after 2\.5s \(redshift\.target\.statement_timeout_seconds\)"
+    ):
+        runner.execute("VACUUM lake.claims")
+    assert clock.sleeps == 5
+
+
+@pytest.mark.parametrize("bad", [0, -1, "-0.5", "inf", "nan", True, "soon"])
+def test_statement_timeout_must_be_a_positive_number(bad: Any) -> None:
+    with pytest.raises(PydanticValidationError) as caught:
+        RedshiftTarget(
+            cluster_identifier="analytics", database="dev", db_user="u", statement_timeout_seconds=bad
+        )
+    [error] = caught.value.errors()
+    assert error["loc"] == ("statement_timeout_seconds",) and error["type"] != "extra_forbidden"
+
+
 # -- the fake's checks ----------------------------------------------------------------------------
 
 

@@ -12,7 +12,12 @@ import pytest
 
 from connectors.catalog.redshift_config import FederatedSchema, RedshiftConfig, SpectrumSchema, UnionView
 from connectors.catalog.redshift_data import DataApiRunner
-from connectors.catalog.redshift_publish import RedshiftPublisher, RedshiftPublishError, normalized_query
+from connectors.catalog.redshift_publish import (
+    RedshiftPublisher,
+    RedshiftPublishError,
+    normalized_query,
+    offline_plan,
+)
 from tests.fakes.redshift_data import FakeRedshiftCatalog, FakeRedshiftData, RedshiftDataServer
 from tests.redshift_support import CLUSTER, FakeTime, ResponseAudit, make_client
 
@@ -203,6 +208,34 @@ def test_a_failing_statement_stops_the_run_with_its_error(
     plan = RedshiftPublisher(runner, _config()).publish()
     assert [a.name for a in plan.changes] == ["tenants_live", "lake_health", "analytics.customer_contacts"]
     assert RedshiftPublisher(runner, _config()).plan().changes == []
+
+
+def test_offline_plan_is_exactly_what_a_first_publish_runs(
+    runner: DataApiRunner, fake: FakeRedshiftData
+) -> None:
+    offline = offline_plan(_config())  # no runner: nothing is read or sent
+    assert fake.executed == []
+    RedshiftPublisher(runner, _config()).publish()
+    assert offline.statements == _ddl(fake)
+    assert [(a.kind, a.name) for a in offline.actions] == [
+        ("create_schema", "health_live"),
+        ("create_schema", "tenants_live"),
+        ("create_schema", "lake_health"),
+        ("create_view", "analytics.customer_contacts"),
+    ]
+
+
+def test_plan_script_ends_each_statement_and_comments_each_action() -> None:
+    plan = offline_plan(_config())
+    script = plan.script()
+    lines = script.splitlines()
+    assert (
+        lines[0]
+        == "-- create_schema health_live: MYSQL 'health' at health.cluster-abc.us-east-1.rds.amazonaws.com:3306"
+    )
+    assert [line for line in lines if not line.startswith("-- ")] == [f"{s};" for s in plan.statements]
+    assert f"SECRET_ARN '{SECRET}'" in script  # the secret by its ARN, as Redshift is sent it
+    assert offline_plan(RedshiftConfig()).script() == "-- nothing to change"
 
 
 def test_normalized_query_ignores_layout_but_not_meaning() -> None:

@@ -13,13 +13,26 @@ from typing import Any
 import boto3
 import pytest
 
+from connectors.catalog.athena_views import AthenaNameError
+from connectors.catalog.redshift_publish import RedshiftPublishError, offline_plan
 from pipelines.cli import main
-from pipelines.config import LakehouseConfig, parse_config
-from pipelines.publish import open_warehouse, publish
+from pipelines.config import ConfigError, LakehouseConfig, load_config, parse_config
+from pipelines.publish import open_warehouse, publish, publish_redshift
 from pipelines.runner import sync_all
 from tests.fakes.redshift_data import FakeRedshiftCatalog, FakeRedshiftData, RedshiftDataServer
 
 ROLE = "arn:aws:iam::123456789012:role/lakehouse"
+SHIPPED_CONFIG = Path(__file__).resolve().parents[2] / "lakehouse.toml"
+# Every secret the shipped configuration reads from the environment.
+SHIPPED_SECRET_VARS = (
+    "LAKEHOUSE_LAKE_AWS_SECRET_ACCESS_KEY",
+    "LAKEHOUSE_AURORA_MYSQL_PASSWORD",
+    "LAKEHOUSE_AURORA_MYSQL3_PASSWORD",
+    "LAKEHOUSE_AURORA_POSTGRES_PASSWORD",
+    "LAKEHOUSE_DEVICES_AWS_SECRET_ACCESS_KEY",
+    "LAKEHOUSE_SYNONYMS_AWS_SECRET_ACCESS_KEY",
+    "LAKEHOUSE_REDSHIFT_AWS_SECRET_ACCESS_KEY",
+)
 
 
 @pytest.fixture
@@ -249,3 +262,115 @@ def test_tables_and_sources_dropped_from_the_config_are_reported_not_dropped(
     # Nothing was dropped.
     assert glue.get_table(DatabaseName=f"{my_source.name}_changelog", Name=visits)
     assert glue.get_table(DatabaseName=pg_source.name, Name="public__tenant_metadata")
+
+
+# -- without the live stack's databases ------------------------------------------------------------
+
+
+def _no_aws(*args: Any, **kwargs: Any) -> Any:
+    raise AssertionError(f"an AWS client was made: {args}")
+
+
+def test_dry_run_without_a_cluster_prints_the_whole_redshift_ddl_offline(
+    capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    secrets = {var: f"s3cr3t-{uuid.uuid4().hex}" for var in SHIPPED_SECRET_VARS}
+    for var, value in secrets.items():
+        monkeypatch.setenv(var, value)
+    monkeypatch.setattr("pipelines.publish.boto3.client", _no_aws)  # offline: no cluster, no AWS
+    config = load_config(SHIPPED_CONFIG)
+    redshift = config.redshift
+    assert redshift.target is None and redshift.federated and redshift.spectrum and redshift.views
+
+    caplog.set_level("DEBUG")
+    assert main(["-v", "--config", str(SHIPPED_CONFIG), "publish", "--dry-run", "--only", "redshift"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("plan (dry run), nothing changed\n== Redshift DDL (no [redshift.target]")
+    statements = [line for line in out.splitlines()[2:] if not line.startswith("-- ")]
+    assert statements == [f"{sql};" for sql in offline_plan(redshift).statements]
+    for schema in (*redshift.federated, *redshift.spectrum):
+        assert f'CREATE EXTERNAL SCHEMA IF NOT EXISTS "{schema.name}" FROM ' in out
+    for view in redshift.views:
+        assert f'CREATE OR REPLACE VIEW "{view.schema_}"."{view.name}" AS SELECT' in out
+    for federated in redshift.federated:
+        assert f"SECRET_ARN '{federated.secret_arn}'" in out  # secrets by their ARN only
+    for value in secrets.values():
+        assert value not in out and value not in caplog.text
+
+    # Publishing for real with no cluster says so instead of printing nothing.
+    assert main(["--config", str(SHIPPED_CONFIG), "publish", "--only", "redshift"]) == 0
+    assert "no [redshift.target]: nothing published" in capsys.readouterr().out
+
+
+def _redshift_only(tmp_path: Path, **target: Any) -> dict[str, Any]:
+    return {
+        "lake": {"root": str(tmp_path / "lake")},
+        "redshift": {
+            "target": {
+                "cluster_identifier": "analytics",
+                "database": "dev",
+                "db_user": "publisher",
+                **target,
+            },
+            "aws": {"access_key_id": "testing", "secret_access_key": "testing"},
+            "spectrum": [{"name": "lake_health", "glue_database": "aurora_mysql", "iam_role_arn": ROLE}],
+        },
+    }
+
+
+@pytest.mark.timeout(60)  # with the old hard-coded 300 s this would wait five minutes
+def test_statement_timeout_comes_from_the_redshift_target(tmp_path: Path) -> None:
+    fake = FakeRedshiftData(polls_to_finish=1, catalog=FakeRedshiftCatalog())
+    fake.stall_when(r"svv_external_schemas")
+    raw = _redshift_only(tmp_path, statement_timeout_seconds="${PUBLISH_TEST_TIMEOUT:-0.2}")
+    with RedshiftDataServer(fake) as server:
+        raw["redshift"]["aws"]["endpoint_url"] = server.endpoint_url
+        config = parse_config(raw)
+        assert config.redshift.target is not None and config.redshift.target.statement_timeout_seconds == 0.2
+        with pytest.raises(
+            RedshiftPublishError, match=r"after 0\.2s \(redshift\.target\.statement_timeout_seconds\)"
+        ):
+            publish_redshift(config, dry_run=True)
+    assert fake.calls[-1] == "CancelStatement"
+    assert parse_config(_redshift_only(tmp_path)).redshift.target.statement_timeout_seconds == 300  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize(
+    ("bad", "why"),
+    [(0, "greater than 0"), (-5, "greater than 0"), ("never", "valid number"), (True, "positive number")],
+)
+def test_a_bad_statement_timeout_names_the_field(tmp_path: Path, bad: Any, why: str) -> None:
+    with pytest.raises(ConfigError, match=rf"redshift\.target\.statement_timeout_seconds: .*{why}"):
+        parse_config(_redshift_only(tmp_path, statement_timeout_seconds=bad))
+
+
+def test_a_name_athena_cannot_query_stops_publish_before_anything_changes(
+    tmp_path: Path,
+    aws_client_kwargs: dict[str, str],
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    raw = {
+        "lake": {"root": str(tmp_path / "lake"), "glue_endpoint_url": aws_client_kwargs["endpoint_url"],
+                 "s3": {"access_key_id": "testing", "secret_access_key": "testing"}},
+        "redshift": {
+            "spectrum": [{"name": "lake_health", "glue_database": "aurora_mysql", "iam_role_arn": ROLE}],
+            "views": [{"schema": "Analytics", "name": "lake contacts", "columns": ["email"],
+                       "sources": [{"schema": "lake_health", "table": "health__patients", "label": "lake"}]}],
+        },
+    }  # fmt: skip
+    config = parse_config(raw)
+    published: list[str] = []
+    monkeypatch.setattr("pipelines.publish.publish_changelogs", lambda *a, **k: published.append("glue"))
+    with pytest.raises(AthenaNameError):
+        publish(config, dry_run=False)
+    assert published == []  # refused before the Glue step ran
+
+    monkeypatch.setattr("pipelines.cli.load_config", lambda path: config)
+    assert main(["publish", "--dry-run", "--only", "athena"]) == 2
+    err = capsys.readouterr().err
+    assert "redshift.views[0].schema: 'Analytics' is not a name Athena can query (use 'analytics')" in err
+    assert (
+        "redshift.views[0].name: 'lake contacts' is not a name Athena can query (use 'lake_contacts')" in err
+    )
+    assert "lower-case letters, digits and underscores" in err
