@@ -95,7 +95,6 @@ batch_max_seconds = 0.2
 
 [search]
 people_alias = "{alias}"
-catalog_alias = "{alias}-catalog"
 mysql_source = "health"
 mysql_schema = "{db}"
 devices_source = ""

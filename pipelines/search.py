@@ -1,7 +1,7 @@
 """Search as a small Python API (and what `lakehouse search` prints): ranked hits with highlights.
 
 from pipelines.search import Searcher
-for hit in Searcher.from_config(load_config()).search("danish"):
+for hit in Searcher.from_config(load_config()).search("coffee shop"):
     print(hit.score, hit.source["name"], hit.highlights)
 """
 
@@ -16,7 +16,11 @@ from pipelines.config import LakehouseConfig
 
 
 class Searcher:
-    """Searches the aliases of one configuration (people by default)."""
+    """Searches the people alias of one configuration, or any index or alias named per search.
+
+    `search` raises `connectors.opensearch.search.IndexNotFoundError` (naming the aliases and
+    indices that exist) when the index is missing, e.g. before the first `lakehouse index`.
+    """
 
     def __init__(self, client: Any, default_alias: str) -> None:
         self.client = client

@@ -51,14 +51,11 @@ class SynonymsConfig(FrozenModel):
 
 
 class SearchConfig(FrozenModel):
-    """Search indexing: the cluster, the aliases, the lake inputs of the 360° documents, synonyms."""
+    """Search indexing: the cluster, the people alias, the lake inputs of the 360° documents, synonyms."""
 
     opensearch: OpenSearchConfig = Field(default_factory=OpenSearchConfig)
     people_alias: str = Field(
         "people", pattern=r"^[a-z][a-z0-9_-]{0,60}$", description="Alias of the 360° index."
-    )
-    catalog_alias: str = Field(
-        "catalog", pattern=r"^[a-z][a-z0-9_-]{0,60}$", description="Alias of the catalog index."
     )
     mysql_source: str = Field("aurora_mysql", description="Source of patients, plans, claims, preferences.")
     mysql_schema: str = Field("health", description="Its database.")

@@ -27,6 +27,7 @@ from pyiceberg.expressions import And, BooleanExpression, GreaterThanOrEqual, Le
 
 from connectors.lake.lake import Lake
 from connectors.opensearch.bulk import Document
+from connectors.opensearch.text import NORMAL_FORM
 from pipelines import search_tables as tables
 
 RECENT_DAYS = 7
@@ -232,8 +233,8 @@ def _documents(inputs: _Inputs, start: int, length: int, version: int) -> list[D
 
 
 def _plain_columns(rows: pa.Table) -> pa.Table:
-    """Columns cast in Arrow to what the document holds (ids int, money float, times ISO text):
-    vectorised casts instead of a Decimal or datetime object per value."""
+    """Columns cast in Arrow to what the document holds (ids int, money float, times ISO text,
+    text in the indices' Unicode form): vectorised casts instead of a Python object per value."""
     columns = []
     for column in rows.columns:
         t = column.type
@@ -244,8 +245,10 @@ def _plain_columns(rows: pa.Table) -> pa.Table:
             column = pc.strftime(column, format="%Y-%m-%dT%H:%M:%S" + ("Z" if t.tz else ""))
         elif pa.types.is_date(t):
             column = pc.cast(column, pa.string())
-        elif pa.types.is_large_string(t):
-            column = pc.cast(column, pa.string())  # one string type for the compute kernels
+        elif pa.types.is_string(t) or pa.types.is_large_string(t):
+            # One string type for the compute kernels, in the Unicode form queries and synonyms
+            # are normalised to (connectors/opensearch/text.py).
+            column = pc.utf8_normalize(pc.cast(column, pa.string()), form=NORMAL_FORM)
         columns.append(column)
     return pa.table(columns, names=rows.column_names)
 

@@ -110,7 +110,9 @@ class PeopleIndexer:
         self.lake.storage.write_bytes(self._checkpoint_path, json.dumps(seqs, sort_keys=True).encode())
         report.seconds = time.monotonic() - started
         r = report.result
-        log.info(
+        # DEBUG: the CLI prints the report (only when something changed, with --follow) and Dagster
+        # records it as metadata; an INFO line here would repeat it, every second when following.
+        log.debug(
             "%s: %d patients -> %d indexed, %d deleted, %d stale, %d dead-lettered (version %d, %.1f s)",
             self.alias, report.patients, r.indexed, r.deleted, r.stale, len(r.failures), version, report.seconds,
         )  # fmt: skip

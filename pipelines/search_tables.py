@@ -16,6 +16,8 @@ import re
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from connectors.opensearch.text import normalize_text
+
 PID = "pid"
 OPEN_CLAIM_STATUSES = ("approved", "submitted")
 
@@ -183,5 +185,6 @@ def json_words(text: str) -> str:
     for i, raw in enumerate(words):
         if "\\" in raw:
             with contextlib.suppress(ValueError):  # a broken escape stays as it is written
-                words[i] = json.loads(f'"{raw}"')
+                # An escape can spell a decomposed accent ("e\\u0301"): normalise what it decodes to.
+                words[i] = normalize_text(json.loads(f'"{raw}"'))
     return " ".join(words)

@@ -39,11 +39,38 @@ class SynonymReport:
     rejected: list[Rejected] = field(default_factory=list)
     s3_version: str = ""
     changed: bool = False  # a new dictionary version was stored
-    applied: bool = False  # it reached the analyzers
+    applied: bool = False  # installed where analyzers read it: the node's file, or the domains' package
     package_id: str = ""
     package_version: str = ""
-    reloaded: list[str] = field(default_factory=list)
+    synonyms_path: str = ""  # where the node reads the dictionary (target 'local')
+    reloaded: list[str] = field(default_factory=list)  # indices whose search analyzers were reloaded
+    not_created: list[str] = field(default_factory=list)  # aliases that will read it once created
+    domains: list[str] = field(default_factory=list)  # domains running package_version (target 'aws')
     seconds: float = 0.0
+
+    def describe(self) -> str:
+        """One line for people: the dictionary, whether it is a new version, and where it is live."""
+        stored = (
+            f"stored new version {self.s3_version}"
+            if self.changed
+            else f"unchanged (version {self.s3_version})"
+        )
+        if self.reloaded:
+            where = f"search analyzers of {', '.join(self.reloaded)} reloaded"
+        elif self.package_version:
+            where = f"package {self.package_id} version {self.package_version} active on {', '.join(self.domains)}"
+        elif self.not_created:
+            # The node reads the file when an index is created: nothing to reload yet.
+            where = (
+                f"on the node as {self.synonyms_path}; no index uses it yet, it applies when "
+                f"the {' and '.join(self.not_created)} index is created"
+            )
+        else:
+            where = "already live, nothing to apply"
+        return (
+            f"synonyms: {self.lines} lines, {len(self.rejected)} rejected, sha256 {self.sha256[:12]}; "
+            f"{stored}; {where}"
+        )
 
 
 def s3_client(options: S3Options) -> Any:
@@ -117,13 +144,14 @@ def publish_synonyms(
     store.ensure_bucket()
     stored = store.publish(dictionary)
     report.s3_version, report.changed = stored.version_id, stored.changed
-    targets = list(indices) if indices is not None else [config.people_alias, config.catalog_alias]
+    targets = list(indices) if indices is not None else [config.people_alias]
     if syn.target == "local":
         package = LocalPackage(client, syn.local_config_dir, syn.package)
         installed = package.install(dictionary.text)
-        report.package_id = syn.package
+        report.package_id, report.synonyms_path = syn.package, package.synonyms_path
         if installed or stored.changed or force_apply:
             report.reloaded = package.reload(targets)
+            report.not_created = [t for t in targets if t not in report.reloaded]
             for index in report.reloaded:
                 package.verify(index, dictionary.text.splitlines())
             report.applied = True
@@ -140,12 +168,9 @@ def publish_synonyms(
             commit_message=f"sha256 {dictionary.sha256[:12]}",
         )  # fmt: skip
         report.package_id, report.package_version = published.package_id, published.version
+        report.domains = list(published.domains)
         report.applied = True
     report.seconds = time.monotonic() - started
-    log.info(
-        "synonyms: %d lines, %d rejected, sha256 %s, %s, %s",
-        report.lines, len(report.rejected), report.sha256[:12],
-        f"new S3 version {report.s3_version}" if report.changed else "unchanged",
-        f"applied ({', '.join(report.reloaded) or report.package_version})" if report.applied else "not applied",
-    )  # fmt: skip
+    # The CLI prints describe() and Dagster records the report as metadata: no second INFO line.
+    log.debug("%s (%.1f s)", report.describe(), report.seconds)
     return report

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 import pyarrow as pa
 
 from connectors.lake.lake import Lake
+from connectors.opensearch.text import normalize_text
 
 DEFAULT_LAKE_TABLE = "health__synonymstable"
 DEFAULT_ID_COLUMN = "SynID"
@@ -145,7 +146,10 @@ def render_dictionary(rows: Iterable[SynonymRow]) -> Dictionary:
 
 
 def normalize_term(term: str) -> str:
-    """A term as the dictionary stores it: trimmed, inner whitespace runs as one space, lower case.
+    """A term as the dictionary stores it: NFC, trimmed, inner whitespace runs as one space, lower case.
+
+    NFC because documents and queries are normalised to NFC too (connectors/opensearch/text.py):
+    a term typed with a combining accent would otherwise never match the composed form.
 
     Lower case because the search analyzers lower-case text before their synonym filter, so only
     lower-case dictionary terms can match what reaches the filter. (OpenSearch also parses the
@@ -154,7 +158,7 @@ def normalize_term(term: str) -> str:
     row are found regardless of case.) `str.lower` rather than `casefold`: Lucene's lowercase
     filter does not fold, e.g. it keeps "ß".
     """
-    return " ".join(term.split()).lower()
+    return " ".join(normalize_text(term).split()).lower()
 
 
 def term_problem(term: str) -> str | None:

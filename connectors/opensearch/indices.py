@@ -80,9 +80,13 @@ class IndexManager:
 
     def current(self) -> list[str]:
         """The indices the alias points at now ([] when it does not exist)."""
+        # A missing alias is the normal first-run case. Ask with HEAD first: opensearch-py logs every
+        # failed request as a WARNING except a 404 answer to HEAD (Connection.log_request_fail).
+        if not self.client.indices.exists_alias(name=self.alias):
+            return []
         try:
             return sorted(self.client.indices.get_alias(name=self.alias))
-        except NotFoundError:
+        except NotFoundError:  # removed between the two requests
             return []
 
     def ensure(self) -> str:

@@ -199,3 +199,18 @@ def test_synonyms_apply_to_people_search(world: World) -> None:
     assert any(
         "<em>running</em>" in f for h in hits if h.doc_id == pid for fs in h.highlights.values() for f in fs
     )
+
+
+def test_decomposed_text_in_the_source_is_indexed_and_found_composed(world: World) -> None:
+    world.capture()
+    world.indexer.run()
+    pid = sorted(world.patient_ids(), key=int)[0]
+    decomposed = "Zoe\u0301"  # "e" + COMBINING ACUTE ACCENT, as some clients write it
+    world.sql(f"UPDATE patients SET given_name = '{decomposed}' WHERE patient_id = {pid}")
+    world.capture()
+    world.indexer.run()
+    assert world.indexed()[pid]["name"].startswith("Zoé")  # U+00E9: NFC
+    from connectors.opensearch.search import search
+
+    for query in ("Zoé", decomposed, "zoe"):
+        assert pid in {h.doc_id for h in search(world.client, world.alias, query)}, query

@@ -22,13 +22,14 @@ from connectors.mysql.config import MySQLSourceConfig
 from connectors.opensearch.bulk import BulkIndexer, Document
 from connectors.opensearch.client import open_client
 from connectors.opensearch.config import OpenSearchConfig
-from connectors.opensearch.indices import IndexManager, load_template
+from connectors.opensearch.indices import IndexManager
 from connectors.opensearch.search import search
 from pipelines.runner import sync_source
 from pipelines.search_config import SearchConfig, SynonymsConfig
 from pipelines.sources import open_source
 from pipelines.synonym_publish import publish_synonyms
 from pipelines.synonyms_store import SynonymStore
+from tests.search.titles import TITLES
 
 DOCUMENTS = ["tennis shoe", "hightop", "croissant", "ice cream"]
 
@@ -47,11 +48,10 @@ class Scenario:
         )  # fmt: skip
         self.lake = Lake(LakeConfig(root=str(tmp_path / "lake")))
         tag = uuid.uuid4().hex[:8]
-        self.alias = f"catalog-{tag}"
+        self.alias = f"titles-{tag}"
         self.config = SearchConfig(
             opensearch=OpenSearchConfig(url=stack.opensearch_endpoint),
-            catalog_alias=self.alias,
-            people_alias=f"people-{tag}",
+            people_alias=self.alias,
             synonyms=SynonymsConfig(
                 source="syn",
                 lake_table=f"{mysql_db.name}__synonymstable".lower(),
@@ -82,7 +82,7 @@ class Scenario:
             source.close()
 
     def publish(self) -> Any:
-        return publish_synonyms(self.lake, self.config, self.client, indices=[self.alias], s3=self.s3)
+        return publish_synonyms(self.lake, self.config, self.client, s3=self.s3)
 
     def titles(self, text: str) -> list[str]:
         return sorted(h.source["title"] for h in search(self.client, self.alias, text))
@@ -109,10 +109,14 @@ def test_synonym_rows_become_live_synonyms_without_reindexing(scenario: Scenario
     s.capture()
     first = s.publish()
     assert first.changed and first.lines == 1
-    # The catalog index reads the dictionary the pipeline installed; the documents go in once.
-    index = IndexManager(
-        s.client, s.alias, load_template("catalog"), f"analyzers/{s.config.synonyms.package}"
-    ).ensure()
+    # No index exists yet: nothing was reloaded, and the report says where the dictionary waits.
+    assert first.reloaded == [] and first.not_created == [s.alias]
+    assert first.describe().endswith(
+        f"stored new version {first.s3_version}; on the node as analyzers/{s.config.synonyms.package}; "
+        f"no index uses it yet, it applies when the {s.alias} index is created"
+    )
+    # The index reads the dictionary the pipeline installed; the documents go in once.
+    index = IndexManager(s.client, s.alias, TITLES, f"analyzers/{s.config.synonyms.package}").ensure()
     docs = [Document(str(i), 1, {"title": title}) for i, title in enumerate(DOCUMENTS)]
     assert BulkIndexer(s.client, s.alias, refresh="wait_for").write(docs).indexed == 4
     assert s.titles("danish") == ["croissant"]
@@ -127,6 +131,9 @@ def test_synonym_rows_become_live_synonyms_without_reindexing(scenario: Scenario
     s.capture()
     second = s.publish()
     assert second.changed and second.applied and second.reloaded == [s.alias]
+    assert (
+        f"stored new version {second.s3_version}; search analyzers of {s.alias} reloaded" in second.describe()
+    )
     assert s.titles("gelato") == ["ice cream"]
     assert time.monotonic() - started < 15
     assert s.client.indices.get_alias(name=s.alias) == {index: {"aliases": {s.alias: {}}}}  # no new index
@@ -137,7 +144,10 @@ def test_synonym_rows_become_live_synonyms_without_reindexing(scenario: Scenario
 
     # Nothing changed: no new version, nothing applied.
     s.capture()
-    assert not s.publish().changed
+    unchanged = s.publish()
+    assert not unchanged.changed and unchanged.describe().endswith(
+        f"unchanged (version {second.s3_version}); already live, nothing to apply"
+    )
 
     # Deleting the row removes the synonym in the next version.
     s.run_sql("DELETE FROM SynonymsTable WHERE Base_Term = 'danish'")
