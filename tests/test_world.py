@@ -8,10 +8,15 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import signal
+import subprocess
+import sys
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import pydantic
@@ -132,15 +137,15 @@ def test_create_world_seeds_requested_size_and_is_idempotent(world_conns: tuple[
 
 def test_same_seed_gives_identical_rows_and_another_seed_does_not(world_conns: tuple[Any, Any]) -> None:
     mysql_conn, pg_conn = world_conns
-    create_world(mysql_conn, pg_conn, seed=3, patients=80)
+    create_world(mysql_conn, pg_conn, seed=3, patients=80, now=CLOCK)
     first = dump(mysql_conn, pg_conn)
 
     drop_schema(mysql_conn, pg_conn)
-    create_world(mysql_conn, pg_conn, seed=3, patients=80)
+    create_world(mysql_conn, pg_conn, seed=3, patients=80, now=CLOCK)
     assert dump(mysql_conn, pg_conn) == first
 
     drop_schema(mysql_conn, pg_conn)
-    create_world(mysql_conn, pg_conn, seed=4, patients=80)
+    create_world(mysql_conn, pg_conn, seed=4, patients=80, now=CLOCK)
     other = dump(mysql_conn, pg_conn)
     assert other["patients"] != first["patients"]
     assert other["insurance_claims"] != first["insurance_claims"]
@@ -185,7 +190,7 @@ def test_seeded_values_round_trip(world_conns: tuple[Any, Any]) -> None:
 
     for doc, bits in preferences:
         parsed = json.loads(doc)
-        assert parsed["coach_note"] in {"Keep going ✓", "Ráðlegging: sofðu meira", "继续加油", ""}
+        assert parsed["coach_note"] in catalog.COACH_NOTES
         assert len(bits) == 1  # BIT(7) comes back as one byte
 
     with pg_conn.cursor() as cur:
@@ -277,12 +282,12 @@ def test_workload_is_deterministic_with_a_simulated_clock(world_conns: tuple[Any
     mysql_conn, pg_conn = world_conns
     config = WorkloadConfig(seed=9, clock_start=CLOCK)
 
-    create_world(mysql_conn, pg_conn, seed=1, patients=60)
+    create_world(mysql_conn, pg_conn, seed=1, patients=60, now=CLOCK)
     first_stats = Workload(mysql_conn, pg_conn, config).run_ops(300)
     first = dump(mysql_conn, pg_conn)
 
     drop_schema(mysql_conn, pg_conn)
-    create_world(mysql_conn, pg_conn, seed=1, patients=60)
+    create_world(mysql_conn, pg_conn, seed=1, patients=60, now=CLOCK)
     second_stats = Workload(mysql_conn, pg_conn, config).run_ops(300)
 
     assert second_stats.rows == first_stats.rows
@@ -503,3 +508,150 @@ def test_create_mysql_database_on_mysql8_uses_utf8mb4_whatever_the_server_defaul
     finally:
         with admin.cursor() as cur:
             cur.execute(f"DROP DATABASE IF EXISTS `{name}`")
+
+
+# ---------------------------------------------------------------------------- issue 13
+
+
+def _synonyms(mysql_conn: Any) -> list[tuple[Any, ...]]:
+    with mysql_conn.cursor() as cur:
+        cur.execute("SELECT SynID, Base_Term, Synonym_1, Synonym_2 FROM SynonymsTable ORDER BY SynID")
+        return [tuple(r) for r in cur.fetchall()]
+
+
+def test_workload_leaves_the_seed_synonyms_alone(world_conns: tuple[Any, Any]) -> None:
+    mysql_conn, pg_conn = world_conns
+    create_world(mysql_conn, pg_conn, seed=7, patients=20)
+    seeded = _synonyms(mysql_conn)
+    assert [row[1:] for row in seeded] == list(catalog.SYNONYMS)
+
+    stats = Workload(
+        mysql_conn, pg_conn, WorkloadConfig(seed=11, table_weights={"SynonymsTable": 1})
+    ).run_ops(300)
+
+    for kind in ChangeKind:  # the workload still adds, corrects and removes synonyms: its own
+        assert stats.count("SynonymsTable", kind) > 0, stats.by_table()
+    after = _synonyms(mysql_conn)
+    assert after[: len(seeded)] == seeded
+    own = {base for base, _, _ in catalog.EXTRA_SYNONYMS}
+    assert all(row[1] in own for row in after[len(seeded) :])
+
+
+def test_the_workload_runs_twice_with_the_same_seed(world_conns: tuple[Any, Any]) -> None:
+    """Same seed, same draws: the second run must not repeat the first run's unique values (e-mails, plan codes)."""
+    mysql_conn, pg_conn = world_conns
+    create_world(mysql_conn, pg_conn, seed=7, patients=50)
+    weights = {"patients": 5, "fitness_plans": 2, "tenant_metadata": 1, "care_providers": 1}
+    config = WorkloadConfig(seed=11, table_weights=weights, mix=OperationMix(insert=1, update=1, delete=0))
+    for _ in range(2):
+        assert Workload(mysql_conn, pg_conn, config).run_ops(200).operations == 200
+    with mysql_conn.cursor() as cur:
+        cur.execute("SELECT count(*), count(DISTINCT email) FROM patients WHERE email IS NOT NULL")
+        total, distinct = cur.fetchone()
+    assert total == distinct
+
+
+def test_a_failing_part_stops_the_other_promptly(world_conns: tuple[Any, Any]) -> None:
+    from pipelines.world.runs import WorkloadPart, run_parts
+
+    mysql_conn, pg_conn = world_conns
+    create_world(mysql_conn, pg_conn, seed=7, patients=20)
+    sql = Workload(mysql_conn, pg_conn, seed=11)
+    seen: list[float] = []
+
+    def failing(stop: threading.Event) -> Any:
+        stop.wait(0.3)
+        raise RuntimeError("duplicate entry\nfor key")
+
+    started = time.monotonic()
+    with pytest.raises(WorkloadError, match="^device workload failed: duplicate entry for key$"):
+        run_parts(
+            [
+                WorkloadPart("database", lambda stop: sql.run(rate=20, duration=60, stop=stop)),
+                WorkloadPart("device", failing),
+            ],
+            threading.Event(),
+        )
+    seen.append(time.monotonic() - started)
+    assert seen[0] < 3, seen
+    assert sql.totals.operations > 0  # it was running, and stopped between two transactions
+    assert open_transactions(mysql_conn, _PgName(pg_conn)) == (0, 0)
+
+
+class _PgName:
+    """Enough of a TestDatabase for ``open_transactions``: the database of ``conn``."""
+
+    def __init__(self, conn: Any) -> None:
+        self.name = conn.info.dbname
+        self._conn = conn
+
+    def admin_connect(self) -> Any:
+        return self._conn
+
+
+def test_lakehouse_workload_stops_within_two_seconds_of_sigint(
+    mysql_db: Any, pg_db: Any, tmp_path: Path
+) -> None:
+    create_world(mysql_db.admin_connect(), pg_db.admin_connect(), seed=7, patients=20)
+    config = tmp_path / "lakehouse.toml"
+    config.write_text(
+        f"""
+[lake]
+root = "{tmp_path / "lake"}"
+
+[[sources]]
+name = "aurora_mysql"
+kind = "mysql"
+host = "{mysql_db.host}"
+port = {mysql_db.port}
+user = "{mysql_db.cdc_user}"
+password = "{mysql_db.cdc_password.get_secret_value()}"
+database = "{mysql_db.name}"
+tables = ["patients"]
+
+[[sources]]
+name = "aurora_postgres"
+kind = "postgres"
+host = "{pg_db.host}"
+port = {pg_db.port}
+user = "{pg_db.cdc_user}"
+password = "{pg_db.cdc_password.get_secret_value()}"
+database = "{pg_db.name}"
+tables = ["tenant_metadata"]
+"""
+    )
+    command = [
+        sys.executable,
+        "-m",
+        "pipelines.cli",
+        "--config",
+        str(config),
+        "workload",
+        "--rate",
+        "50",
+        "--seconds",
+        "120",
+    ]
+    probe = mysql_db.admin_connect()
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and _patients(probe) <= 20:  # wait until it writes
+            time.sleep(0.2)
+        assert proc.poll() is None, proc.communicate()
+        proc.send_signal(signal.SIGINT)
+        sent = time.monotonic()
+        out, err = proc.communicate(timeout=10)
+        took = time.monotonic() - sent
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert took < 2, (took, err)
+    assert proc.returncode == 0, err
+    assert "database workload:" in out and "operations" in out
+
+
+def _patients(conn: Any) -> int:
+    with conn.cursor() as cur:
+        cur.execute("SELECT count(*) FROM patients")
+        return int(cur.fetchone()[0])

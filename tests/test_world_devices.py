@@ -7,6 +7,7 @@ attribute shapes on its first items, so even a tiny world shows every type.
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 import threading
 import uuid
@@ -18,8 +19,13 @@ import boto3
 import pydantic
 import pytest
 
-from pipelines.world import catalog
-from pipelines.world.devices import EVENT_TYPES, SLEEP_STAGES, format_event_time, seed_devices
+from pipelines.world.devices import (
+    EVENT_TYPES,
+    SLEEP_STAGES,
+    format_event_time,
+    parse_event_time,
+    seed_devices,
+)
 from pipelines.world.devices_schema import (
     EVENTS_TABLE,
     SUMMARY_TABLE,
@@ -37,6 +43,7 @@ from pipelines.world.devices_workload import (
 )
 from pipelines.world.stats import ChangeKind, WorkloadStats
 
+NOW = dt.datetime(2025, 6, 1, 12, 0, tzinfo=dt.UTC)
 EVENT_TIME = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
 Key = tuple[int, str]
 
@@ -253,10 +260,13 @@ def test_seed_counts_equal_items_scanned(dynamodb: Any, tables: DeviceTables) ->
     assert counts == {EVENTS_TABLE: 63, SUMMARY_TABLE: len(summaries)}
     assert len(events) == 63
     assert {int(e["patient_id"]["N"]) for e in events} == set(range(1, 8))
-    # One summary per patient and UTC day with events.
-    assert {(e["patient_id"]["N"], e["event_time"]["S"][:10]) for e in events} == {
-        (s["patient_id"]["N"], s["day"]["S"]) for s in summaries
+    # One summary per patient and UTC day of the two weeks before today; the events lie in them.
+    today = dt.datetime.now(dt.UTC).date()
+    days = {(today - dt.timedelta(days=i)).isoformat() for i in range(1, 15)}
+    assert {(s["patient_id"]["N"], s["day"]["S"]) for s in summaries} == {
+        (str(p), d) for p in range(1, 8) for d in days
     }
+    assert {e["event_time"]["S"][:10] for e in events} <= days
 
 
 def test_seeded_items_hold_every_attribute_type(dynamodb: Any, tables: DeviceTables) -> None:
@@ -289,7 +299,7 @@ def test_seeded_items_hold_every_attribute_type(dynamodb: Any, tables: DeviceTab
 
     assert {e["type"]["S"] for e in events} == set(EVENT_TYPES)
     assert all(EVENT_TIME.match(e["event_time"]["S"]) for e in events)
-    assert all(e["event_time"]["S"] < format_event_time(catalog.WORLD_NOW) for e in events)
+    assert all(e["event_time"]["S"] < format_event_time(dt.datetime.now(dt.UTC)) for e in events)
     for e in events:
         assert set(e["device"]["M"]) == {"id", "model", "firmware"}
         assert all(set(v) == {"S"} for v in e["device"]["M"].values())
@@ -309,7 +319,7 @@ def test_seeded_items_hold_every_attribute_type(dynamodb: Any, tables: DeviceTab
 def test_same_seed_same_items(dynamodb: Any, new_prefix: Callable[[], str]) -> None:
     worlds = [create_device_tables(dynamodb, new_prefix()) for _ in range(3)]
     for world, seed in zip(worlds, (4, 4, 5), strict=True):
-        seed_devices(dynamodb, world, patients=3, events_per_patient=4, seed=seed)
+        seed_devices(dynamodb, world, patients=3, events_per_patient=4, seed=seed, now=NOW)
     dumps = [(scan(dynamodb, w.device_events), scan(dynamodb, w.daily_summary)) for w in worlds]
 
     assert dumps[0] == dumps[1]
@@ -366,13 +376,11 @@ def test_overwrites_and_deletes_hit_existing_items(dynamodb: Any, tables: Device
 
 
 def test_same_workload_seed_same_changes(dynamodb: Any, new_prefix: Callable[[], str]) -> None:
-    config = DeviceWorkloadConfig(
-        seed=6, patient_ids=(1, 3), clock_start=catalog.WORLD_NOW, keep_journal=True
-    )
+    config = DeviceWorkloadConfig(seed=6, patient_ids=(1, 3), clock_start=NOW, keep_journal=True)
     results = []
     for _ in range(2):
         world = create_device_tables(dynamodb, new_prefix())
-        seed_devices(dynamodb, world, patients=3, events_per_patient=3, seed=1)
+        seed_devices(dynamodb, world, patients=3, events_per_patient=3, seed=1, now=NOW)
         stats = DeviceWorkload(dynamodb, world, config).run(operations=40)
         results.append(
             (stats.journal, scan(dynamodb, world.device_events), scan(dynamodb, world.daily_summary))
@@ -437,4 +445,22 @@ def test_config_is_frozen_and_validated() -> None:
     with pytest.raises(pydantic.ValidationError):
         DeviceOperationMix(new_event=0, overwrite_event=0, delete_event=0, update_summary=0)
     with pytest.raises(pydantic.ValidationError):
-        DeviceWorkloadConfig(clock_start=catalog.WORLD_NOW.replace(tzinfo=None))
+        DeviceWorkloadConfig(clock_start=NOW.replace(tzinfo=None))
+
+
+def test_seeded_items_are_recent_and_follow_the_reference_day(
+    dynamodb: Any, new_prefix: Callable[[], str]
+) -> None:
+    """Times are relative to the reference "now" (today unless given), so "last 7 days" finds data."""
+    worlds = [create_device_tables(dynamodb, new_prefix()) for _ in range(2)]
+    seed_devices(dynamodb, worlds[0], patients=2, events_per_patient=5, seed=4)
+    later = dt.datetime.now(dt.UTC) + dt.timedelta(days=30)
+    seed_devices(dynamodb, worlds[1], patients=2, events_per_patient=5, seed=4, now=later)
+    now = dt.datetime.now(dt.UTC)
+    for world, reference in ((worlds[0], now), (worlds[1], later)):
+        events = scan(dynamodb, world.device_events)
+        newest = max(parse_event_time(e["event_time"]["S"]) for e in events)
+        oldest = min(parse_event_time(e["event_time"]["S"]) for e in events)
+        assert reference - dt.timedelta(days=15) < oldest and newest < reference
+        days = sorted(s["day"]["S"] for s in scan(dynamodb, world.daily_summary))
+        assert days[-1] == (reference.date() - dt.timedelta(days=1)).isoformat()

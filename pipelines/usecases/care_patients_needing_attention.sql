@@ -1,20 +1,21 @@
 -- name: care_patients_needing_attention
--- version: 1
+-- version: 2
 -- audience: health practitioner
--- Patients whose resting pulse over their last 7 days of device data (up to the newest event) is
--- at least 10% above their own earlier baseline, and who have a claim in the 90 days up to the
--- newest claim: the combination that asks for a call.
+-- Patients whose average resting pulse over their last 7 days of device data (the 7 days up to the
+-- newest daily summary) is at least 10% above their own baseline from the days before, and who
+-- have a claim in the 90 days up to the newest claim: the combination that asks for a call.
+-- Resting pulse is the devices' own daily figure (daily_summary), not individual readings.
 WITH latest AS (
-    SELECT max(CAST(event_time AS TIMESTAMP)) AS at FROM devices.dynamodb__device_events
+    SELECT max(CAST(day AS DATE)) AS day FROM devices.dynamodb__daily_summary
 ),
 resting AS (
     SELECT
-        CAST(d.patient_id AS BIGINT) AS patient_id,
-        CAST(d.bpm AS DOUBLE) AS bpm,
-        CAST(d.event_time AS TIMESTAMP) > latest.at - INTERVAL '7' DAY AS recent
-    FROM devices.dynamodb__device_events AS d
+        CAST(s.patient_id AS BIGINT) AS patient_id,
+        CAST(s.resting_pulse AS DOUBLE) AS bpm,
+        CAST(s.day AS DATE) > latest.day - INTERVAL '7' DAY AS recent
+    FROM devices.dynamodb__daily_summary AS s
     CROSS JOIN latest
-    WHERE d.type = 'pulse' AND d.resting
+    WHERE s.resting_pulse IS NOT NULL
 ),
 pulse AS (
     SELECT

@@ -1,21 +1,22 @@
 -- name: coach_patients_off_plan
--- version: 1
+-- version: 2
 -- audience: health coach
--- Patients in an active plan whose last week (the 7 days up to the newest device event) fell
--- short of the plan's daily steps or sleep target, with how to reach them. No device data counts
--- as zero: a silent patient is off plan too.
+-- Patients in an active plan whose last week (the 7 days up to the newest daily summary) fell
+-- short of the plan's daily steps or sleep target, with how to reach them. Daily totals come from
+-- the devices' daily summaries (device events are individual readings, not whole days). A day
+-- without a summary counts as zero: a silent patient is off plan too.
 WITH latest AS (
-    SELECT max(CAST(event_time AS TIMESTAMP)) AS at FROM devices.dynamodb__device_events
+    SELECT max(CAST(day AS DATE)) AS day FROM devices.dynamodb__daily_summary
 ),
 last_week AS (
     SELECT
-        CAST(d.patient_id AS BIGINT) AS patient_id,
-        sum(CASE WHEN d.type = 'steps' THEN d.steps ELSE 0 END) / 7.0 AS steps_per_day,
-        sum(CASE WHEN d.type = 'sleep' THEN d.sleep_minutes ELSE 0 END) / 7.0 AS sleep_minutes_per_day
-    FROM devices.dynamodb__device_events AS d
+        CAST(s.patient_id AS BIGINT) AS patient_id,
+        sum(coalesce(s.steps, 0)) / 7.0 AS steps_per_day,
+        sum(coalesce(s.sleep_minutes, 0)) / 7.0 AS sleep_minutes_per_day
+    FROM devices.dynamodb__daily_summary AS s
     CROSS JOIN latest
-    WHERE CAST(d.event_time AS TIMESTAMP) > latest.at - INTERVAL '7' DAY
-    GROUP BY CAST(d.patient_id AS BIGINT)
+    WHERE CAST(s.day AS DATE) > latest.day - INTERVAL '7' DAY
+    GROUP BY CAST(s.patient_id AS BIGINT)
 )
 SELECT
     CAST(pt.patient_id AS BIGINT) AS patient_id,

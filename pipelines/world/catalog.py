@@ -136,9 +136,6 @@ LOCALES: tuple[Locale, ...] = (
 
 ZONES: tuple[str, ...] = tuple(sorted({loc.zone for loc in LOCALES}))
 
-# Fixed reference instant of the seeded world: every seeded timestamp lies before it, so the
-# same seed gives the same rows whatever the date is when the world is created.
-WORLD_NOW = dt.datetime(2025, 6, 1, 12, 0, tzinfo=dt.UTC)
 WORLD_START = dt.datetime(2019, 1, 1, tzinfo=dt.UTC)
 
 # Claim ids are issued outside the database and start at 2^53 (see sql/mysql.sql).
@@ -205,7 +202,8 @@ SYNONYMS: tuple[tuple[str, str | None, str | None], ...] = (
     ("naïve", "naive", None),
 )
 
-# Extra terms the workload adds to the synonyms table.
+# Extra terms the workload adds to the synonyms table. Rows with these base terms are the only
+# ones it updates or deletes: the seeded ones above are what the README's searches rely on.
 EXTRA_SYNONYMS: tuple[tuple[str, str | None, str | None], ...] = (
     ("dietitian", "nutritionist", None),
     ("BP", "blood pressure", None),
@@ -334,5 +332,15 @@ DIETS: tuple[str | None, ...] = (
     None,
 )
 CONTACT_CHANNELS: tuple[str, ...] = ("email", "sms", "app", "phone", "none")
+# The coach's note in health_preferences; the first two are found only through the seed synonyms
+# (the README's searches "danish" and "child's doctor").
+COACH_NOTES: tuple[str, ...] = (
+    "Swap the Sunday croissant for porridge",
+    "Book the pediatrician check-up for the kids",
+    "Keep going ✓",
+    "Ráðlegging: sofðu meira",
+    "继续加油",
+    "",
+)
 GOALS: tuple[str, ...] = ("lose_weight", "sleep_better", "run_5k", "lower_bp", "less_stress", "build_muscle")
 UNITS: tuple[str, ...] = ("metric", "imperial")

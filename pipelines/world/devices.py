@@ -6,9 +6,13 @@ carry several scripts and emoji, ``battery`` drifts from N to S now and then, an
 types (steps, sleep, pulse) have different shapes in one table. Sort keys are ISO-8601 UTC
 instants with milliseconds and a ``Z``.
 
-The same seed and size give the same items: events draw from ``random.Random(f"{seed}/device_events")``,
-their times lie before the fixed ``catalog.WORLD_NOW``, and the first three items carry the rare
-shapes, so even a tiny world shows every type. Summaries are derived from the seeded events.
+The same seed, size and reference "now" give the same items: events draw from
+``random.Random(f"{seed}/device_events")``, their times lie in the two weeks before the reference
+(``timeutil.reference_now``: midnight UTC of today unless given), and the first three items carry
+the rare shapes, so even a tiny world shows every type. Events are a sample of what the devices
+report; the daily summaries are the devices' own totals of each whole day, one per patient and
+day of those two weeks, drawn from the patient's profile (``profiles``): some meet their plan's
+targets, some do not, and a few patients' resting pulse rises in the last week.
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ import logging
 import random
 import time
 from collections import defaultdict
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Collection, Mapping
 from decimal import Decimal
 from typing import Any
 
@@ -27,7 +31,9 @@ from boto3.dynamodb.types import TypeSerializer
 
 from pipelines.world import catalog
 from pipelines.world.devices_schema import EVENTS_TABLE, SUMMARY_TABLE, DeviceTables, DeviceWorldError
+from pipelines.world.profiles import RISE_DAYS, patient_profile
 from pipelines.world.rows import between
+from pipelines.world.timeutil import reference_now
 
 __all__ = [
     "EVENT_TYPES",
@@ -178,47 +184,62 @@ class DeviceItems:
             item["trace_id"] = rng.randrange(10**37, 10**38)  # 38 digits: DynamoDB's full precision
         return item
 
-    def summary_change(self) -> tuple[int, int, int, set[str]]:
-        """Values for one summary update: (steps to add, sleep minutes, resting pulse, flags)."""
+    def summary_change(self, patient_id: int) -> tuple[int, int, int, set[str]]:
+        """Values for one summary update: (steps to add, sleep minutes, resting pulse, flags).
+
+        Sleep and resting pulse follow the patient's profile (the pulse of a patient whose pulse is
+        rising stays up), so the workload's updates keep the seeded picture plausible.
+        """
         rng = self.rng
         flags = set(rng.sample(SUMMARY_FLAGS, rng.choice((0, 1, 1, 2))))
-        return rng.randrange(1, 4_000), rng.randrange(180, 660), rng.randrange(44, 90), flags
+        _, sleep, pulse = patient_profile(patient_id).day(rng, recent=True)
+        return rng.randrange(1, 4_000), sleep, pulse, flags
 
 
-def summarise(patient_id: int, day: str, events: Sequence[Item]) -> Item:
-    """The daily summary of one patient's seeded events on one UTC day."""
-    steps = sum(e.get("steps", 0) for e in events)
-    sleep = sum(e.get("sleep_minutes", 0) for e in events)
-    resting = [e["bpm"] for e in events if e.get("resting")]
+def day_summary(patient_id: int, day: dt.date, rng: random.Random, *, recent: bool) -> Item:
+    """The daily summary of one patient's whole UTC ``day``; ``recent``: in the last RISE_DAYS days."""
+    profile = patient_profile(patient_id)
+    steps, sleep, pulse = profile.day(rng, recent=recent)
     flags = set()
     if steps >= 10_000:
         flags.add("goal_met")
     if 0 < sleep < 360:
         flags.add("short_sleep")
-    if any(e.get("bpm", 0) > 150 for e in events):
+    if pulse >= profile.resting_pulse * 1.15:
         flags.add("high_pulse")
+    if rng.random() < 0.05:
+        flags.add("manual_entry")
+    # Devices sync the day's totals just before the day ends (UTC).
+    synced = dt.datetime.combine(day, dt.time(23, 50), dt.UTC) + dt.timedelta(seconds=rng.randrange(1, 540))
     item: Item = {
         "patient_id": patient_id,
-        "day": day,
+        "day": day.isoformat(),
         "steps": steps,
         "sleep_minutes": sleep,
-        "updated_at": max(e["received_at"] for e in events),
+        "resting_pulse": pulse,
+        "updated_at": format_event_time(synced),
     }
-    if resting:
-        item["resting_pulse"] = min(resting)
     if flags:
         item["flags"] = flags  # a string set may not be empty: leave it out instead
     return item
 
 
 def seed_devices(
-    client: Any, tables: DeviceTables, patients: int, events_per_patient: int, seed: int
+    client: Any,
+    tables: DeviceTables,
+    patients: int,
+    events_per_patient: int,
+    seed: int,
+    *,
+    now: dt.datetime | None = None,
 ) -> dict[str, int]:
     """Write ``events_per_patient`` events for patients 1..``patients`` and their daily summaries.
 
-    Events lie in the two weeks before ``catalog.WORLD_NOW``. Writes go through BatchWriteItem (25
-    items per request; unprocessed items are retried with bounded backoff). Seeding again with the
-    same arguments rewrites the same items. Returns the items written per logical table.
+    Events lie in the two weeks before ``reference_now(now)`` (today's midnight UTC by default), and
+    each patient with events gets a summary for every UTC day of those two weeks. Writes go through
+    BatchWriteItem (25 items per request; unprocessed items are retried with bounded backoff).
+    Seeding again with the same arguments rewrites the same items. Returns the items written per
+    logical table.
     """
     if patients < 0 or events_per_patient < 0:
         raise DeviceWorldError(
@@ -226,13 +247,15 @@ def seed_devices(
         )
     factory = DeviceItems(random.Random(f"{seed}/device_events"))
     rng = factory.rng
+    summary_rng = random.Random(f"{seed}/daily_summary")
     writer = _BatchWriter(client)
-    start = catalog.WORLD_NOW - dt.timedelta(days=_SEED_DAYS)
-    end = catalog.WORLD_NOW - dt.timedelta(minutes=10)
+    reference = reference_now(now)
+    start = reference - dt.timedelta(days=_SEED_DAYS)
+    end = reference - dt.timedelta(minutes=10)
+    days = [start.date() + dt.timedelta(days=i) for i in range(_SEED_DAYS)]
     written = 0
     for patient_id in range(1, patients + 1):
         times: set[str] = set()
-        by_day: dict[str, list[Item]] = defaultdict(list)
         for _ in range(events_per_patient):
             at = between(rng, start, end)
             while format_event_time(at) in times:  # the sort key must be unique per patient
@@ -242,16 +265,16 @@ def seed_devices(
             event_type, extras = _SHOWCASE[written] if written < len(_SHOWCASE) else (None, frozenset())
             item = factory.event(patient_id, at, received, event_type=event_type, extras=extras)
             written += 1
-            by_day[item["event_time"][:10]].append(item)
             writer.put(tables.device_events, item)
-        for day in sorted(by_day):
-            writer.put(tables.daily_summary, summarise(patient_id, day, by_day[day]))
+        for i, day in enumerate(days if events_per_patient else ()):
+            recent = i >= len(days) - RISE_DAYS
+            writer.put(tables.daily_summary, day_summary(patient_id, day, summary_rng, recent=recent))
     writer.flush()
     counts = {
         EVENTS_TABLE: writer.counts[tables.device_events],
         SUMMARY_TABLE: writer.counts[tables.daily_summary],
     }
-    log.info("seeded device tables (seed=%s): %s", seed, counts)
+    log.debug("seeded device tables (seed=%s): %s", seed, counts)  # the caller reports them
     return counts
 
 

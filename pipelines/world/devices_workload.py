@@ -251,7 +251,7 @@ class DeviceWorkload:
             elapsed = pacer.elapsed
             self._elapsed += elapsed
         stats = run_tally.freeze(elapsed)
-        log.info("device workload finished: %s", stats)
+        log.debug("device workload finished: %s", stats)  # the caller reports the run
         return stats
 
     # ------------------------------------------------------------------ internals
@@ -287,9 +287,16 @@ class DeviceWorkload:
                 f"could not read the device tables' keys (has create_device_tables run?): {exc}",
                 WorkloadStats(),
             ) from exc
-        log.info(
-            "device workload: %d events and %d summaries in range", len(self._events), len(self._summaries)
-        )
+        first, last = self.config.patient_ids
+        if not len(self._events):
+            log.warning(
+                "device workload: %s holds no events of patients %d-%d, so overwrites and deletes "
+                "write new events instead; seed it first (`lakehouse world`) to change existing ones",
+                self.tables.device_events, first, last,
+            )  # fmt: skip
+        else:
+            log.debug("device workload: %d events and %d summaries of patients %d-%d",
+                      len(self._events), len(self._summaries), first, last)  # fmt: skip
 
     def _scan_keys(self, table: str) -> list[Key]:
         (hash_name, _), (range_name, _) = DEVICE_TABLE_KEYS[table]
@@ -371,7 +378,7 @@ class DeviceWorkload:
         patient_id = self._rng.randint(*self.config.patient_ids)
         day = (now - dt.timedelta(days=self._rng.randrange(self.config.summary_days))).date().isoformat()
         key = (patient_id, day)
-        steps, sleep, pulse, flags = self._items.summary_change()
+        steps, sleep, pulse, flags = self._items.summary_change(patient_id)
         exists = key in summaries
         # Conditional writes keep the INSERT/MODIFY count exact if our picture of the keys is wrong:
         # a failed condition means the other branch is right, so it is tried once.

@@ -269,7 +269,7 @@ class RowFactory:
             "accessibility": {"large_text": rng.random() < 0.1, "screen_reader": None},
             "daily_calorie_target": rng.randrange(1400, 3200, 50),
             "weight_goal_kg": round(rng.uniform(50, 100), 1),
-            "coach_note": rng.choice(("Keep going ✓", "Ráðlegging: sofðu meira", "继续加油", "")),
+            "coach_note": rng.choice(catalog.COACH_NOTES),
         }
         if rng.random() < 0.1:
             # 2^53 + 1: a JSON reader that uses doubles for numbers silently changes it.
@@ -305,12 +305,17 @@ class RowFactory:
         }
 
     def event_time(self, zone_name: str, start: dt.datetime, end: dt.datetime) -> dt.datetime:
-        """An instant during local office hours in ``zone_name``; now and then inside a DST fold.
+        """An instant in [start, end) during local office hours in ``zone_name``; now and then inside a DST fold.
 
         The value is generated as a local wall time and converted, as an application would do it.
         """
         rng = self.rng
-        folds = ambiguous_hours(zone_name)
+        folds = [
+            (first, length)
+            for first, length in ambiguous_hours(zone_name, end)
+            if start <= local_to_utc(first, zone_name)
+            and local_to_utc(first + length, zone_name, fold=1) < end
+        ]
         if folds and rng.random() < 0.05:
             first, length = rng.choice(folds)
             local = first + dt.timedelta(
@@ -322,7 +327,10 @@ class RowFactory:
             day.date(),
             dt.time(rng.randrange(7, 19), rng.randrange(60), rng.randrange(60), rng.randrange(1_000_000)),
         )
-        return local_to_utc(local, zone_name)
+        instant = local_to_utc(local, zone_name)
+        if instant >= end:  # office hours of the last day may lie after ``end``: take the day before
+            instant = local_to_utc(local - dt.timedelta(days=1), zone_name)
+        return instant
 
     def assessment(
         self, assessment_id: int | None, patient_id: int, zone_name: str, *, assessed_at: dt.datetime

@@ -1,8 +1,10 @@
 """Create the sample world's schemas and seed them deterministically from a seed.
 
 The same seed and size always give the same rows (ids included) on fresh databases: every table
-family draws from its own ``random.Random(f"{seed}/<family>")``, seeded timestamps lie before the
-fixed ``catalog.WORLD_NOW``, and ids are written explicitly. Only DB-API connections are needed
+family draws from its own ``random.Random(f"{seed}/<family>")``, seeded timestamps lie before a
+reference "now" (midnight UTC of the day the world is created, or the ``now`` passed in; see
+``timeutil.reference_now``), and ids are written explicitly. The same seed, size and reference
+give the same rows. Only DB-API connections are needed
 (PyMySQL and psycopg2), so the world does not depend on the project's connectors.
 ``create_mysql_world`` seeds the health database alone, with the same rows, on another MySQL
 server (the MySQL 8 family stand-in for Aurora MySQL 3 next to MariaDB).
@@ -21,6 +23,7 @@ from types import MappingProxyType
 from typing import Any
 
 from pipelines.world import catalog
+from pipelines.world.profiles import patient_profile
 from pipelines.world.rows import Row, RowFactory, between
 from pipelines.world.schema import (
     MYSQL_TABLES,
@@ -31,6 +34,7 @@ from pipelines.world.schema import (
     insert_rows,
 )
 from pipelines.world.session import check_mysql_connection, mysql_utc_session, transactional
+from pipelines.world.timeutil import reference_now
 
 __all__ = [
     "DEFAULT_MYSQL_DATABASE",
@@ -119,7 +123,13 @@ def create_schema(mysql_conn: Any, pg_conn: Any) -> None:
 
 
 def create_world(
-    mysql_conn: Any, pg_conn: Any, *, seed: int, patients: int = 200, chunk_rows: int = 5_000
+    mysql_conn: Any,
+    pg_conn: Any,
+    *,
+    seed: int,
+    patients: int = 200,
+    chunk_rows: int = 5_000,
+    now: dt.datetime | None = None,
 ) -> WorldSummary:
     """Create the schemas and, if the tables are empty, seed about ``patients`` patients' worth of rows.
 
@@ -128,6 +138,7 @@ def create_world(
     Calling it again on a seeded world changes nothing and returns ``seeded=False`` with the current
     counts. A world whose seeding was interrupted raises ``WorldError`` (drop it and start again).
     Rows are committed every ``chunk_rows`` rows, so a large world does not need one huge transaction.
+    Seeded timestamps lie before ``reference_now(now)`` (today's midnight UTC by default).
     """
     if patients < 0:
         raise WorldError(f"patients must be >= 0, got {patients}")
@@ -136,19 +147,26 @@ def create_world(
     if not _needs_seeding(existing):
         return WorldSummary(seed=seed, seeded=False, row_counts=MappingProxyType(existing))
     with transactional(mysql_conn), transactional(pg_conn), mysql_utc_session(mysql_conn):
-        counts = _Seeder(mysql_conn, pg_conn, seed=seed, chunk_rows=chunk_rows).seed(patients)
-    log.info("seeded world (seed=%s): %s", seed, counts)
+        counts = _Seeder(mysql_conn, pg_conn, seed=seed, chunk_rows=chunk_rows, now=now).seed(patients)
+    # DEBUG: the caller reports the summary (one line for the user, not two).
+    log.debug("seeded world (seed=%s): %s", seed, counts)
     return WorldSummary(seed=seed, seeded=True, row_counts=MappingProxyType(counts))
 
 
 def create_mysql_world(
-    mysql_conn: Any, *, seed: int, patients: int = 200, chunk_rows: int = 5_000
+    mysql_conn: Any,
+    *,
+    seed: int,
+    patients: int = 200,
+    chunk_rows: int = 5_000,
+    now: dt.datetime | None = None,
 ) -> WorldSummary:
     """Create and seed only the health database: the MySQL rows ``create_world`` writes for this seed and size.
 
     For a second MySQL server beside the world's own (the MySQL 8 stand-in for Aurora MySQL 3):
     the tenant and provider ids the rows point at are those ``create_world`` gives the tenants
-    database for the same seed and size, so both servers hold identical health data. Idempotent
+    database for the same seed and size, so both servers hold identical health data (given the same
+    reference ``now``). Idempotent
     like ``create_world``: a seeded database is left as it is (``seeded=False``).
     """
     if patients < 0:
@@ -159,15 +177,15 @@ def create_mysql_world(
     if not _needs_seeding(existing):
         return WorldSummary(seed=seed, seeded=False, row_counts=MappingProxyType(existing))
     with transactional(mysql_conn), mysql_utc_session(mysql_conn):
-        counts = _Seeder(mysql_conn, None, seed=seed, chunk_rows=chunk_rows).seed(patients)
-    log.info("seeded the health database (seed=%s): %s", seed, counts)
+        counts = _Seeder(mysql_conn, None, seed=seed, chunk_rows=chunk_rows, now=now).seed(patients)
+    log.debug("seeded the health database (seed=%s): %s", seed, counts)
     return WorldSummary(seed=seed, seeded=True, row_counts=MappingProxyType(counts))
 
 
 def _needs_seeding(existing: dict[str, int]) -> bool:
     """False for a seeded world; raise for a partially seeded one."""
     if existing[_SEEDED_MARKER]:
-        log.info("world already seeded; leaving it as it is: %s", existing)
+        log.debug("world already seeded; leaving it as it is: %s", existing)
         return False
     if any(existing.values()):
         raise WorldError(
@@ -179,7 +197,10 @@ def _needs_seeding(existing: dict[str, int]) -> bool:
 class _Seeder:
     """Generates and inserts the seed rows, one table family at a time (MySQL only without ``pg_conn``)."""
 
-    def __init__(self, mysql_conn: Any, pg_conn: Any | None, *, seed: int, chunk_rows: int) -> None:
+    def __init__(
+        self, mysql_conn: Any, pg_conn: Any | None, *, seed: int, chunk_rows: int, now: dt.datetime | None
+    ) -> None:
+        self.now = reference_now(now)
         self.mysql = mysql_conn
         self.pg = pg_conn
         self.seed_value = seed
@@ -231,13 +252,13 @@ class _Seeder:
                 status = f.rng.choices(("active", "suspended"), (9, 1))[0]
             else:
                 status = f.rng.choice(("trial", "churned"))
-            created = between(f.rng, catalog.WORLD_START, catalog.WORLD_NOW - dt.timedelta(days=60))
+            created = between(f.rng, catalog.WORLD_START, self.now - dt.timedelta(days=60))
             rows.append(
                 f.tenant(
                     tenant_id,
                     status=status,
                     created_at=created,
-                    now=between(f.rng, created, catalog.WORLD_NOW),
+                    now=between(f.rng, created, self.now),
                     large_settings=True if i == 0 else None,  # at least one out-of-line document
                 )
             )
@@ -258,7 +279,7 @@ class _Seeder:
                     provider_id,
                     f.rng.choice(tenant_ids),
                     npi=npi,
-                    now=between(f.rng, catalog.WORLD_START, catalog.WORLD_NOW),
+                    now=between(f.rng, catalog.WORLD_START, self.now),
                 )
             )
         self._insert(pg, "postgres", "care_providers", rows)
@@ -280,9 +301,7 @@ class _Seeder:
             f.plan(
                 spec,
                 plan_id=i,
-                now=between(
-                    f.rng, dt.datetime.combine(spec.launched_on, dt.time(), dt.UTC), catalog.WORLD_NOW
-                ),
+                now=between(f.rng, dt.datetime.combine(spec.launched_on, dt.time(), dt.UTC), self.now),
             )
             for i, spec in enumerate(catalog.PLANS, start=1)
         ]
@@ -313,7 +332,8 @@ class _Seeder:
         }
         assessment_id = survey_id = 0
         claim_no = 0
-        end = catalog.WORLD_NOW
+        end = self.now
+        recent_claim_since = end - dt.timedelta(days=21)
         for patient_id in range(1, patients + 1):
             created = between(fp.rng, catalog.WORLD_START, end - dt.timedelta(days=7))
             patient, locale = fp.patient(
@@ -352,9 +372,13 @@ class _Seeder:
                         submitted_at=submitted if fsur.rng.random() < 0.7 else None,
                     )
                 )
-            for _ in range(fcla.rng.randrange(0, 6)):
+            claims = fcla.rng.randrange(0, 6)
+            # A patient whose resting pulse is rising (see profiles) has seen a doctor lately.
+            rising = patient_profile(patient_id).pulse_rising
+            for i in range(claims + rising):
                 claim_no += 1
-                submitted = between(fcla.rng, created, end)
+                recent = rising and i == claims
+                submitted = between(fcla.rng, max(created, recent_claim_since) if recent else created, end)
                 buffers["insurance_claims"].append(
                     fcla.claim(
                         catalog.CLAIM_ID_BASE + claim_no,

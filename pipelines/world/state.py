@@ -19,6 +19,9 @@ from pipelines.world.catalog import Locale
 K = TypeVar("K", bound=Hashable)
 
 _LOCALE_BY_ZONE = {loc.zone: loc for loc in catalog.LOCALES}
+# Synonym rows the workload owns (may update and delete), by base term; the seeded rows stay as
+# they are. Case-folded: the table's collation compares case-insensitively.
+WORKLOAD_SYNONYMS = {base.casefold(): (base, s1, s2) for base, s1, s2 in catalog.EXTRA_SYNONYMS}
 
 
 class IdPool(Generic[K]):
@@ -69,6 +72,7 @@ class PatientInfo:
 
     tenant_id: str
     locale: Locale
+    email: str | None = None
     has_preferences: bool = False
     assessments: set[int] = field(default_factory=set)
     surveys: set[int] = field(default_factory=set)
@@ -103,7 +107,11 @@ class WorldState:
     next_claim_id: int = catalog.CLAIM_ID_BASE + 1
     plans: IdPool[int] = field(default_factory=IdPool)
     plan_refs: Counter[int] = field(default_factory=Counter)
+    plan_codes: set[str] = field(default_factory=set)
+    emails: set[str] = field(default_factory=set)
+    # The workload's own synonym rows (SynID -> base term); seeded rows are not in it.
     synonyms: IdPool[int] = field(default_factory=IdPool)
+    synonym_base: dict[int, str] = field(default_factory=dict)
     tenants: IdPool[str] = field(default_factory=IdPool)
     tenant_refs: Counter[str] = field(default_factory=Counter)
     providers: IdPool[int] = field(default_factory=IdPool)
@@ -113,20 +121,46 @@ class WorldState:
 
     # ------------------------------------------------------------------ bookkeeping
 
-    def add_patient(self, patient_id: int, tenant_id: str, locale: Locale) -> None:
+    def add_patient(self, patient_id: int, tenant_id: str, locale: Locale, email: str | None = None) -> None:
         """Record a new patient (without preferences yet)."""
         self.patients.add(patient_id)
-        self.patient_info[patient_id] = PatientInfo(tenant_id, locale)
+        self.patient_info[patient_id] = PatientInfo(tenant_id, locale, email)
+        self.set_email(patient_id, email)
         self.without_preferences.add(patient_id)
         self.tenant_refs[tenant_id] += 1
 
     def remove_patient(self, patient_id: int) -> None:
         """Forget a patient whose children are already forgotten."""
+        self.set_email(patient_id, None)
         info = self.patient_info.pop(patient_id)
         self.patients.remove(patient_id)
         self.without_preferences.discard(patient_id)
         self.with_preferences.discard(patient_id)
         self.tenant_refs[info.tenant_id] -= 1
+
+    def set_email(self, patient_id: int, email: str | None) -> None:
+        """Record a patient's e-mail address (unique in the table; None: withdrawn)."""
+        info = self.patient_info[patient_id]
+        if info.email is not None:
+            self.emails.discard(info.email.casefold())
+        info.email = email
+        if email is not None:
+            self.emails.add(email.casefold())
+
+    def email_taken(self, email: str | None) -> bool:
+        """Whether another patient already has ``email`` (compared as the table's collation does)."""
+        return email is not None and email.casefold() in self.emails
+
+    def add_synonym(self, syn_id: int, base: str | None) -> None:
+        """Record a synonym row if it is one of the workload's own (see WORKLOAD_SYNONYMS)."""
+        if base is not None and base.casefold() in WORKLOAD_SYNONYMS:
+            self.synonyms.add(syn_id)
+            self.synonym_base[syn_id] = base
+
+    def remove_synonym(self, syn_id: int) -> None:
+        """Forget one of the workload's synonym rows."""
+        self.synonyms.remove(syn_id)
+        del self.synonym_base[syn_id]
 
     def set_preferences(self, patient_id: int, present: bool) -> None:
         """Record that a patient's preferences row was inserted (True) or deleted (False)."""
@@ -212,15 +246,17 @@ class WorldState:
                 state.add_provider(provider_id, tenant_id, npi)
         pg_conn.rollback()
         with mysql_conn.cursor() as cur:
-            cur.execute("SELECT plan_id FROM fitness_plans ORDER BY plan_id")
-            for (plan_id,) in cur.fetchall():
+            cur.execute("SELECT plan_id, code FROM fitness_plans ORDER BY plan_id")
+            for plan_id, code in cur.fetchall():
                 state.plans.add(plan_id)
-            cur.execute("SELECT SynID FROM SynonymsTable ORDER BY SynID")
-            for (syn_id,) in cur.fetchall():
-                state.synonyms.add(syn_id)
-            cur.execute("SELECT patient_id, tenant_id, time_zone FROM patients ORDER BY patient_id")
-            for patient_id, tenant_id, zone_name in cur.fetchall():
-                state.add_patient(patient_id, tenant_id, _LOCALE_BY_ZONE.get(zone_name, catalog.LOCALES[0]))
+                state.plan_codes.add(code.casefold())
+            cur.execute("SELECT SynID, Base_Term FROM SynonymsTable ORDER BY SynID")
+            for syn_id, base in cur.fetchall():
+                state.add_synonym(syn_id, base)
+            cur.execute("SELECT patient_id, tenant_id, time_zone, email FROM patients ORDER BY patient_id")
+            for patient_id, tenant_id, zone_name, email in cur.fetchall():
+                locale = _LOCALE_BY_ZONE.get(zone_name, catalog.LOCALES[0])
+                state.add_patient(patient_id, tenant_id, locale, email)
             cur.execute("SELECT patient_id FROM health_preferences ORDER BY patient_id")
             for (patient_id,) in cur.fetchall():
                 state.set_preferences(patient_id, True)

@@ -11,9 +11,22 @@ import datetime as dt
 import functools
 import zoneinfo
 
-from pipelines.world.catalog import WORLD_NOW, WORLD_START
+from pipelines.world.catalog import WORLD_START
 
 UTC = dt.UTC
+
+
+def reference_now(at: dt.datetime | None = None) -> dt.datetime:
+    """The reference "now" of a seeded world: midnight UTC of ``at`` (default: the current time).
+
+    Seeded timestamps lie before it and are generated relative to it, so the world looks recent
+    ("last 7 days" queries find data) while the same seed and reference give the same rows. Whole
+    days, so that several seeders started minutes apart (MariaDB, MySQL 8, DynamoDB) agree.
+    """
+    instant = dt.datetime.now(UTC) if at is None else at
+    if instant.tzinfo is None:
+        raise ValueError("reference_now expects an aware datetime")
+    return instant.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
 
 
 @functools.cache
@@ -41,19 +54,25 @@ def utc_wall(instant: dt.datetime) -> dt.datetime:
     return instant.astimezone(UTC).replace(tzinfo=None)
 
 
-@functools.cache
-def ambiguous_hours(zone_name: str) -> tuple[tuple[dt.datetime, dt.timedelta], ...]:
-    """Local wall times where ``zone_name``'s clocks went back between WORLD_START and WORLD_NOW.
+def ambiguous_hours(
+    zone_name: str, until: dt.datetime | None = None
+) -> tuple[tuple[dt.datetime, dt.timedelta], ...]:
+    """Local wall times where ``zone_name``'s clocks went back between WORLD_START and ``until``.
 
-    Each entry is (first ambiguous local wall time, length of the repeated interval). Zones without
+    ``until`` defaults to ``reference_now()``. Each entry is (first ambiguous local wall time, length of the repeated interval). Zones without
     DST give an empty tuple. Scans day by day, then in 15-minute steps (Pacific/Chatham changes at
     quarter past the hour).
     """
+    return _ambiguous_hours(zone_name, reference_now(until))
+
+
+@functools.cache
+def _ambiguous_hours(zone_name: str, until: dt.datetime) -> tuple[tuple[dt.datetime, dt.timedelta], ...]:
     tz = zone(zone_name)
     windows: list[tuple[dt.datetime, dt.timedelta]] = []
     day = WORLD_START
     before = day.astimezone(tz).utcoffset()
-    while day < WORLD_NOW:
+    while day < until:
         nxt = day + dt.timedelta(days=1)
         after = nxt.astimezone(tz).utcoffset()
         if after is not None and before is not None and after < before:

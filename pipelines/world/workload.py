@@ -212,7 +212,7 @@ class Workload:
             elapsed = pacer.elapsed
             self._elapsed += elapsed
         stats = run_tally.freeze(elapsed)
-        log.info("workload finished: %s", stats)
+        log.debug("workload finished: %s", stats)  # the caller reports the run
         return stats
 
     # ------------------------------------------------------------------ internals

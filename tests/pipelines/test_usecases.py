@@ -36,13 +36,17 @@ def _warehouse(
     mysql_db: Any,
     pg_db: Any,
     tmp_path: Path,
-    devices: tuple[Any, str] | None = None,
+    devices: tuple[Any, tuple[str, ...]] | None = None,
     prepare: Any = None,
+    *,
+    seed: int = 4,
+    patients: int = 40,
 ) -> tuple[Any, Any, str, Lake]:
     my = mysql_db.admin_connect()
-    create_world(my, pg_db.admin_connect(), seed=4, patients=40)
+    pg = pg_db.admin_connect()
+    create_world(my, pg, seed=seed, patients=patients)
     if prepare is not None:
-        prepare(my)
+        prepare(my, pg)
     config = MySQLSourceConfig(
         name="aurora_mysql", host=mysql_db.host, port=mysql_db.port, user=mysql_db.cdc_user,
         password=mysql_db.cdc_password, database=mysql_db.name, tables=TABLES, server_id=0,
@@ -57,9 +61,9 @@ def _warehouse(
     if devices is not None:
         from connectors.dynamodb.config import DynamoDBSourceConfig
 
-        aws, table = devices
+        aws, device_tables = devices
         ddb_config = DynamoDBSourceConfig(
-            name="devices", tables=(table,), settle_seconds=0,
+            name="devices", tables=device_tables, settle_seconds=0,
             aws={"endpoint_url": aws["endpoint_url"], "access_key_id": "testing", "secret_access_key": "testing"},
         )  # fmt: skip
         ddb = open_source(ddb_config)
@@ -129,11 +133,15 @@ class DevicesWorld:
     con: Any
     my: Any
     database: str
-    events_table: str
+    tables: Any  # pipelines.world.devices_schema.DeviceTables
     events: list[dict[str, Any]]
+    summaries: list[dict[str, Any]]
 
     def run(self, name: str) -> list[dict[str, Any]]:
-        tables = {"dynamodb__device_events": f"dynamodb__{self.events_table}".lower()}
+        tables = {
+            f"dynamodb__{logical}": f"dynamodb__{self.tables.name(logical)}".lower()
+            for logical in ("device_events", "daily_summary")
+        }
         return run(self.con, name, databases={"health": self.database}, tables=tables).to_pylist()
 
     def rows(self, sql: str) -> list[tuple[Any, ...]]:
@@ -144,63 +152,81 @@ class DevicesWorld:
     def latest(self) -> dt.datetime:
         return max(_at(e) for e in self.events)
 
+    def latest_day(self) -> dt.date:
+        return max(_day(s) for s in self.summaries)
+
+
+def _day(summary: dict[str, Any]) -> dt.date:
+    return dt.date.fromisoformat(str(summary["day"]))
+
 
 def _at(event: dict[str, Any]) -> dt.datetime:
     return dt.datetime.fromisoformat(str(event["event_time"]).replace("Z", "+00:00"))
 
 
-@pytest.fixture
-def devices_world(
-    mysql_db: Any, pg_db: Any, tmp_path: Path, aws_client_kwargs: dict[str, str]
+def _scan(client: Any, table: str) -> list[dict[str, Any]]:
+    from boto3.dynamodb.types import TypeDeserializer
+
+    deserialize = TypeDeserializer().deserialize
+    return [
+        {k: deserialize(v) for k, v in item.items()}
+        for page in client.get_paginator("scan").paginate(TableName=table)
+        for item in page["Items"]
+    ]
+
+
+def _devices_world(
+    mysql_db: Any,
+    pg_db: Any,
+    tmp_path: Path,
+    aws_client_kwargs: dict[str, str],
+    *,
+    seed: int = 4,
+    patients: int = 40,
+    prepare: Any = None,
 ) -> DevicesWorld:
+    """The sample world as `lakehouse world` makes it (MySQL rows and device items for the same
+    patients, both relative to today), after ``prepare(my, pg, client, tables)``, captured into a lake."""
     import uuid
 
     import boto3
-    from boto3.dynamodb.types import TypeDeserializer
 
     from pipelines.world.devices import seed_devices
     from pipelines.world.devices_schema import create_device_tables
 
     client = boto3.client("dynamodb", **aws_client_kwargs)
     tables = create_device_tables(client, f"uc{uuid.uuid4().hex[:6]}_")
-    seed_devices(client, tables, patients=40, events_per_patient=14, seed=3)
-    events_table = tables.name("device_events")
-
-    def a_patient_needing_attention(my: Any) -> None:
-        """Patient 1: resting pulse 55 three weeks ago, 95 yesterday, and a claim at the newest date."""
-        newest = max(
-            item["event_time"]["S"]
-            for page in client.get_paginator("scan").paginate(TableName=events_table)
-            for item in page["Items"]
-        )
-        at = dt.datetime.fromisoformat(newest.replace("Z", "+00:00"))
-        for days, bpm in ((21, 55), (1, 95)):
-            stamp = (at - dt.timedelta(days=days)).strftime("%Y-%m-%dT%H:%M:%S.000Z")
-            client.put_item(
-                TableName=events_table,
-                Item={"patient_id": {"N": "1"}, "event_time": {"S": stamp}, "type": {"S": "pulse"},
-                      "bpm": {"N": str(bpm)}, "resting": {"BOOL": True}},
-            )  # fmt: skip
-        with my.cursor() as cur:
-            cur.execute(
-                "INSERT INTO insurance_claims (claim_id, patient_id, provider_id, service_date, benefit_year, "
-                "submitted_at, amount, currency, status, diagnosis_code) SELECT max(claim_id) + 1, 1, 1, "
-                "max(service_date), YEAR(max(service_date)), NOW(), 120.00, 'USD', 'submitted', 'I10' FROM insurance_claims"
-            )
-        my.commit()
-
+    seed_devices(client, tables, patients=patients, events_per_patient=10, seed=seed)
     con, my, database, _ = _warehouse(
         mysql_db,
         pg_db,
         tmp_path,
-        devices=(aws_client_kwargs, events_table),
-        prepare=a_patient_needing_attention,
+        devices=(aws_client_kwargs, (tables.device_events, tables.daily_summary)),
+        prepare=None if prepare is None else lambda my, pg: prepare(my, pg, client, tables),
+        seed=seed,
+        patients=patients,
     )
-    deserialize = TypeDeserializer().deserialize
-    events = []
-    for page in client.get_paginator("scan").paginate(TableName=events_table):
-        events += [{k: deserialize(v) for k, v in item.items()} for item in page["Items"]]
-    return DevicesWorld(con, my, database, events_table, events)
+    events, summaries = _scan(client, tables.device_events), _scan(client, tables.daily_summary)
+    return DevicesWorld(con, my, database, tables, events, summaries)
+
+
+@pytest.fixture
+def devices_world(
+    mysql_db: Any, pg_db: Any, tmp_path: Path, aws_client_kwargs: dict[str, str]
+) -> DevicesWorld:
+    return _devices_world(mysql_db, pg_db, tmp_path, aws_client_kwargs)
+
+
+def _last_week_totals(w: DevicesWorld) -> tuple[dict[int, float], dict[int, float]]:
+    """Steps and sleep minutes per patient over the 7 days up to the newest summary day."""
+    week = w.latest_day() - dt.timedelta(days=7)
+    steps: dict[int, float] = defaultdict(float)
+    sleep: dict[int, float] = defaultdict(float)
+    for s in w.summaries:
+        if _day(s) > week:
+            steps[int(s["patient_id"])] += float(s.get("steps") or 0)
+            sleep[int(s["patient_id"])] += float(s.get("sleep_minutes") or 0)
+    return steps, sleep
 
 
 def test_coach_patients_off_plan_matches_the_sources(devices_world: DevicesWorld) -> None:
@@ -210,15 +236,7 @@ def test_coach_patients_off_plan_matches_the_sources(devices_world: DevicesWorld
         for r in w.run("coach_patients_off_plan")
     }
     # Independently: the DynamoDB items and the MariaDB rows, in Python.
-    week = w.latest() - dt.timedelta(days=7)
-    steps: dict[int, float] = defaultdict(float)
-    sleep: dict[int, float] = defaultdict(float)
-    for e in w.events:
-        if _at(e) > week:
-            if e["type"] == "steps":
-                steps[int(e["patient_id"])] += float(e.get("steps", 0))
-            elif e["type"] == "sleep":
-                sleep[int(e["patient_id"])] += float(e.get("sleep_minutes", 0))
+    steps, sleep = _last_week_totals(w)
     expected = set()
     for pid, code, target_steps, target_sleep in w.rows(
         "SELECT e.patient_id, p.code, p.target_daily_steps, p.target_sleep_minutes FROM plan_enrollments e "
@@ -231,14 +249,16 @@ def test_coach_patients_off_plan_matches_the_sources(devices_world: DevicesWorld
 
 
 def test_care_patients_needing_attention_matches_the_sources(devices_world: DevicesWorld) -> None:
+    from pipelines.world.profiles import patient_profile
+
     w = devices_world
     got = {(r["patient_id"], r["recent_claims"]) for r in w.run("care_patients_needing_attention")}
-    week = w.latest() - dt.timedelta(days=7)
+    week = w.latest_day() - dt.timedelta(days=7)
     recent: dict[int, list[float]] = defaultdict(list)
     earlier: dict[int, list[float]] = defaultdict(list)
-    for e in w.events:
-        if e["type"] == "pulse" and e.get("resting"):
-            (recent if _at(e) > week else earlier)[int(e["patient_id"])].append(float(e["bpm"]))
+    for s in w.summaries:
+        if s.get("resting_pulse") is not None:
+            (recent if _day(s) > week else earlier)[int(s["patient_id"])].append(float(s["resting_pulse"]))
     claims = w.rows("SELECT patient_id, service_date FROM insurance_claims")
     newest = max(day for _, day in claims)
     recent_claims: dict[int, int] = defaultdict(int)
@@ -250,7 +270,9 @@ def test_care_patients_needing_attention_matches_the_sources(devices_world: Devi
         r, b = sum(recent[pid]) / len(recent[pid]), sum(earlier[pid]) / len(earlier[pid])
         if r >= 1.1 * b:
             expected.add((pid, recent_claims[pid]))
-    assert got == expected and 1 in {pid for pid, _ in got}
+    assert got == expected
+    # The sample world's patients whose pulse is rising are the ones found, without any help.
+    assert {pid for pid, _ in got} == {pid for pid in range(1, 41) if patient_profile(pid).pulse_rising}
 
 
 def test_marketing_campaign_audience_matches_the_sources(devices_world: DevicesWorld) -> None:
@@ -270,3 +292,40 @@ def test_marketing_campaign_audience_matches_the_sources(devices_world: DevicesW
         if opt_in and channel != "none" and '"run_5k"' in prefs and walked[int(pid)] > 0
     }
     assert got == expected and got  # the seeded world has such patients
+
+
+def _run_workloads_at_the_clock(my: Any, pg: Any, client: Any, tables: Any) -> None:
+    """What `lakehouse workload` does after `lakehouse world`: both workloads, stamped with the clock."""
+    import threading
+
+    from pipelines.world import DeviceWorkload, DeviceWorkloadConfig, Workload
+    from pipelines.world.runs import WorkloadPart, run_parts
+
+    sql = Workload(my, pg, seed=11)
+    device = DeviceWorkload(client, tables, DeviceWorkloadConfig(seed=11, patient_ids=(1, 60)))
+    run_parts(
+        [
+            WorkloadPart("database", lambda stop: sql.run(operations=300, stop=stop)),
+            WorkloadPart("device", lambda stop: device.run(operations=150, stop=stop)),
+        ],
+        threading.Event(),
+    )
+
+
+def test_every_use_case_answers_something_meaningful_on_the_sample_world(
+    mysql_db: Any, pg_db: Any, tmp_path: Path, aws_client_kwargs: dict[str, str]
+) -> None:
+    w = _devices_world(
+        mysql_db, pg_db, tmp_path, aws_client_kwargs, seed=7, patients=60, prepare=_run_workloads_at_the_clock
+    )
+    for name in load_use_cases():
+        rows = w.run(name)
+        assert rows, f"{name} answers nothing on the sample world"
+        for column in rows[0]:
+            values = [r[column] for r in rows]
+            assert any(v is not None for v in values), f"{name}.{column} is NULL in every row"
+            if all(isinstance(v, int | float | Decimal) for v in values):
+                assert any(v != 0 for v in values), f"{name}.{column} is 0 in every row"
+    # Coaching everyone is coaching no one: some active members keep to their plan.
+    active = w.rows("SELECT count(*) FROM plan_enrollments WHERE status = 'active'")[0][0]
+    assert 0 < len(w.run("coach_patients_off_plan")) < active

@@ -15,7 +15,6 @@ import random
 from collections.abc import Sequence
 from typing import Any
 
-from pipelines.world import catalog
 from pipelines.world.rows import Row, RowFactory
 from pipelines.world.schema import TABLES_BY_NAME, WorldError, insert_sql, quote
 from pipelines.world.state import WorldState
@@ -47,7 +46,7 @@ class ActionBase:
         self.state = state
         self.rng = rng
         self.rows = RowFactory(rng)
-        self.now = catalog.WORLD_NOW  # set by the workload before each operation
+        self.now = dt.datetime.now(dt.UTC)  # set by the workload before each operation
         self.pending: list[Change] = []
 
     def _record(self, table: str, kind: ChangeKind, *key: Any) -> None:

@@ -31,9 +31,10 @@ class PatientActions(ActionBase):
         state, rng = self.state, self.rng
         tenant_id = state.tenants.choice(rng) if state.tenants else _SELF_PAY_TENANT
         row, locale = self.rows.patient(None, tenant_id, created_at=self.now, updated_at=self.now)
+        row["email"] = self._free_email(row["email"], row["given_name"])
         patient_id = self._insert(cur, "patients", row)
         self._record("patients", INSERT, patient_id)
-        state.add_patient(patient_id, tenant_id, locale)
+        state.add_patient(patient_id, tenant_id, locale, row["email"])
         if rng.random() < 0.5:
             self._insert(cur, "health_preferences", self.rows.preferences(patient_id, locale, now=self.now))
             self._record("health_preferences", INSERT, patient_id)
@@ -44,10 +45,12 @@ class PatientActions(ActionBase):
         locale = info.locale
         edit = rng.randrange(5)
         sets: list[Assignment]
+        email: str | None = info.email
         if edit == 0:  # new contact details; either may be withdrawn
             name = rng.choice(locale.female_names + locale.male_names)
+            email = self._free_email(self.rows.email(name), name) if rng.random() < 0.8 else None
             sets = [
-                assign("email", self.rows.email(name) if rng.random() < 0.8 else None),
+                assign("email", email),
                 assign("phone", self.rows.phone(locale) if rng.random() < 0.7 else None),
             ]
         elif edit == 1:  # marriage, divorce, correction
@@ -68,7 +71,18 @@ class PatientActions(ActionBase):
                 assign("height_cm", rng.randrange(140, 205) if rng.random() < 0.7 else None),
                 assign("wearable_serial", self.rows.wearable_serial()),
             ]
-        self._update(cur, "patients", [*sets, assign("updated_at", self._wall)], patient_id)
+        if self._update(cur, "patients", [*sets, assign("updated_at", self._wall)], patient_id):
+            self.state.set_email(patient_id, email)
+
+    def _free_email(self, email: str | None, name: str) -> str | None:
+        """``email``, or a new address for ``name`` if another patient has it (the column is UNIQUE).
+
+        The same seed draws the same addresses, so a second run on the same world would repeat the
+        first run's sign-ups' addresses without this check.
+        """
+        while self.state.email_taken(email):
+            email = self.rows.email(name)
+        return email
 
     def _erase_patient(self, cur: Any, patient_id: int) -> None:
         """Right to erasure: children first, in one transaction (FKs do not cascade; see mysql.sql)."""

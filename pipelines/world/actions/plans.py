@@ -66,7 +66,10 @@ class PlanActions(ActionBase):
                 )
             self._update(cur, "fitness_plans", [*sets, assign("updated_at", self._wall)], plan_id)
             return
-        code = f"PLAN-{rng.getrandbits(48):012X}"
+        code = ""
+        while not code or code.casefold() in state.plan_codes:  # UNIQUE; a rerun draws the same codes
+            code = f"PLAN-{rng.getrandbits(48):012X}"
         plan_id = self._insert(cur, "fitness_plans", self.rows.new_plan(code, now=self.now))
         self._record("fitness_plans", INSERT, plan_id)
         state.plans.add(plan_id)
+        state.plan_codes.add(code.casefold())
