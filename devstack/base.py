@@ -13,6 +13,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -42,6 +43,8 @@ __all__ = [
 ]
 
 POLICY_RC_D = Path("/usr/sbin/policy-rc.d")
+# How long an apt-get of ours waits while another process holds the package locks.
+APT_LOCK_TIMEOUT_S = 600.0
 
 
 class DevstackError(RuntimeError):
@@ -232,7 +235,9 @@ def ensure_apt_packages(packages: Sequence[str], missing: Sequence[str]) -> None
     """Install Debian ``packages`` when any path in ``missing`` is absent.
 
     ``apt-get update`` runs once per process. A policy-rc.d that exits 101 keeps apt from
-    starting the packaged services (we run private instances on our own ports instead).
+    starting the packaged services (we run private instances on our own ports instead). While
+    another process holds the package locks (unattended-upgrades on a fresh machine, say), each
+    command waits for them, up to ``APT_LOCK_TIMEOUT_S`` and saying whom it waits for.
     """
     global _apt_updated
     if not missing:
@@ -245,6 +250,11 @@ def ensure_apt_packages(packages: Sequence[str], missing: Sequence[str]) -> None
     if shutil.which("apt-get") is None:
         raise InstallError(f"missing {', '.join(missing)} and apt-get is not available")
     env = service_env({"DEBIAN_FRONTEND": "noninteractive"})
+    print(
+        f"devstack apt: installing {' '.join(packages)} with apt-get (a minute or two)",
+        file=sys.stderr,
+        flush=True,
+    )
     backup: bytes | None = POLICY_RC_D.read_bytes() if POLICY_RC_D.exists() else None
     POLICY_RC_D.write_text("#!/bin/sh\n# devstack: do not start packaged services during install\nexit 101\n")
     POLICY_RC_D.chmod(0o755)
@@ -261,7 +271,10 @@ def ensure_apt_packages(packages: Sequence[str], missing: Sequence[str]) -> None
 
 
 def _apt(cmd: list[str], env: dict[str, str]) -> None:
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False, timeout=1800)
+    # Imported here: devstack.package_lock builds on this module's InstallError.
+    from devstack.package_lock import SYSTEM_LOCKS, run_apt
+
+    proc = run_apt(cmd, locks=SYSTEM_LOCKS, lock_timeout=APT_LOCK_TIMEOUT_S, env=env)
     if proc.returncode != 0:
         raise InstallError(f"{' '.join(cmd)} failed (exit {proc.returncode}): {proc.stderr.strip()[-2000:]}")
 

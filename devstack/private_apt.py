@@ -11,14 +11,13 @@ import os
 import pwd
 import re
 import shlex
-import subprocess
 import sys
-import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from devstack.base import InstallError, run_command, service_env
+from devstack.package_lock import run_apt
 
 __all__ = ["AptSource", "PrivateApt", "parse_apt_sources", "pick_debian_mirror", "system_mirror"]
 
@@ -153,6 +152,7 @@ class PrivateApt:
             (base / sub).mkdir(parents=True, exist_ok=True)
         (base / "etc" / "sources.list").write_text(f"deb {option}{mirror.uri.rstrip('/')} {suite} main\n")
         (base / "state" / "status").write_text("")
+        self.locks = (base / "state" / "lists" / "lock", base / "cache" / "archives" / "lock")
         self.options = [
             f"Dir::Etc::sourcelist={base / 'etc' / 'sources.list'}",
             f"Dir::Etc::sourceparts={base / 'etc' / 'sources.list.d'}",
@@ -170,36 +170,25 @@ class PrivateApt:
         ]
 
     def run(self, tool: str, args: Sequence[str], *, cwd: Path | None = None) -> str:
-        """Run ``tool`` with the private options; wait (bounded) while another apt holds its lock."""
+        """Run ``tool`` with the private options; wait (bounded) while another apt holds its locks.
+
+        Only the private lists and archive locks are taken (``Dir::State`` and ``Dir::Cache`` are
+        private, and ``apt-get download`` and ``apt-cache`` take no dpkg lock): another devstack
+        run on the same folder is the only contender, never the system's apt.
+        """
         cmd = [tool, "-q", *(a for o in self.options for a in ("-o", o)), *args]
-        deadline = time.monotonic() + APT_LOCK_TIMEOUT_S
-        said = False
-        while True:
-            proc = subprocess.run(
-                cmd,
-                cwd=cwd,
-                capture_output=True,
-                text=True,
-                env=service_env({"DEBIAN_FRONTEND": "noninteractive"}),
-                timeout=APT_TIMEOUT_S,
-                check=False,
-            )
-            output = proc.stdout + proc.stderr
-            with self.log.open("a") as fh:
-                fh.write(f"\n$ {' '.join(cmd)}\n{output}")
-            locked = re.search(r"Could not get lock .*|Unable to lock .*", output)
-            if proc.returncode == 0 or locked is None:
-                break
-            if time.monotonic() > deadline:
-                raise InstallError(
-                    f"{tool}: the apt lock stayed busy for {APT_LOCK_TIMEOUT_S:.0f}s ({locked.group(0)})"
-                )
-            if not said:
-                _progress(
-                    f"apt lock busy ({locked.group(0).strip()}); waiting up to {APT_LOCK_TIMEOUT_S:.0f}s"
-                )
-                said = True
-            time.sleep(2)
+        proc = run_apt(
+            cmd,
+            locks=self.locks,
+            lock_timeout=APT_LOCK_TIMEOUT_S,
+            env=service_env({"DEBIAN_FRONTEND": "noninteractive"}),
+            cwd=cwd,
+            timeout=APT_TIMEOUT_S,
+            say=_progress,
+        )
+        output = proc.stdout + proc.stderr
+        with self.log.open("a") as fh:
+            fh.write(f"\n$ {' '.join(cmd)}\n{output}")
         if proc.returncode != 0:
             raise InstallError(f"{tool} {args[0]} failed (exit {proc.returncode}):\n{output.strip()[-2000:]}")
         return output

@@ -28,8 +28,21 @@ def _setup_logging(verbose: bool) -> None:
 
 
 def _cmd_stack(args: argparse.Namespace) -> int:
+    import devstack
     from devstack.__main__ import main as devstack_main
 
+    if args.action == "up":
+        try:
+            stopped = [st.name for st in devstack.status(args.services or None) if not st.running]
+        except devstack.DevstackError:
+            stopped = []  # an unknown service name: devstack's own command says which
+        if stopped:
+            print(
+                f"stack: starting {', '.join(stopped)}; a first start installs them (Debian packages, "
+                "MySQL 9.7 from Debian sid, OpenSearch built with Maven): several minutes",
+                file=sys.stderr,
+                flush=True,
+            )
     return devstack_main([args.action, *args.services])
 
 
@@ -161,10 +174,12 @@ def _cmd_resnapshot(args: argparse.Namespace) -> int:
 
 def _cmd_show(args: argparse.Namespace) -> int:
     from connectors.lake.lake import Lake
-    from pipelines.report import print_lake
+    from pipelines.report import count_source_rows, print_lake
 
     config = load_config(args.config)
-    print_lake(Lake(config.lake), _selected(config, args.source), sample=args.sample)
+    names = _selected(config, args.source)
+    counts = None if args.no_source_rows else count_source_rows(config, names)
+    print_lake(Lake(config.lake), names, sample=args.sample, source_rows=counts)
     return 0
 
 
@@ -183,14 +198,29 @@ def _cmd_preflight(args: argparse.Namespace) -> int:
 
 
 def _cmd_search(args: argparse.Namespace) -> int:
+    from opensearchpy.exceptions import ConnectionError as OpenSearchConnectionError
+
+    from connectors.opensearch.search import IndexNotFoundError
     from pipelines.search import Searcher, format_hits
 
     config = load_config(args.config)
     searcher = Searcher.from_config(config)
-    index = {"people": config.search.people_alias, "catalog": config.search.catalog_alias}.get(
-        args.index, args.index
-    )
-    print(format_hits(searcher.search(" ".join(args.query), index=index, size=args.size)))
+    people = config.search.people_alias
+    index = people if args.index in (None, "people") else args.index
+    if not args.verbose:
+        # opensearch-py logs each failed request as a WARNING, with the connection error's whole
+        # traceback; every failure below becomes one line of error instead.
+        logging.getLogger("opensearch").setLevel(logging.ERROR)
+    try:
+        hits = searcher.search(" ".join(args.query), index=index, size=args.size)
+    except IndexNotFoundError as e:
+        hint = "; `lakehouse index` creates it from the lake" if index == people else ""
+        raise ConfigError(f"{e}{hint}") from None
+    except OpenSearchConnectionError:
+        raise ConfigError(
+            f"cannot reach OpenSearch at {config.search.opensearch.url} (is the stack up? `lakehouse stack up`)"
+        ) from None
+    print(format_hits(hits))
     return 0
 
 
@@ -266,12 +296,7 @@ def _cmd_synonyms(args: argparse.Namespace) -> int:
             return  # a running `lakehouse stream` merged it meanwhile: look again next round
         last_head = head
         report = publish_synonyms(lake, config.search, client, force_apply=force)
-        print(
-            f"synonyms: {report.lines} lines, {len(report.rejected)} rejected, sha256 {report.sha256[:12]}, "
-            f"{'new version ' + report.s3_version if report.changed else 'unchanged'}, "
-            f"{'applied to ' + (', '.join(report.reloaded) or report.package_id) if report.applied else 'nothing to apply'}",
-            flush=True,
-        )
+        print(report.describe(), flush=True)
         for r in report.rejected:
             print(f"  row {r.row_id} left out: {r.reason}", flush=True)
 
@@ -331,9 +356,31 @@ def _cmd_world(args: argparse.Namespace) -> int:
 
 
 def _cmd_workload(args: argparse.Namespace) -> int:
+    """The database workload at --rate and the device workload beside it (a quarter of the rate), all
+    or nothing: if one part fails the other stops and the command fails; SIGINT/SIGTERM stop both."""
     from pipelines.demo import run_workload_from_config
+    from pipelines.world.schema import WorldError
 
-    run_workload_from_config(load_config(args.config), rate=args.rate, seconds=args.seconds, seed=args.seed)
+    config = load_config(args.config)
+    stop = threading.Event()
+
+    def on_signal(signum: int, _frame: object) -> None:
+        log.info("%s: stopping the workload after the current operation", signal.Signals(signum).name)
+        stop.set()
+
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        results = run_workload_from_config(
+            config, rate=args.rate, seconds=args.seconds, seed=args.seed, stop=stop
+        )
+    except WorldError as e:
+        print(f"lakehouse: error: {e}", file=sys.stderr)
+        return 1
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    for name, stats in results.items():
+        print(f"{name} workload: {stats}")
     return 0
 
 
@@ -392,6 +439,11 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("show", help="what landed in the lake")
     s.add_argument("--source", action="append")
     s.add_argument("--sample", type=int, default=0, help="also print N current-state rows per table")
+    s.add_argument(
+        "--no-source-rows",
+        action="store_true",
+        help="do not count the source tables' rows (a COUNT(*) per table, a Scan per DynamoDB table)",
+    )
     s.set_defaults(func=_cmd_show)
 
     s = sub.add_parser("preflight", help="check the sources' server settings and permissions")
@@ -414,7 +466,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="register the lake in Glue, publish the federated schemas and views (Redshift, Athena) "
         "and build the local DuckDB warehouse",
     )
-    s.add_argument("--dry-run", action="store_true", help="print the plan, change nothing")
+    s.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="print the plan, change nothing. Without [redshift.target] the Redshift part is the full "
+        "DDL, rendered offline as a SQL script (what a first publish runs; secrets only by ARN): "
+        "`lakehouse publish --dry-run --only redshift`",
+    )
     s.add_argument(
         "--only",
         action="append",
@@ -436,9 +494,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--warehouse", help="DuckDB file (default: <lake root>/warehouse.duckdb)")
     s.set_defaults(func=_cmd_query)
 
-    s = sub.add_parser("search", help="search the people (or catalog) index; ranked results with highlights")
+    s = sub.add_parser("search", help="search the people index; ranked results with highlights")
     s.add_argument("query", nargs="+")
-    s.add_argument("--index", default="people", help="people, catalog, or an index/alias name")
+    s.add_argument("--index", help="an index or alias to search instead of the people alias of [search]")
     s.add_argument("--size", type=int, default=10)
     s.set_defaults(func=_cmd_search)
 

@@ -6,10 +6,15 @@ workload, captures its changes with a bounded sync, merges current state, and sh
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import os
-from collections.abc import Iterator
+import shlex
+import sys
+import threading
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import psycopg2
@@ -17,7 +22,8 @@ import pymysql
 
 from connectors.mysql.config import MySQLSourceConfig
 from connectors.postgres.config import PostgresSourceConfig
-from pipelines.config import LakehouseConfig, load_config
+from pipelines.config import CONFIG_ENV, DEFAULT_CONFIG_FILE, LakehouseConfig, load_config
+from pipelines.world.stats import WorkloadStats
 
 log = logging.getLogger(__name__)
 
@@ -70,12 +76,14 @@ def create_world_from_config(config: LakehouseConfig, *, patients: int = 200, se
     """
     from pipelines.world import create_world
     from pipelines.world.setup import create_databases
+    from pipelines.world.timeutil import reference_now
 
+    now = reference_now()  # one reference day for every store, even across midnight UTC
     mysql, pg = _sources(config)
     with _admin_connections(config, databases=False) as (my, pgc):
         create_databases(my, pgc, mysql_database=mysql.database, postgres_database=pg.database)
     with _admin_connections(config) as (my, pgc):
-        summary = create_world(my, pgc, seed=seed, patients=patients)
+        summary = create_world(my, pgc, seed=seed, patients=patients, now=now)
         with pgc.cursor() as cur:
             cur.execute(
                 "SELECT tablename FROM pg_tables WHERE schemaname = %s AND tableowner <> %s",
@@ -86,7 +94,7 @@ def create_world_from_config(config: LakehouseConfig, *, patients: int = 200, se
             cur.execute(f'GRANT CREATE ON DATABASE "{pg.database}" TO "{pg.user}"')
     state = "seeded" if summary.seeded else "already there"
     log.info("sample world %s: %s", state, dict(summary.row_counts))
-    _create_other_mysql_worlds(config, patients=patients, seed=seed)
+    _create_other_mysql_worlds(config, patients=patients, seed=seed, now=now)
     _store_federated_secrets(config)
     devices = _devices_source(config)
     if devices is not None:
@@ -99,11 +107,15 @@ def create_world_from_config(config: LakehouseConfig, *, patients: int = 200, se
         if {tables.name("device_events"), tables.name("daily_summary")} <= existing:
             log.info("device tables already there")
         else:
-            counts = seed_devices(client, tables, patients=patients, events_per_patient=10, seed=seed)
+            counts = seed_devices(
+                client, tables, patients=patients, events_per_patient=10, seed=seed, now=now
+            )
             log.info("device tables seeded: %s", counts)
 
 
-def _create_other_mysql_worlds(config: LakehouseConfig, *, patients: int, seed: int) -> None:
+def _create_other_mysql_worlds(
+    config: LakehouseConfig, *, patients: int, seed: int, now: dt.datetime
+) -> None:
     """The same health database and rows behind every further MySQL source of the config (the
     ``aurora_mysql3`` source on the stack's MySQL 9.7 server, the Aurora MySQL 3 stand-in).
 
@@ -125,7 +137,7 @@ def _create_other_mysql_worlds(config: LakehouseConfig, *, patients: int, seed: 
         try:
             create_mysql_database(conn, source.database)
             conn.select_db(source.database)
-            summary = create_mysql_world(conn, seed=seed, patients=patients)
+            summary = create_mysql_world(conn, seed=seed, patients=patients, now=now)
         finally:
             conn.close()
         state = "seeded" if summary.seeded else "already there"
@@ -185,49 +197,43 @@ def _dynamodb_client(devices: Any) -> Any:
     return AwsClients(devices).dynamodb
 
 
-def run_workload_from_config(config: LakehouseConfig, *, rate: float, seconds: float, seed: int = 11) -> None:
-    """The SQL workload at `rate`, and the device workload beside it (a quarter of the rate)."""
-    import threading
-
+def run_workload_from_config(
+    config: LakehouseConfig,
+    *,
+    rate: float,
+    seconds: float,
+    seed: int = 11,
+    stop: threading.Event | None = None,
+) -> Mapping[str, WorkloadStats]:
+    """The SQL workload at `rate` and the device workload beside it (a quarter of the rate), all or
+    nothing (`run_parts`): if one part fails the other stops and `WorkloadError` names the part;
+    setting `stop` ends both after their current operation. Returns each part's stats."""
+    from pipelines.world.runs import WorkloadPart, run_parts
     from pipelines.world.workload import Workload
 
-    device_thread = None
-    devices = _devices_source(config)
-    if devices is not None:
-        from pipelines.world.devices_schema import create_device_tables
-        from pipelines.world.devices_workload import DeviceWorkload, DeviceWorkloadConfig
-
-        client = _dynamodb_client(devices)
-        workload = DeviceWorkload(
-            client, create_device_tables(client), DeviceWorkloadConfig(rate=max(1.0, rate / 4), seed=seed)
-        )
-
-        def run_devices() -> None:
-            stats = workload.run(duration_seconds=seconds)
-            log.info("device workload: %s", dict(sorted(stats.by_table().items())))
-
-        device_thread = threading.Thread(target=run_devices, name="device-workload")
-        device_thread.start()
+    stop = stop or threading.Event()
     with _admin_connections(config) as (my, pgc):
         my.autocommit(False)
         pgc.autocommit = False
-        stats = Workload(my, pgc, seed=seed).run(rate=rate, duration=seconds)
-    if device_thread is not None:
-        device_thread.join()
-    log.info(
-        "workload: %d operations, %d transactions in %.1f s",
-        stats.operations,
-        stats.transactions,
-        stats.elapsed_seconds,
-    )
-    for table, counts in sorted(stats.by_table().items()):
-        log.info("  %-20s %s", table, counts)
+        sql = Workload(my, pgc, seed=seed)
+        parts = [WorkloadPart("database", lambda ev: sql.run(rate=rate, duration=seconds, stop=ev))]
+        devices = _devices_source(config)
+        if devices is not None:
+            from pipelines.world.devices_schema import create_device_tables
+            from pipelines.world.devices_workload import DeviceWorkload, DeviceWorkloadConfig
+
+            client = _dynamodb_client(devices)
+            device = DeviceWorkload(
+                client, create_device_tables(client), DeviceWorkloadConfig(rate=max(1.0, rate / 4), seed=seed)
+            )
+            parts.append(WorkloadPart("device", lambda ev: device.run(duration_seconds=seconds, stop=ev)))
+        return run_parts(parts, stop)
 
 
 def run_demo(config_path: str | None, *, seconds: float, rate: float) -> None:
     """World -> snapshot -> workload -> bounded sync -> show."""
     from connectors.lake.lake import Lake
-    from pipelines.report import print_lake, print_reports
+    from pipelines.report import count_source_rows, print_lake, print_reports
     from pipelines.runner import sync_all
 
     config = load_config(config_path)
@@ -240,26 +246,96 @@ def run_demo(config_path: str | None, *, seconds: float, rate: float) -> None:
     print("2/6 capturing: initial snapshot (or catch-up) into the lake", flush=True)
     print_reports(sync_all(config))
     print(f"3/6 running the workload: {rate:g} operations/s for {seconds:g} s", flush=True)
-    run_workload_from_config(config, rate=rate, seconds=seconds, seed=int.from_bytes(os.urandom(2), "big"))
+    results = run_workload_from_config(
+        config, rate=rate, seconds=seconds, seed=int.from_bytes(os.urandom(2), "big")
+    )
+    for name, stats in results.items():
+        print(f"    {name} workload: {stats}", flush=True)
     print(
         "4/6 capturing the changes (binlog, logical replication, DynamoDB Streams) and merging current state",
         flush=True,
     )
     print_reports(sync_all(config))
     print()
-    print_lake(Lake(config.lake), [s.name for s in config.sources], source_rows=_source_rows(config))
-    if config.search.mysql_source in {s.name for s in config.sources}:
+    print_lake(Lake(config.lake), [s.name for s in config.sources], source_rows=count_source_rows(config))
+    searched = config.search.mysql_source in {s.name for s in config.sources}
+    if searched:
         print()
         print(
             "5/6 search: synonyms table -> dictionary -> OpenSearch analyzers; 360° documents -> the people index"
         )
         _search_demo(config)
-    if config.redshift.federated or config.redshift.views:
+    published = bool(config.redshift.federated or config.redshift.views)
+    if published:
         print()
         print(
             "6/6 analytics: `lakehouse publish` (Glue on moto, the DuckDB warehouse with live Aurora attached)"
         )
         _analytics_demo(config)
+    print()
+    print(next_steps(config, config_path, searched=searched, published=published))
+
+
+def next_steps(
+    config: LakehouseConfig, config_path: str | None, *, searched: bool = True, published: bool = True
+) -> str:
+    """Where the demo left things and the commands to look around, ready to paste.
+
+    Relative paths (the lake root, `.env`, which `dagster dev` reads) are relative to the working
+    directory, so the commands are to be run from it; the stack's own environment (its ports and
+    directories, never a password) is repeated for the Dagster UI, which usually runs in another
+    terminal.
+    """
+    cwd = Path.cwd()
+    root = config.lake.root
+    lake = root if root.startswith("s3://") else str(Path(root.removeprefix("file://")).resolve())
+    bin_dir = Path(sys.executable).parent
+
+    def tool(name: str) -> str:
+        path = bin_dir / name
+        if not path.exists():
+            return name
+        return shlex.quote(str(path.relative_to(cwd)) if path.is_relative_to(cwd) else str(path))
+
+    chosen = Path(config_path or os.environ.get(CONFIG_ENV) or DEFAULT_CONFIG_FILE).resolve()
+    custom = chosen != (cwd / DEFAULT_CONFIG_FILE).resolve()
+    lakehouse = tool("lakehouse") + (f" --config {shlex.quote(str(chosen))}" if custom else "")
+    stack_env = {
+        k: v
+        for k, v in sorted(os.environ.items())
+        if k.startswith("LAKEHOUSE_") and k.endswith(("_PORT", "_DIR", "_ROOT"))
+    }
+    if custom:
+        stack_env[CONFIG_ENV] = str(chosen)
+    dagster_home = cwd / ".dagster_home"
+    dagster_env = " ".join(
+        f"{k}={shlex.quote(v)}" for k, v in {**stack_env, "DAGSTER_HOME": str(dagster_home)}.items()
+    )
+    commands = [(f"{lakehouse} show --sample 3", "what landed, with a few current rows per table")]
+    if searched:
+        commands.append((f'{lakehouse} search "danish"', "ranked people, with highlights (synonyms apply)"))
+    if published:
+        commands.append(
+            (f"{lakehouse} query --use-case cost_of_care_per_plan_month", "a use case in the local warehouse")
+        )
+        commands.append((f"{lakehouse} query", "the other use cases"))
+    else:
+        commands.append((f"{lakehouse} publish", "build the local warehouse, then `lakehouse query`"))
+    commands.append((f"{lakehouse} stream", "keep capturing with low latency (Ctrl-C stops it)"))
+    width = max(len(c) for c, _ in commands)
+    lines = [
+        f"Done. The lake is at {lake}",
+        "",
+        f"Look around (from {cwd}):",
+        *(f"  {c.ljust(width)}   # {why}" for c, why in commands),
+        "",
+        "The Dagster UI (assets, checks, the every-minute schedule), then open http://127.0.0.1:3000:",
+        f"  mkdir -p {shlex.quote(str(dagster_home))}",
+        f"  {dagster_env} {tool('dagster')} dev -m dagster_project.definitions",
+        "",
+        f"The local stack keeps running until `{tool('lakehouse')} stack down`.",
+    ]
+    return "\n".join(lines)
 
 
 def _search_demo(config: LakehouseConfig) -> None:
@@ -320,17 +396,3 @@ def _analytics_demo(config: LakehouseConfig) -> None:
         print(format_table(result.column_names, [list(r.values()) for r in result.to_pylist()]))
     finally:
         con.close()
-
-
-def _source_rows(config: LakehouseConfig) -> dict[str, dict[str, int]]:
-    """Each captured table's row count in the source now, to set beside the lake's."""
-    from pipelines.sources import open_source
-
-    out: dict[str, dict[str, int]] = {}
-    for source_config in config.sources:
-        source = open_source(source_config)
-        try:
-            out[source.name] = {t.lake_name: source.count_rows(t) for t in source.tables()}
-        finally:
-            source.close()
-    return out

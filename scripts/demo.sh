@@ -5,6 +5,9 @@
 set -euo pipefail
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$repo"
+echo "demo: [1/3] the Python environment (scripts/bootstrap.sh; the first time about 3 min)"
 bash scripts/bootstrap.sh
+echo "demo: [2/3] the local stack (lakehouse stack up; several minutes the first time)"
 .venv/bin/lakehouse stack up
+echo "demo: [3/3] the demo (lakehouse demo $*)"
 exec .venv/bin/lakehouse demo "$@"

@@ -10,6 +10,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -323,3 +324,145 @@ def test_lifecycle_survives_down_and_unclean_kill(private_stack: StackSettings) 
         dbname="postgres",
     )
     pg.close()
+
+
+# ---------------------------------------------------------------- the package lock (issue 13, item 3)
+
+
+@pytest.fixture
+def held_lock(tmp_path: Path) -> Iterator[tuple[Path, subprocess.Popen[str]]]:
+    """A lock file held by another process the way apt and dpkg hold theirs (an fcntl record lock)."""
+    lock = tmp_path / "lock-frontend"
+    lock.touch()
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import fcntl, os, sys, time\n"
+            f"fd = os.open({str(lock)!r}, os.O_RDWR)\n"
+            "fcntl.lockf(fd, fcntl.LOCK_EX)\n"
+            "print('held', flush=True)\n"
+            "sys.stdin.read()\n",  # holds it until its stdin is closed
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline() == "held\n"
+        yield lock, holder
+    finally:
+        holder.kill()
+        holder.wait(timeout=10)
+
+
+def test_a_held_package_lock_is_waited_for_and_its_holder_named(
+    held_lock: tuple[Path, subprocess.Popen[str]],
+) -> None:
+    from devstack.package_lock import lock_holder, wait_for_locks
+
+    lock, holder = held_lock
+    assert lock_holder(lock) == holder.pid
+    assert holder.stdin is not None
+    threading.Timer(1.0, holder.stdin.close).start()  # the other apt finishes after a second
+    said: list[str] = []
+    started = time.monotonic()
+    left = wait_for_locks([lock], 30, say=said.append)
+    assert 0.9 < time.monotonic() - started < 10 and 20 < left <= 30
+    assert len(said) == 1, said
+    assert said[0].startswith(f"waiting up to 30 s for the package lock {lock} held by PID {holder.pid} (")
+    holder.wait(timeout=10)
+    assert lock_holder(lock) is None
+
+
+def test_a_package_lock_held_too_long_fails_naming_its_holder(
+    held_lock: tuple[Path, subprocess.Popen[str]],
+) -> None:
+    from devstack.base import InstallError
+    from devstack.package_lock import wait_for_locks
+
+    lock, holder = held_lock
+    with pytest.raises(InstallError, match=rf"{lock} is still held by PID {holder.pid} .* after 1 s"):
+        wait_for_locks([lock], 1.0, say=lambda _: None)
+    assert holder.poll() is None  # never touched: only its holder may let go
+
+
+def test_apt_that_lost_the_race_for_a_lock_runs_again_and_is_told_to_wait(tmp_path: Path) -> None:
+    """apt gives up at once on a busy lock unless told to wait; a lost race is retried, bounded."""
+    from devstack.base import InstallError
+    from devstack.package_lock import run_apt
+
+    calls = tmp_path / "calls"
+    fake_apt = tmp_path / "apt-get"
+    fake_apt.write_text(
+        "#!/bin/sh\n"
+        f'echo "$*" >> {calls}\n'
+        f'if [ "$(wc -l < {calls})" -lt 2 ]; then\n'
+        "  echo 'E: Could not get lock /var/lib/dpkg/lock-frontend. It is held by process 4242 (apt-get)' >&2\n"
+        "  exit 100\n"
+        "fi\n"
+        "echo installed\n"
+    )
+    fake_apt.chmod(0o755)
+    said: list[str] = []
+    env = {"PATH": os.environ["PATH"]}
+    proc = run_apt([str(fake_apt), "install", "x"], locks=[], lock_timeout=30, env=env, say=said.append)
+    assert proc.returncode == 0 and proc.stdout == "installed\n"
+    runs = calls.read_text().splitlines()
+    assert len(runs) == 2 and all(
+        r.startswith("-o DPkg::Lock::Timeout=") and r.endswith(" install x") for r in runs
+    )
+    assert len(said) == 1 and "held by process 4242" in said[0]
+    calls.write_text("")
+    with pytest.raises(InstallError, match="the package lock stayed busy for 0 s"):
+        run_apt([str(fake_apt), "install", "x"], locks=[], lock_timeout=0, env=env, say=said.append)
+
+
+# ---------------------------------------------------------------- first install (issue 13, item 6)
+
+
+def _fake_checkout(root: Path, pip_exit: int) -> Path:
+    """A checkout whose .venv python stands in for pip: it prints what pip prints, then exits."""
+    (root / "scripts").mkdir(parents=True)
+    shutil.copy(Path(__file__).resolve().parents[1] / "scripts" / "bootstrap.sh", root / "scripts")
+    (root / "pyproject.toml").write_text("[project]\nname = 'x'\n")
+    (root / "constraints.txt").write_text("alpha==1.0\n")
+    python = root / ".venv" / "bin" / "python"
+    python.parent.mkdir(parents=True)
+    python.write_text(
+        "#!/bin/sh\n"
+        "for p in alpha beta gamma; do\n"
+        '  echo "Collecting $p==1.0"; echo "  Downloading $p-1.0-py3-none-any.whl (10 kB)"\n'
+        "done\n"
+        f"[ {pip_exit} -eq 0 ] || {{ echo 'ERROR: No matching distribution found for gamma' >&2; exit {pip_exit}; }}\n"
+        'echo "Installing collected packages: alpha, beta, gamma"\n'
+        'echo "Successfully installed alpha-1.0 beta-1.0 gamma-1.0"\n'
+    )
+    python.chmod(0o755)
+    return root / "scripts" / "bootstrap.sh"
+
+
+def test_bootstrap_shows_its_steps_and_pips_progress(tmp_path: Path) -> None:
+    script = _fake_checkout(tmp_path / "ok", pip_exit=0)
+    first = subprocess.run(["bash", script], capture_output=True, text=True, timeout=60, check=False)
+    assert first.returncode == 0, first.stderr
+    lines = first.stdout.splitlines()
+    assert [line.split("]")[0] for line in lines if line.startswith("bootstrap: [")] == [
+        "bootstrap: [1/3",
+        "bootstrap: [2/3",
+        "bootstrap: [3/3",
+    ]
+    assert "installing Python packages" in lines[2] and "min" in lines[2]
+    assert lines[3:6] == ["  Collecting alpha==1.0", "  Collecting beta==1.0", "  Collecting gamma==1.0"]
+    assert "  Successfully installed alpha-1.0 beta-1.0 gamma-1.0" in lines
+    again = subprocess.run(["bash", script], capture_output=True, text=True, timeout=60, check=False)
+    assert again.stdout.splitlines()[-1] == "bootstrap: [3/3] .venv is up to date"
+
+
+def test_bootstrap_shows_pips_error_when_the_install_fails(tmp_path: Path) -> None:
+    script = _fake_checkout(tmp_path / "bad", pip_exit=1)
+    failed = subprocess.run(["bash", script], capture_output=True, text=True, timeout=60, check=False)
+    assert failed.returncode == 1
+    assert "No matching distribution found for gamma" in failed.stderr
+    assert "bootstrap: pip install failed" in failed.stderr
+    assert not (tmp_path / "bad" / ".venv" / ".bootstrap-stamp").exists()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -145,3 +146,42 @@ tables = ["people"]
     assert fixed.returncode == 0, fixed.stderr
     shown = lakehouse("--config", str(cfg), "show", "--sample", "5", env=env)
     assert "Søren" in shown.stdout
+
+
+def test_show_prints_values_positions_and_source_rows_as_an_analyst_reads_them(
+    tmp_path: Path, mysql_db: Any
+) -> None:
+    """`show --sample`: no Python reprs, a readable position, and the source's own row count (issue 13)."""
+    conn = mysql_db.admin_connect()
+    with conn.cursor() as cur:
+        cur.execute(
+            "CREATE TABLE people (id INT PRIMARY KEY, name VARCHAR(40), amount DECIMAL(10, 2),"
+            " seen DATETIME, photo BLOB, bio TEXT)"
+        )
+        cur.execute(
+            "INSERT INTO people VALUES (1, 'Zoë', 2, '2024-05-01 12:30:00', %s, %s), (2, 'Søren', NULL, NULL, NULL, 'x')",
+            (bytes(range(200)), "lorem ipsum " * 50),
+        )
+    conn.commit()
+    cfg = write_config(tmp_path / "c.toml", mysql_db, tmp_path / "lake")
+    env = {"T_PW": mysql_db.cdc_password.get_secret_value()}
+    assert lakehouse("--config", str(cfg), "sync", "--once", env=env).returncode == 0
+    with conn.cursor() as cur:
+        cur.execute("INSERT INTO people (id, name) VALUES (3, 'not captured yet')")
+    conn.commit()
+    shown = lakehouse("--config", str(cfg), "show", "--sample", "2", env={**env, "COLUMNS": "300"})
+    assert shown.returncode == 0, shown.stderr
+    out = shown.stdout
+    for repr_piece in ("Decimal(", "datetime.", "ZoneInfo", "b'", "\\x", "{'"):
+        assert repr_piece not in out, out
+    assert "2.00" in out and "2024-05-01 12:30:00+00:00" in out and "NULL" in out
+    assert "0x0001020304050607… (200 bytes)" in out
+    assert "lorem ipsum lorem ipsum" in out and "lorem ipsum " * 4 not in out
+    assert re.search(r"^cli_mysql: commit \d+ at GTID 0-1-\d+ \(", out, re.MULTILINE), out
+    lines = out.splitlines()
+    at = next(i for i, line in enumerate(lines) if line.startswith(f"{mysql_db.name.lower()}__people"))
+    assert lines[at - 2].endswith("current rows  merged to  source rows")
+    cells = lines[at].split()
+    assert cells[5] == "2" and cells[-1] == "3"  # current rows (as of the sync), source rows (now)
+    quiet = lakehouse("--config", str(cfg), "show", "--no-source-rows", env=env)
+    assert quiet.returncode == 0 and "source rows" not in quiet.stdout
