@@ -2,7 +2,10 @@
 
 A source's change logs are one multi-asset because one binlog / replication stream feeds all of
 its tables in a single commit; the current-state merge is a second multi-asset downstream.
-Each body is one call into `pipelines` plus the metadata it reports.
+Each body is one call into `pipelines` plus the metadata it reports (`lake_metadata`).
+
+Keys are `<source>/<table>_changelog` and `<source>/<table>_current`: the lineage graph labels a
+node with the last component of its key, so the table's name has to be in it.
 """
 
 from collections.abc import Iterator
@@ -10,49 +13,86 @@ from typing import Any
 
 import dagster as dg
 
-from connectors.dynamodb.offset import StreamPositions
-from connectors.lake.current import MergeResult
-from connectors.offsets import parse_offset
+from dagster_project.lake_metadata import (
+    changelog_metadata,
+    current_metadata,
+    lake_kinds,
+    lake_table_name,
+)
 from pipelines.runner import SyncReport, sync_source
 
 RECORDS_CHECK = "records_read_match_committed"
+RECORDS_DESCRIPTION = (
+    "Every stream record this run read was committed to the change log once, or was already in the "
+    "table's snapshot. The change-log run evaluates it itself (it compares that run's reads with its "
+    "commits), so it runs when the change log is materialized. A failure means records were dropped "
+    "or duplicated between the shard reader and the lake: leave the lake as it is and compare the "
+    "run's `records_read` with `rows_committed` and the commit log before running again."
+)
+# The source a change log is read from, as a Dagster kind (the UI shows its icon).
+SOURCE_KINDS = {
+    "mysql": "mysql",
+    "postgres": "postgres",
+    "dynamodb": "dynamodb",
+    "dynamodb_replay": "dynamodb",
+}
+
+__all__ = ["build_source_assets", "changelog_key", "current_key", "lake_table_name", "table_key"]
 
 
 def table_key(source: str, table: str, kind: str) -> dg.AssetKey:
-    return dg.AssetKey([source, table, kind])
+    """`<source>/<table>_<kind>`, kind `changelog` or `current`."""
+    return dg.AssetKey([source, f"{table}_{kind}"])
 
 
-def lake_table_name(schema: str, table: str) -> str:
-    return f"{schema}__{table}".lower()
+def changelog_key(source: str, table: str) -> dg.AssetKey:
+    return table_key(source, table, "changelog")
+
+
+def current_key(source: str, table: str) -> dg.AssetKey:
+    return table_key(source, table, "current")
 
 
 def build_source_assets(
-    source: str, schema: str, tables: list[str], kind: str = "mysql"
+    source: str, schema: str, tables: list[str], *, kind: str = "mysql", lake_root: str = ""
 ) -> list[dg.AssetsDefinition]:
     """The change-log and current-state assets of one source."""
     resource_key = f"source_{source}"
     streams = kind == "dynamodb"
     check_specs = (
-        [dg.AssetCheckSpec(RECORDS_CHECK, asset=table_key(source, t, "changelog")) for t in tables]
+        [
+            dg.AssetCheckSpec(RECORDS_CHECK, asset=changelog_key(source, t), description=RECORDS_DESCRIPTION)
+            for t in tables
+        ]
         if streams
         else []
     )
     changelog_specs = [
         dg.AssetSpec(
-            table_key(source, t, "changelog"),
+            changelog_key(source, t),
             group_name=source,
-            kinds={"parquet", "s3", "dynamodb"} if streams else {"parquet", "s3"},
-            description=f"Append-only change log of {schema}.{t} (Op, _commit_ts, _position, _txid + columns).",
+            kinds={SOURCE_KINDS.get(kind, kind), "parquet"} | lake_kinds(lake_root),
+            description=(
+                f"Append-only change log of `{schema}.{t}` from the `{source}` {kind} source: one Parquet "
+                "row per insert, update and delete, with `Op`, `_commit_ts`, `_position` and `_txid` "
+                "before the table's columns. Written by this asset, `lakehouse sync` and `lakehouse "
+                "stream`; commits made outside Dagster are reported here by the `lake_commits` sensor."
+            ),
+            metadata={"lake_table": lake_table_name(schema, t)},
         )
         for t in tables
     ]
     current_specs = [
         dg.AssetSpec(
-            table_key(source, t, "current"),
+            current_key(source, t),
             group_name=source,
-            kinds={"iceberg"},
-            deps=[table_key(source, t, "changelog")],
-            description=f"Current state of {schema}.{t}: latest version per key, deletes applied.",
+            kinds={"iceberg"} | lake_kinds(lake_root),
+            deps=[changelog_key(source, t)],
+            description=(
+                f"Current state of `{schema}.{t}` as an Iceberg table: the latest version of each key "
+                "from the change log, deletes applied."
+            ),
+            metadata={"dagster/table_name": f"{source}.{lake_table_name(schema, t)}"},
         )
         for t in tables
     ]
@@ -64,70 +104,40 @@ def build_source_assets(
         required_resource_keys={"lake", resource_key},
     )
     def changelog(context: dg.AssetExecutionContext) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult]:
+        """Snapshot the source's tables if the lake has nothing, else stream up to the position of now."""
+        lake = context.resources.lake.lake()
         src = getattr(context.resources, resource_key).open()
         try:
-            report = sync_source(context.resources.lake.lake(), src, merge=False)
+            report = sync_source(lake, src, merge=False)
         finally:
             src.close()
         context.log.info(
             f"{source}: {report.commits} commits, {report.rows} rows, now at {report.offset_after}"
         )
+        seq = lake.commit_log(source).latest_seq()
         for t in tables:
-            metadata = _sync_metadata(report, lake_table_name(schema, t))
-            if streams:
-                metadata |= _shard_metadata(report, t)
-            yield dg.MaterializeResult(asset_key=table_key(source, t, "changelog"), metadata=metadata)
+            yield dg.MaterializeResult(
+                asset_key=changelog_key(source, t),
+                metadata=changelog_metadata(
+                    lake, source, lake_table_name(schema, t), report, seq, stream_table=t if streams else None
+                ),
+            )
         if streams:
             yield from _records_checks(src, report, source, schema, tables)
 
     @dg.multi_asset(name=f"{source}_current", specs=current_specs, required_resource_keys={"lake"})
     def current(context: dg.AssetExecutionContext) -> Iterator[dg.MaterializeResult]:
-        results = {r.table: r for r in context.resources.lake.lake().current(source).merge()}
+        """Merge the change logs' new commits into the current-state tables."""
+        lake = context.resources.lake.lake()
+        results = {r.table: r for r in lake.current(source).merge()}
         for t in tables:
+            name = lake_table_name(schema, t)
             yield dg.MaterializeResult(
-                asset_key=table_key(source, t, "current"),
-                metadata=_merge_metadata(results.get(lake_table_name(schema, t))),
+                asset_key=current_key(source, t),
+                metadata=current_metadata(lake, source, name, results.get(name)),
             )
 
     return [changelog, current]
-
-
-def _sync_metadata(report: SyncReport, lake_table: str) -> dict[str, Any]:
-    return {
-        "rows": report.rows_by_table.get(lake_table, 0),
-        "source_rows_total": report.rows,
-        "commits": report.commits,
-        "quarantined_rows": report.quarantined_rows,
-        "position_before": report.offset_before or "",
-        "position_after": report.offset_after or "",
-        "high_water_mark": report.high_water_mark or "",
-        "lag_seconds": report.lag_seconds if report.lag_seconds is not None else 0.0,
-        "snapshot": lake_table in report.snapshot_tables,
-        "seconds": round(report.seconds, 3),
-        **_snapshot_metadata(report, lake_table),
-    }
-
-
-def _snapshot_metadata(report: SyncReport, lake_table: str) -> dict[str, Any]:
-    """A chunked snapshot's progress in this run: chunks and rows committed, rows/s, ETA."""
-    progress = report.snapshot_progress.tables.get(lake_table)
-    if progress is None:
-        return {}
-    return {f"snapshot_{name}": value for name, value in progress.items() if value is not None}
-
-
-def _shard_metadata(report: SyncReport, table: str) -> dict[str, Any]:
-    """The table's shard positions in the lake: shard id -> last committed sequence number."""
-    if not report.offset_after:
-        return {}
-    positions = parse_offset(report.offset_after)
-    if not isinstance(positions, StreamPositions):
-        return {}
-    shards = {shard: str(p) or "(nothing yet)" for shard, p in positions.shards(table).items()}
-    return {
-        "shard_positions": dg.MetadataValue.json(shards),
-        "open_shards": sum(not p.finished for p in positions.shards(table).values()),
-    }
 
 
 def _records_checks(
@@ -141,7 +151,7 @@ def _records_checks(
         committed = report.rows_by_table.get(lake_table_name(schema, t), 0)
         snapshot = lake_table_name(schema, t) in report.snapshot_tables
         yield dg.AssetCheckResult(
-            asset_key=table_key(source, t, "changelog"),
+            asset_key=changelog_key(source, t),
             check_name=RECORDS_CHECK,
             # Quarantined records are counted per source, not per table: allow for them.
             passed=snapshot or 0 <= read - skipped - committed <= report.quarantined_rows,
@@ -153,16 +163,3 @@ def _records_checks(
                 "quarantined_rows_of_source": report.quarantined_rows,
             },
         )
-
-
-def _merge_metadata(result: MergeResult | None) -> dict[str, Any]:
-    if result is None:
-        return {"changed": False}
-    return {
-        "changed": True,
-        "commit_seq": result.commit_seq,
-        "rows": result.rows,
-        "upserts": result.upserts,
-        "deletes": result.deletes,
-        "replaced_by_snapshot": result.replaced,
-    }

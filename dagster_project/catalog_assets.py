@@ -1,7 +1,10 @@
 """Publishing as Dagster assets: the lake in Glue, the Athena views, the Redshift schemas and views,
 and the local DuckDB warehouse. Each asset is one call into `pipelines.publish`; its metadata shows
 the plan it applied, and a check per asset re-plans (a dry run) and passes only when nothing is left
-to change, i.e. every published object matches its declaration."""
+to change, i.e. every published object matches its declaration.
+
+Groups: `catalog` holds what registers the lake for other engines (Glue tables, Athena views);
+`analytics` holds the warehouses that query it (Redshift, the local DuckDB warehouse)."""
 
 from __future__ import annotations
 
@@ -10,6 +13,7 @@ from typing import Any
 
 import dagster as dg
 
+from dagster_project.assets import changelog_key, current_key
 from pipelines.config import LakehouseConfig
 from pipelines.publish import (
     glue_enabled,
@@ -23,8 +27,15 @@ from pipelines.publish import (
 GLUE_KEY = dg.AssetKey(["catalog", "glue_changelogs"])
 GLUE_CURRENT_KEY = dg.AssetKey(["catalog", "glue_current_state"])
 ATHENA_KEY = dg.AssetKey(["catalog", "athena_views"])
+# The Redshift and local warehouses query the lake: group `analytics`, under the same prefix.
 REDSHIFT_KEY = dg.AssetKey(["analytics", "redshift_schemas_and_views"])
 WAREHOUSE_KEY = dg.AssetKey(["analytics", "local_warehouse"])
+
+
+_FIX = (
+    "When it fails, the published objects were changed by hand or the declaration changed: "
+    "materialize the asset to apply the plan listed in `pending`."
+)
 
 
 def _lines(items: Any) -> dg.MetadataValue:
@@ -49,22 +60,26 @@ def _plan_asset(
     deps: list[dg.AssetKey],
     kinds: set[str],
     description: str,
+    group: str = "catalog",
+    check_description: str,
 ) -> tuple[dg.AssetsDefinition, dg.AssetChecksDefinition]:
     """An asset that applies `publish`'s plan, and a check that a dry run plans nothing more."""
 
-    @dg.asset(key=key, group_name="catalog", kinds=kinds, deps=deps, description=description)
+    @dg.asset(key=key, group_name=group, kinds=kinds, deps=deps, description=description)
     def _asset() -> dg.MaterializeResult:
         # One plan, made before anything is changed (what a dry run prints), then applied.
         applied = publish()
         return dg.MaterializeResult(
             metadata={
-                "dry_run_plan": _lines(applied),
-                "changes": len(_pending(applied.actions)),
-                "reported": [str(a) for a in applied.actions if a not in _pending(applied.actions)],
+                "applied_plan": _lines(applied),
+                "changes_applied": len(_pending(applied.actions)),
+                "reported_not_changed": [
+                    str(a) for a in applied.actions if a not in _pending(applied.actions)
+                ],
             }
         )
 
-    @dg.asset_check(asset=key, name=check_name)
+    @dg.asset_check(asset=key, name=check_name, description=check_description)
     def _check() -> dg.AssetCheckResult:
         pending = _pending(publish(dry_run=True).actions)
         return dg.AssetCheckResult(
@@ -78,10 +93,8 @@ def _plan_asset(
 def build_catalog_definitions(
     config: LakehouseConfig,
 ) -> tuple[list[dg.AssetsDefinition], list[dg.AssetChecksDefinition]]:
-    changelogs = [
-        dg.AssetKey([s.name, str(t), "changelog"]) for s in config.sources for t in (s.tables or ())
-    ]
-    currents = [dg.AssetKey([s.name, str(t), "current"]) for s in config.sources for t in (s.tables or ())]
+    changelogs = [changelog_key(s.name, str(t)) for s in config.sources for t in (s.tables or ())]
+    currents = [current_key(s.name, str(t)) for s in config.sources for t in (s.tables or ())]
     assets: list[dg.AssetsDefinition] = []
     checks: list[dg.AssetChecksDefinition] = []
     redshift = config.redshift
@@ -99,6 +112,8 @@ def build_catalog_definitions(
                 deps=changelogs,
                 kinds={"glue"},
                 description="Every source's change logs registered in Glue (Athena / Redshift Spectrum read them).",
+                check_description="A dry run of the Glue publish plans nothing: every change log is registered "
+                "in Glue with the lake's columns and location. " + _FIX,
             )
         )
         add(
@@ -109,6 +124,8 @@ def build_catalog_definitions(
                 deps=currents,
                 kinds={"glue", "iceberg"},
                 description="Every current-state Iceberg table registered in Glue at its newest metadata.",
+                check_description="A dry run plans nothing: every current-state table's Glue entry points at "
+                "its newest Iceberg metadata. Fails after each merge until this asset runs again. " + _FIX,
             )
         )
         if redshift.views:
@@ -120,6 +137,8 @@ def build_catalog_definitions(
                     deps=[GLUE_KEY, GLUE_CURRENT_KEY],
                     kinds={"athena", "glue"},
                     description="The declared views that read only the lake, as Glue views for Athena.",
+                    check_description="A dry run plans nothing: each declared lake-only view exists in Glue "
+                    "with its declared SQL. " + _FIX,
                 )
             )
     if redshift.target is not None:
@@ -131,6 +150,9 @@ def build_catalog_definitions(
                 deps=[GLUE_KEY, GLUE_CURRENT_KEY] if glue_enabled(config) else [],
                 kinds={"redshift"},
                 description="Federated (MYSQL/POSTGRES) and Spectrum schemas and cross-source views on Redshift.",
+                group="analytics",
+                check_description="A dry run plans nothing: Redshift's external schemas and views match the "
+                "declaration (read from SVV_EXTERNAL_SCHEMAS and pg_views). " + _FIX,
             )
         )
     if redshift.federated or redshift.spectrum or redshift.views:
@@ -148,7 +170,7 @@ def _warehouse_asset(
 
     @dg.asset(
         key=WAREHOUSE_KEY,
-        group_name="catalog",
+        group_name="analytics",
         kinds={"duckdb"},
         deps=deps,
         description="The local DuckDB warehouse: the lake, the live databases as federated schemas, the views.",
@@ -167,7 +189,13 @@ def _warehouse_asset(
             }
         )
 
-    @dg.asset_check(asset=WAREHOUSE_KEY, name="views_answer")
+    @dg.asset_check(
+        asset=WAREHOUSE_KEY,
+        name="views_answer",
+        description="Every declared view runs in the local warehouse and has the declared columns. When it "
+        "fails, `problems` names the view and DuckDB's error: fix the view's declaration in lakehouse.toml "
+        "or the lake table it reads, then materialize the warehouse again.",
+    )
     def views_answer() -> dg.AssetCheckResult:
         """Every declared view runs in the warehouse and has the declared columns."""
         con = open_warehouse(config)

@@ -1,4 +1,9 @@
-"""Asset checks per source table: lag behind the source, duplicate keys, row counts vs the source."""
+"""Asset checks per source table: lag behind the source, duplicate keys, row counts vs the source.
+
+Each check only reads (the lake, and the source's position or row counts), so each runs on its
+own from the UI or a job without materializing anything: the multi-checks are subsettable and
+compute only the checks selected.
+"""
 
 import datetime as dt
 from collections.abc import Iterator
@@ -8,9 +13,32 @@ import pyarrow.compute as pc
 
 from connectors.lake.current import KEY_PROPERTY
 from connectors.offsets import parse_offset
-from dagster_project.assets import lake_table_name, table_key
+from dagster_project.assets import changelog_key, current_key, lake_table_name
+from dagster_project.lake_metadata import describe_position
 
 MAX_LAG_SECONDS = 300.0
+
+LAG_DESCRIPTION = (
+    "The lake keeps up with the source: passes when the source's current position is already "
+    f"committed to the lake, or the lake's last commit is at most {MAX_LAG_SECONDS:.0f} s old. "
+    "When it fails, nothing has committed this source lately: start `lakehouse stream` or the "
+    "`every_minute` schedule, and read the last `micro_batches` run's logs for the error."
+)
+SHARD_LAG_DESCRIPTION = (
+    "Every DynamoDB stream shard of the table is at most "
+    f"{MAX_LAG_SECONDS:.0f} s behind: the age of the oldest record the lake lacks, shard by shard "
+    "(read by peeking at each shard). When it fails, run the change log (or `lakehouse stream`); "
+    "if it keeps failing, a shard is stuck: the `shards` metadata names it."
+)
+DUPLICATES_DESCRIPTION = (
+    "The current-state table holds each primary key once. When it fails the merge is broken: "
+    "do not publish the table; `lakehouse resnapshot` the source table and report the keys listed."
+)
+ROWS_DESCRIPTION = (
+    "The current-state table has as many rows as the live source table (a warning: rows written "
+    "since the last merge also differ). When it persists after a fresh sync, compare keys with "
+    "the source and `lakehouse backfill` the table."
+)
 
 
 def build_source_checks(
@@ -19,22 +47,27 @@ def build_source_checks(
     resource_key = f"source_{source}"
     countable = kind != "dynamodb_replay"  # replayed files have no live table to count
     lag_specs = [
-        dg.AssetCheckSpec("lag_behind_source", asset=table_key(source, t, "changelog")) for t in tables
+        dg.AssetCheckSpec("lag_behind_source", asset=changelog_key(source, t), description=LAG_DESCRIPTION)
+        for t in tables
     ]
     state_specs = [
         spec
         for t in tables
         for spec in (
-            dg.AssetCheckSpec("no_duplicate_keys", asset=table_key(source, t, "current")),
-            dg.AssetCheckSpec("rows_match_source", asset=table_key(source, t, "current")),
+            dg.AssetCheckSpec("no_duplicate_keys", asset=current_key(source, t), description=DUPLICATES_DESCRIPTION),
+            dg.AssetCheckSpec("rows_match_source", asset=current_key(source, t), description=ROWS_DESCRIPTION),
         )
         if countable or spec.name != "rows_match_source"
-    ]
+    ]  # fmt: skip
 
     @dg.multi_asset_check(
-        name=f"{source}_lag", specs=lag_specs, required_resource_keys={"lake", resource_key}
+        name=f"{source}_lag",
+        specs=lag_specs,
+        can_subset=True,
+        required_resource_keys={"lake", resource_key},
     )
     def lag(context: dg.AssetCheckExecutionContext) -> Iterator[dg.AssetCheckResult]:
+        """Compare the source's position now with the lake's last commit."""
         lake = context.resources.lake.lake()
         src = getattr(context.resources, resource_key).open()
         try:
@@ -48,50 +81,65 @@ def build_source_checks(
             caught_up = False
         age = (dt.datetime.now(dt.UTC) - latest.committed_at).total_seconds() if latest else float("inf")
         passed = caught_up or age <= MAX_LAG_SECONDS
+        selected = context.selected_asset_check_keys
         for t in tables:
+            key = dg.AssetCheckKey(changelog_key(source, t), "lag_behind_source")
+            if key not in selected:
+                continue
             yield dg.AssetCheckResult(
-                asset_key=table_key(source, t, "changelog"),
-                check_name="lag_behind_source",
+                asset_key=key.asset_key,
+                check_name=key.name,
                 passed=passed,
                 metadata={
-                    "source_position": position.serialize(),
-                    "lake_position": latest.end if latest else "",
+                    "source_position": describe_position(position.serialize()),
+                    "lake_position": describe_position(latest.end if latest else None),
                     "caught_up": caught_up,
                     "seconds_since_last_commit": round(age, 1) if latest else -1.0,
+                    "max_seconds_since_last_commit_allowed": MAX_LAG_SECONDS,
                 },
             )
 
     @dg.multi_asset_check(
-        name=f"{source}_state", specs=state_specs, required_resource_keys={"lake", resource_key}
+        name=f"{source}_state",
+        specs=state_specs,
+        can_subset=True,
+        required_resource_keys={"lake", resource_key},
     )
     def state(context: dg.AssetCheckExecutionContext) -> Iterator[dg.AssetCheckResult]:
+        """Read each current-state table's key columns; count the source's rows."""
         current = context.resources.lake.lake().current(source)
+        selected = context.selected_asset_check_keys
         src = getattr(context.resources, resource_key).open()
         try:
             ids = {t.name: t for t in src.tables()}
             for t in tables:
+                dupes_key = dg.AssetCheckKey(current_key(source, t), "no_duplicate_keys")
+                rows_key = dg.AssetCheckKey(current_key(source, t), "rows_match_source")
+                if dupes_key not in selected and rows_key not in selected:
+                    continue
                 name = lake_table_name(schema, t)
                 table = current.load(name)
                 key = table.properties.get(KEY_PROPERTY, "").split(",") if table is not None else []
                 # The key columns are all these checks need; the rest of the table is not read.
                 rows = table.scan(selected_fields=tuple(key)).to_arrow() if table is not None else None
-                dupes = 0
-                if rows is not None and rows.num_rows:
-                    counts = rows.group_by(key).aggregate([(key[0], "count")])
-                    dupes = pc.sum(pc.greater(counts[f"{key[0]}_count"], 1)).as_py() or 0
-                yield dg.AssetCheckResult(
-                    asset_key=table_key(source, t, "current"),
-                    check_name="no_duplicate_keys",
-                    passed=dupes == 0,
-                    metadata={"duplicate_keys": dupes, "key": ",".join(key)},
-                )
-                if not countable:
+                if dupes_key in selected:
+                    dupes = 0
+                    if rows is not None and rows.num_rows:
+                        counts = rows.group_by(key).aggregate([(key[0], "count")])
+                        dupes = pc.sum(pc.greater(counts[f"{key[0]}_count"], 1)).as_py() or 0
+                    yield dg.AssetCheckResult(
+                        asset_key=dupes_key.asset_key,
+                        check_name=dupes_key.name,
+                        passed=dupes == 0,
+                        metadata={"duplicate_keys": dupes, "key": ",".join(key)},
+                    )
+                if not countable or rows_key not in selected:
                     continue
                 lake_rows = rows.num_rows if rows is not None else 0
                 source_rows = src.count_rows(ids[t]) if t in ids else -1
                 yield dg.AssetCheckResult(
-                    asset_key=table_key(source, t, "current"),
-                    check_name="rows_match_source",
+                    asset_key=rows_key.asset_key,
+                    check_name=rows_key.name,
                     passed=lake_rows == source_rows,
                     severity=dg.AssetCheckSeverity.WARN,
                     metadata={"lake_rows": lake_rows, "source_rows": source_rows},
@@ -106,12 +154,19 @@ def build_source_checks(
 
 def _shard_lag_check(source: str, tables: list[str], resource_key: str) -> dg.AssetChecksDefinition:
     """Per table: the age of the oldest stream record the lake lacks, shard by shard."""
-    specs = [dg.AssetCheckSpec("shard_lag", asset=table_key(source, t, "changelog")) for t in tables]
+    specs = [
+        dg.AssetCheckSpec("shard_lag", asset=changelog_key(source, t), description=SHARD_LAG_DESCRIPTION)
+        for t in tables
+    ]
 
     @dg.multi_asset_check(
-        name=f"{source}_shard_lag", specs=specs, required_resource_keys={"lake", resource_key}
+        name=f"{source}_shard_lag",
+        specs=specs,
+        can_subset=True,
+        required_resource_keys={"lake", resource_key},
     )
     def shard_lag(context: dg.AssetCheckExecutionContext) -> Iterator[dg.AssetCheckResult]:
+        """Peek at each shard after the lake's position: the age of its oldest record not in the lake."""
         from connectors.dynamodb.lag import shard_lags
         from connectors.dynamodb.offset import StreamPositions
 
@@ -122,20 +177,25 @@ def _shard_lag_check(source: str, tables: list[str], resource_key: str) -> dg.As
             lags = shard_lags(src, positions)  # type: ignore[arg-type]
         finally:
             src.close()
+        selected = context.selected_asset_check_keys
         for t in tables:
+            key = dg.AssetCheckKey(changelog_key(source, t), "shard_lag")
+            if key not in selected:
+                continue
             mine = [lag for lag in lags if lag.table == t]
             worst = max((lag.lag_seconds for lag in mine), default=0.0)
+            rows = [
+                f"| {lag.shard} | {lag.committed or 'nothing yet'} | {lag.lag_seconds:.1f} |" for lag in mine
+            ]
             yield dg.AssetCheckResult(
-                asset_key=table_key(source, t, "changelog"),
-                check_name="shard_lag",
+                asset_key=key.asset_key,
+                check_name=key.name,
                 passed=latest is not None and worst <= MAX_LAG_SECONDS,
                 metadata={
-                    "max_lag_seconds": round(worst, 1),
-                    "shards": dg.MetadataValue.json(
-                        {
-                            lag.shard: {"committed": lag.committed, "lag_seconds": round(lag.lag_seconds, 1)}
-                            for lag in mine
-                        }
+                    "worst_shard_lag_seconds": round(worst, 1),
+                    "max_lag_seconds_allowed": MAX_LAG_SECONDS,
+                    "shards": dg.MetadataValue.md(
+                        "\n".join(["| shard | last committed | lag seconds |", "|---|---|---|", *rows])
                     ),
                 },
             )

@@ -1,11 +1,14 @@
-"""Dagster definitions: `dagster dev -m dagster_project.definitions` against the local stack.
+"""Dagster definitions of the project: `dagster dev` (or `dg dev`) in the repository root loads them.
 
-Built lazily (`@dg.definitions`), so importing this module reads no file and opens no connection;
-Dagster calls `defs()` when it loads the code location. The config file is $LAKEHOUSE_CONFIG or
-./lakehouse.toml; Dagster source assets need each source's `tables` listed explicitly.
+pyproject.toml's `[tool.dg.project]` names this module. Built lazily (`@dg.definitions`), so
+importing it reads no file and opens no connection; Dagster calls `defs()` when it loads the code
+location. The config file is $LAKEHOUSE_CONFIG or ./lakehouse.toml; Dagster source assets need
+each source's `tables` listed explicitly.
 """
 
 from __future__ import annotations
+
+import warnings
 
 import dagster as dg
 
@@ -13,6 +16,7 @@ from connectors.dynamodb.source import SCHEMA as DYNAMODB_SCHEMA
 from dagster_project.assets import build_source_assets
 from dagster_project.catalog_assets import build_catalog_definitions
 from dagster_project.checks import build_source_checks
+from dagster_project.lake_events import LakeSource, build_lake_commits_sensor
 from dagster_project.resources import LakeResource, dynamodb_resource, replay_resource, source_resource
 from dagster_project.search_assets import build_search_definitions
 from pipelines.config import LakehouseConfig, load_config
@@ -23,6 +27,7 @@ def build_definitions(config: LakehouseConfig) -> dg.Definitions:
     assets: list[dg.AssetsDefinition] = []
     checks: list[dg.AssetChecksDefinition] = []
     resources: dict[str, object] = {}
+    lake_sources: list[LakeSource] = []
     for source in config.sources:
         if not source.tables:
             raise ValueError(
@@ -37,8 +42,12 @@ def build_definitions(config: LakehouseConfig) -> dg.Definitions:
         else:
             schema = source.database if source.kind == "mysql" else source.schema_name  # type: ignore[union-attr]
             resources[f"source_{source.name}"] = source_resource(source)
-        assets += build_source_assets(source.name, schema, list(source.tables), kind=source.kind)
-        checks += build_source_checks(source.name, schema, list(source.tables), kind=source.kind)
+        tables = [str(t) for t in source.tables]
+        assets += build_source_assets(
+            source.name, schema, tables, kind=source.kind, lake_root=config.lake.root
+        )
+        checks += build_source_checks(source.name, schema, tables, kind=source.kind)
+        lake_sources.append(LakeSource(source.name, schema, tuple(tables), streams=source.kind == "dynamodb"))
     lake = config.lake
     resources["lake"] = LakeResource(
         root=lake.root,
@@ -55,22 +64,32 @@ def build_definitions(config: LakehouseConfig) -> dg.Definitions:
     assets += catalog_assets
     checks += catalog_checks
     search_jobs: list[dg.UnresolvedAssetJobDefinition] = []
-    sensors: list[dg.SensorDefinition] = []
+    sensors: list[dg.SensorDefinition] = [build_lake_commits_sensor(config.lake, lake_sources)]
     if config.search.mysql_source in {s.name for s in config.sources}:
-        search_assets, search_checks, search_jobs, sensors = build_search_definitions(config)
+        search_assets, search_checks, search_jobs, search_sensors = build_search_definitions(config)
         assets += search_assets
         checks += search_checks
+        sensors += search_sensors
     micro_batches = dg.define_asset_job(
-        "micro_batches", selection=dg.AssetSelection.all() - dg.AssetSelection.groups("search", "catalog")
+        "micro_batches",
+        selection=dg.AssetSelection.groups(*(s.name for s in config.sources)),
+        description="Every source's change logs and current-state tables, with their checks.",
+        # One process for the whole run: a subprocess per step cost ~4 s of imports each, most of
+        # a run's time; the steps themselves are short and mostly wait on the databases.
+        executor_def=dg.in_process_executor,
     )
     schedule = dg.ScheduleDefinition(
         name="every_minute",
         job=micro_batches,
         cron_schedule="* * * * *",
         default_status=dg.DefaultScheduleStatus.STOPPED,
+        description="Runs `micro_batches` every minute (off by default; `lakehouse stream` is the low-latency path).",
     )
+    with warnings.catch_warnings():  # code references are a beta API in Dagster 1.13
+        warnings.simplefilter("ignore", dg.BetaWarning)
+        referenced = dg.with_source_code_references(assets)
     return dg.Definitions(
-        assets=assets,
+        assets=referenced,
         asset_checks=checks,
         resources=resources,
         jobs=[micro_batches, *search_jobs],

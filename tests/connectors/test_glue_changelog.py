@@ -163,7 +163,7 @@ def test_the_dagster_catalog_asset_publishes_and_its_check_passes(
     result = dg.materialize(assets, selection=[GLUE_KEY])
     assert result.success
     metadata = result.asset_materializations_for_node("catalog__glue_changelogs")[0].metadata
-    assert metadata["changes"].value == 3
+    assert metadata["changes_applied"].value == 3
     defs = dg.Definitions(assets=assets, asset_checks=checks)
     check = defs.resolve_implicit_global_asset_job_def().execute_in_process()
     evaluations = {e.check_name: e.passed for e in check.get_asset_check_evaluations()}

@@ -1,4 +1,6 @@
-"""`dagster dev` serves the project: its GraphQL API lists every asset and asset check of the config."""
+"""`dagster dev` serves the project: its GraphQL API lists every asset and asset check of the config.
+
+It runs with no arguments in the repository root: pyproject.toml's `[tool.dg]` names the project."""
 
 from __future__ import annotations
 
@@ -42,7 +44,7 @@ def test_dagster_dev_serves_assets_and_checks(tmp_path: Path) -> None:
     env = {**os.environ, "DAGSTER_HOME": str(home), "LAKEHOUSE_LAKE_ROOT": str(tmp_path / "lake")}
     dagster = Path(sys.executable).parent / "dagster"
     proc = subprocess.Popen(
-        [str(dagster), "dev", "-m", "dagster_project.definitions", "-h", "127.0.0.1", "-p", str(port)],
+        [str(dagster), "dev", "-h", "127.0.0.1", "-p", str(port)],
         cwd=REPO,
         env=env,
         stdout=subprocess.DEVNULL,
@@ -69,16 +71,16 @@ def test_dagster_dev_serves_assets_and_checks(tmp_path: Path) -> None:
                 break
             time.sleep(1)
         keys = {"/".join(n["assetKey"]["path"]) for n in nodes}  # type: ignore[index]
-        assert "aurora_mysql/patients/changelog" in keys
-        assert "aurora_postgres/care_providers/current" in keys
+        assert "aurora_mysql/patients_changelog" in keys
+        assert "aurora_postgres/care_providers_current" in keys
         checks = {
             ("/".join(n["assetKey"]["path"]), c["name"])  # type: ignore[index]
             for n in nodes
             for c in (n.get("assetChecksOrError") or {}).get("checks", [])  # type: ignore[union-attr]
         }
-        assert ("aurora_mysql/insurance_claims/changelog", "lag_behind_source") in checks
-        assert ("aurora_mysql/insurance_claims/current", "no_duplicate_keys") in checks
-        assert ("aurora_postgres/tenant_metadata/current", "rows_match_source") in checks
+        assert ("aurora_mysql/insurance_claims_changelog", "lag_behind_source") in checks
+        assert ("aurora_mysql/insurance_claims_current", "no_duplicate_keys") in checks
+        assert ("aurora_postgres/tenant_metadata_current", "rows_match_source") in checks
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
         try:

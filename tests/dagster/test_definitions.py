@@ -20,19 +20,92 @@ def test_the_shipped_configuration_loads_as_definitions(monkeypatch: pytest.Monk
     monkeypatch.chdir(REPO)
     defs = build_definitions(load_config(REPO / "lakehouse.toml"))
     keys = {k.to_user_string() for k in defs.resolve_asset_graph().get_all_asset_keys()}
-    assert "aurora_mysql/patients/changelog" in keys
-    assert "aurora_mysql/SynonymsTable/current" in keys
-    assert "aurora_postgres/tenant_metadata/current" in keys
+    assert "aurora_mysql/patients_changelog" in keys
+    assert "aurora_mysql/SynonymsTable_current" in keys
+    assert "aurora_postgres/tenant_metadata_current" in keys
     # Publishing: Glue on moto, Athena views, and the local warehouse (no Redshift target locally).
     assert {"catalog/glue_changelogs", "catalog/glue_current_state", "catalog/athena_views"} <= keys
     assert "analytics/local_warehouse" in keys and "analytics/redshift_schemas_and_views" not in keys
     checks = {(k.asset_key.to_user_string(), k.name) for k in defs.resolve_asset_graph().asset_check_keys}
-    assert ("aurora_mysql/patients/changelog", "lag_behind_source") in checks
-    assert ("aurora_postgres/care_providers/current", "no_duplicate_keys") in checks
-    assert ("aurora_postgres/care_providers/current", "rows_match_source") in checks
+    assert ("aurora_mysql/patients_changelog", "lag_behind_source") in checks
+    assert ("aurora_postgres/care_providers_current", "no_duplicate_keys") in checks
+    assert ("aurora_postgres/care_providers_current", "rows_match_source") in checks
     assert ("analytics/local_warehouse", "views_answer") in checks
     assert defs.resolve_job_def("micro_batches") is not None
     assert [s.name for s in defs.schedules or []] == ["every_minute"]
+    assert {s.name for s in defs.sensors or []} == {"lake_commits", "synonyms_changed"}
+    # Reporting outside commits launches nothing, so it is on from the start.
+    assert defs.resolve_sensor_def("lake_commits").default_status == dg.DefaultSensorStatus.RUNNING
+
+
+def test_graph_nodes_name_their_table_and_every_asset_and_check_says_what_it_is(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.chdir(REPO)
+    graph = build_definitions(load_config(REPO / "lakehouse.toml")).resolve_asset_graph()
+    nodes = [graph.get(k) for k in graph.get_all_asset_keys()]
+    # The lineage graph labels a node with its key's last component: unique per group, and it names
+    # the table (`patients_changelog`), not only what kind of asset it is.
+    labels: dict[tuple[str | None, str], str] = {}
+    for node in nodes:
+        label = node.key.path[-1]
+        assert (node.group_name, label) not in labels, f"{node.key} and {labels[(node.group_name, label)]}"
+        labels[(node.group_name, label)] = node.key.to_user_string()
+    assert ("aurora_mysql", "patients_changelog") in labels and ("devices", "device_events_current") in labels
+    assert not [n.key for n in nodes if not n.description]
+    assert not [k for k in graph.asset_check_keys if not graph.get_check_spec(k).description]
+
+
+def test_read_only_checks_run_on_their_own(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The UI offers "Execute" for a check whose execution set is the check alone."""
+    monkeypatch.chdir(REPO)
+    graph = build_definitions(load_config(REPO / "lakehouse.toml")).resolve_asset_graph()
+    tied = {
+        (k.asset_key.to_user_string(), k.name)
+        for k in graph.asset_check_keys
+        if len(graph.get_execution_set_asset_and_check_keys(k)) > 1
+    }
+    # Only the check that compares one run's reads with its commits is part of that run.
+    assert {name for _, name in tied} == {"records_read_match_committed"}
+
+
+def test_kinds_and_groups_tell_where_things_are(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(REPO)
+    local = build_definitions(load_config(REPO / "lakehouse.toml")).resolve_asset_graph()
+    log = local.get(dg.AssetKey(["aurora_mysql", "patients_changelog"]))
+    assert log.kinds == {"mysql", "parquet"}  # a local lake: no `s3`
+    assert local.get(dg.AssetKey(["devices", "device_events_changelog"])).kinds == {"dynamodb", "parquet"}
+    assert local.get(dg.AssetKey(["aurora_mysql", "patients_current"])).kinds == {"iceberg"}
+    assert local.get(dg.AssetKey(["analytics", "local_warehouse"])).group_name == "analytics"
+    assert local.get(dg.AssetKey(["catalog", "glue_changelogs"])).group_name == "catalog"
+    on_s3 = build_definitions(
+        parse_config(
+            {
+                "lake": {"root": "s3://bucket/lake"},
+                "sources": [
+                    {
+                        "kind": "postgres",
+                        "name": "p",
+                        "port": 1,
+                        "user": "u",
+                        "database": "d",
+                        "tables": ["t"],
+                    }
+                ],
+            }
+        )
+    ).resolve_asset_graph()
+    assert on_s3.get(dg.AssetKey(["p", "t_changelog"])).kinds == {"postgres", "parquet", "s3"}
+    assert on_s3.get(dg.AssetKey(["p", "t_current"])).kinds == {"iceberg", "s3"}
+
+
+def test_micro_batches_runs_in_one_process(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(REPO)
+    job = build_definitions(load_config(REPO / "lakehouse.toml")).resolve_job_def("micro_batches")
+    assert job.executor_def is dg.in_process_executor
+    assert not any(
+        key.path[0] in {"catalog", "analytics", "search"} for key in job.asset_layer.executable_asset_keys
+    )
 
 
 def test_passwords_never_reach_resource_config(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -84,22 +157,37 @@ def test_each_asset_group_materializes_with_metadata_and_passing_checks(
         m.asset_key.to_user_string(): m.metadata
         for m in result.asset_materializations_for_node(f"{name}_changelog")
     }
-    meta = mats[f"{name}/items/changelog"]
-    assert meta["rows"].value == 2 and meta["snapshot"].value is True
-    assert meta["position_after"].value
+    meta = mats[f"{name}/items_changelog"]
+    assert meta["rows_committed"].value == 2 and meta["snapshot"].value is True
+    assert meta["dagster/row_count"].value == 2
+    assert {"Op", "id", "name", "price"} <= {c.name for c in meta["dagster/column_schema"].schema.columns}
+    lake_table = f"{db.name if kind == 'mysql' else 'public'}__items".lower()
+    assert meta["dagster/uri"].value == (tmp_path / "lake" / "changelog" / name / lake_table).as_uri()
+    assert meta["position_after"].value and "{" not in meta["position_after"].value
     current = {
         m.asset_key.to_user_string(): m.metadata
         for m in result.asset_materializations_for_node(f"{name}_current")
     }
-    assert current[f"{name}/items/current"]["rows"].value == 2
+    assert current[f"{name}/items_current"]["dagster/row_count"].value == 2
+    columns = [c.name for c in current[f"{name}/items_current"]["dagster/column_schema"].schema.columns]
+    assert columns[:3] == ["id", "name", "price"]
     evaluations = {
         (e.asset_key.to_user_string(), e.check_name): e.passed for e in result.get_asset_check_evaluations()
     }
     assert evaluations == {
-        (f"{name}/items/changelog", "lag_behind_source"): True,
-        (f"{name}/items/current", "no_duplicate_keys"): True,
-        (f"{name}/items/current", "rows_match_source"): True,
+        (f"{name}/items_changelog", "lag_behind_source"): True,
+        (f"{name}/items_current", "no_duplicate_keys"): True,
+        (f"{name}/items_current", "rows_match_source"): True,
     }
+    # Each check also runs on its own, without materializing anything.
+    checks_only = job.get_subset(
+        asset_selection=set(),
+        asset_check_selection={dg.AssetCheckKey(dg.AssetKey([name, "items_current"]), "no_duplicate_keys")},
+    ).execute_in_process(instance=dg.DagsterInstance.ephemeral())
+    assert checks_only.success and not checks_only.get_asset_materialization_events()
+    assert [(e.check_name, e.passed) for e in checks_only.get_asset_check_evaluations()] == [
+        ("no_duplicate_keys", True)
+    ]
     os.environ.pop(password_env_var(name), None)
 
 
@@ -139,19 +227,23 @@ def test_the_dynamodb_asset_group_materializes_with_shard_metadata_and_checks(
         m.asset_key.to_user_string(): m.metadata
         for m in result.asset_materializations_for_node("dg_devices_changelog")
     }
-    meta = mats[f"dg_devices/{table}/changelog"]
+    meta = mats[f"dg_devices/{table}_changelog"]
     assert meta["snapshot"].value is False and meta["open_shards"].value == 1
-    assert list(meta["shard_positions"].value) == ["shardId-00000001541626099285-f35f62ef"]
+    assert meta["position_after"].value == "1 shard: 1 open, 0 finished"
+    assert "shardId-00000001541626099285-f35f62ef" in meta["shard_positions"].value
+    assert meta["source_lag_seconds_at_commit"].value >= 0
     evaluations = {
         (e.asset_key.to_user_string(), e.check_name): e for e in result.get_asset_check_evaluations()
     }
     assert {k: e.passed for k, e in evaluations.items()} == {
-        (f"dg_devices/{table}/changelog", "records_read_match_committed"): True,
-        (f"dg_devices/{table}/changelog", "shard_lag"): True,
-        (f"dg_devices/{table}/current", "no_duplicate_keys"): True,
-        (f"dg_devices/{table}/current", "rows_match_source"): True,
+        (f"dg_devices/{table}_changelog", "records_read_match_committed"): True,
+        (f"dg_devices/{table}_changelog", "shard_lag"): True,
+        (f"dg_devices/{table}_current", "no_duplicate_keys"): True,
+        (f"dg_devices/{table}_current", "rows_match_source"): True,
     }
-    read = evaluations[(f"dg_devices/{table}/changelog", "records_read_match_committed")].metadata
+    lag = evaluations[(f"dg_devices/{table}_changelog", "shard_lag")].metadata
+    assert lag["max_lag_seconds_allowed"].value == 300.0 and lag["worst_shard_lag_seconds"].value >= 0
+    read = evaluations[(f"dg_devices/{table}_changelog", "records_read_match_committed")].metadata
     assert (
         read["records_read"].value == read["rows_committed"].value + read["records_in_snapshot_already"].value
     )
@@ -173,7 +265,7 @@ def test_a_replay_source_gets_assets_but_no_source_count_check(tmp_path: Path) -
     )
     graph = build_definitions(config).resolve_asset_graph()
     keys = {k.to_user_string() for k in graph.get_all_asset_keys()}
-    assert keys == {"archive/device_events/changelog", "archive/device_events/current"}
+    assert keys == {"archive/device_events_changelog", "archive/device_events_current"}
     checks = {(k.asset_key.to_user_string(), k.name) for k in graph.asset_check_keys}
-    assert ("archive/device_events/current", "no_duplicate_keys") in checks
+    assert ("archive/device_events_current", "no_duplicate_keys") in checks
     assert not any(name == "rows_match_source" for _, name in checks)

@@ -220,8 +220,8 @@ def test_dagster_assets_publish_and_their_checks_pass(config: LakehouseConfig) -
         "views_answer": True,
     }
     redshift = result.asset_materializations_for_node("analytics__redshift_schemas_and_views")[0].metadata
-    assert "create_schema health_live" in str(redshift["dry_run_plan"].value)
-    assert redshift["changes"].value == 6
+    assert "create_schema health_live" in str(redshift["applied_plan"].value)
+    assert redshift["changes_applied"].value == 6
     warehouse = result.asset_materializations_for_node("analytics__local_warehouse")[0].metadata
     schema = config.redshift.views[0].schema_
     assert warehouse["view_rows"].value == {f"{schema}.customer_contacts": 60, f"{schema}.lake_contacts": 33}
