@@ -19,6 +19,7 @@ from connectors.lake.current import MergeResult
 from connectors.lake.lake import Lake
 from connectors.lake.writer import changelog_prefix
 from connectors.offsets import OffsetError, parse_offset
+from pipelines.report import short_position
 from pipelines.runner import SyncReport
 
 # Asset metadata key of the lake commit an event covers: the sensor compares it with the commit log.
@@ -41,20 +42,9 @@ def table_schema(schema: pa.Schema | None) -> dg.TableSchema | None:
 
 
 def describe_position(text: str | None, table: str | None = None) -> str:
-    """A position as a short string: DynamoDB's per-shard map as "N shards: X open, Y finished"."""
-    if not text:
-        return "(none)"
-    try:
-        offset = parse_offset(text)
-    except OffsetError:
-        return text
-    if not isinstance(offset, StreamPositions):
-        return text
-    shards = [
-        p for t, by_shard in offset.tables.items() if table is None or t == table for p in by_shard.values()
-    ]
-    done = sum(p.finished for p in shards)
-    return f"{len(shards)} shard{'' if len(shards) == 1 else 's'}: {len(shards) - done} open, {done} finished"
+    """A position as a short string (`short_position`): DynamoDB's per-shard map of `table` as
+    "N shards: X open, Y finished"."""
+    return short_position(text, table) if text else "(none)"
 
 
 def shard_table(text: str | None, table: str) -> dg.MetadataValue | None:

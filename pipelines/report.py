@@ -107,9 +107,10 @@ def format_rows(records: Sequence[Mapping[str, object]], *, width: int | None = 
     return "\n".join(blocks)
 
 
-def short_position(text: str | None) -> str:
+def short_position(text: str | None, table: str | None = None) -> str:
     """A source position as a person reads it: ``LSN 0/16B3748``, ``GTID 0-1-42``,
-    ``GTID 3e11fa47:1-5678``, ``12 shards: 10 open, 2 finished``; unknown forms shortened."""
+    ``GTID 3e11fa47:1-5678``, ``12 shards: 10 open, 2 finished`` (of one stream `table` only, if
+    given); unknown forms shortened."""
     if not text:
         return "-"
     kind, _, value = text.partition(":")
@@ -128,7 +129,9 @@ def short_position(text: str | None) -> str:
     if isinstance(offset, MySQLGtidSet):
         return _describe_gtid_set(offset)
     if isinstance(offset, StreamPositions):
-        shards = [p for table in offset.tables.values() for p in table.values()]
+        shards = [
+            p for name, by_shard in offset.tables.items() if table in (None, name) for p in by_shard.values()
+        ]
         done = sum(p.finished for p in shards)
         return f"{len(shards)} shard{'' if len(shards) == 1 else 's'}: {len(shards) - done} open, {done} finished"
     if isinstance(offset, StreamTip):
