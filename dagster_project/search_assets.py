@@ -142,7 +142,8 @@ def build_search_definitions(config: LakehouseConfig) -> tuple[list[Any], list[A
         if "canary_query_finds_patient" not in selected:
             return
         # The canary set: for a few patients drawn from the lake, their name and their email
-        # (an exact keyword) must each find them; every miss is listed.
+        # (an exact keyword) must each find them; every miss is listed, by patient id and the kind
+        # of query only: no personal data goes into the event log.
         sample = random.Random(len(ids)).sample(ids, min(CANARIES, len(ids)))
         results: list[dict[str, Any]] = []
         for doc in documents.build(sample):
@@ -153,7 +154,11 @@ def build_search_definitions(config: LakehouseConfig) -> tuple[list[Any], list[A
                     search(client, search_config.people_alias, text, fields=[field], size=20) if text else []
                 )
                 results.append(
-                    {"patient_id": doc.doc_id, "query": text, "found": doc.doc_id in {h.doc_id for h in hits}}
+                    {
+                        "patient_id": doc.doc_id,
+                        "query": "name",
+                        "found": doc.doc_id in {h.doc_id for h in hits},
+                    }
                 )
             if source.get("email"):
                 found = client.search(

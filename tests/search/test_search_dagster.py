@@ -74,6 +74,13 @@ def test_synonyms_and_people_materialize_with_metadata_and_passing_checks(
         assert people["indexed"].value == len(world.patient_ids()) and people["dead_lettered"].value == 0
         evaluations = {e.check_name: e.passed for e in result.get_asset_check_evaluations()}
         assert evaluations["document_count_matches_lake"] and evaluations["canary_query_finds_patient"]
+        # The canaries are listed by patient id and query kind: no name or e-mail in the event log.
+        [canary] = [
+            e for e in result.get_asset_check_evaluations() if e.check_name == "canary_query_finds_patient"
+        ]
+        canaries = canary.metadata["canaries"].value
+        assert canaries and all(set(c) == {"patient_id", "query", "found"} for c in canaries)  # type: ignore[union-attr]
+        assert {c["query"] for c in canaries} <= {"name", "email"}  # type: ignore[union-attr, index]
 
         # The sensor: nothing new -> no run; a synonyms commit in the lake -> one run request.
         sensor = defs.resolve_sensor_def("synonyms_changed")
