@@ -90,6 +90,11 @@ def build_search_definitions(config: LakehouseConfig) -> tuple[list[Any], list[A
         )  # fmt: skip
         report = indexer.run()
         r = report.result
+        problem = report.stale_problem()
+        if problem:  # the index was written from another lake: nothing new would ever land
+            raise dg.Failure(
+                description=problem, metadata={"stale_skipped": r.stale, "patients": report.patients}
+            )
         return dg.MaterializeResult(
             metadata={
                 "index": report.index,

@@ -252,11 +252,12 @@ def _cmd_index(args: argparse.Namespace) -> int:
     )  # fmt: skip
     failures = 0
 
-    def once(full: bool = False) -> None:
+    def once(full: bool = False, recreate: bool = False) -> None:
         nonlocal failures
-        report = indexer.run(full=full)
+        report = indexer.run(full=full, recreate=recreate)
         r = report.result
         failures += len(r.failures)
+        problem = report.stale_problem()
         if report.patients or not args.follow:
             print(
                 f"{report.index}: {report.patients} patients -> {r.indexed} indexed, {r.deleted} deleted, "
@@ -265,8 +266,11 @@ def _cmd_index(args: argparse.Namespace) -> int:
                 f"(version {report.version}, {report.seconds:.1f} s)",
                 flush=True,
             )
+        if problem:
+            failures += 1
+            print(f"lakehouse: error: {problem}", file=sys.stderr, flush=True)
 
-    once(full=args.full)
+    once(full=args.full, recreate=args.recreate)
     if args.follow:
         _follow(args.every, once)
     return 1 if failures else 0
@@ -502,6 +506,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("index", help="index changed 360° documents from the lake into OpenSearch")
     s.add_argument("--full", action="store_true", help="rebuild every document, not only the changed ones")
+    s.add_argument(
+        "--recreate",
+        action="store_true",
+        help="delete the index behind the alias and build it again from this lake (after the lake was "
+        "rebuilt, restored or moved: its documents would otherwise be refused as stale)",
+    )
     s.add_argument(
         "--follow", action="store_true", help="keep indexing what changes (with `lakehouse stream`)"
     )

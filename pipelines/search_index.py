@@ -32,6 +32,9 @@ log = logging.getLogger(__name__)
 
 BUILD_CHUNK = 2_500  # patients per document build and bulk call
 SENDERS = 2  # bulk requests in flight (documents of one patient are in one chunk: order is kept)
+# A run fails when more documents than this were refused as stale (`IndexReport.stale_problem`).
+STALE_MIN = 10
+STALE_SHARE = 0.1
 DEAD_LETTER_SCHEMA = pa.schema(
     [
         pa.field("index", pa.string()),
@@ -47,7 +50,8 @@ DEAD_LETTER_SCHEMA = pa.schema(
 
 @dataclass
 class IndexReport:
-    """What one indexing run did (CLI output and Dagster metadata)."""
+    """What one indexing run did (CLI output and Dagster metadata); `stale_problem` says when the
+    run must count as failed."""
 
     alias: str
     index: str = ""
@@ -57,6 +61,23 @@ class IndexReport:
     result: BulkResult = field(default_factory=BulkResult)
     dead_letter_file: str | None = None
     seconds: float = 0.0
+
+    def stale_problem(self) -> str | None:
+        """Why this run failed if too many documents were refused as stale, else None.
+
+        A document is stale when the index holds a newer version of it. Racing runs refuse a few;
+        most or all of them mean the index was written from another lake state than this one (the
+        lake was rebuilt, restored or pointed at a new root, so its commit numbers start again),
+        and nothing new would ever be indexed again.
+        """
+        stale = self.result.stale
+        if stale <= max(STALE_MIN, STALE_SHARE * self.patients):
+            return None
+        return (
+            f"{stale} of {self.patients} documents were refused as stale: the index behind {self.alias!r} "
+            f"holds newer versions than this lake (version {self.version}); was the lake rebuilt, restored "
+            "or pointed at a new root? Run `lakehouse index --recreate` to build the index again from this lake"
+        )
 
 
 class PeopleIndexer:
@@ -80,9 +101,18 @@ class PeopleIndexer:
         self.bulk_max_bytes = bulk_max_bytes
         self._checkpoint_path = f"search/{alias}/_checkpoint.json"
 
-    def run(self, *, full: bool = False) -> IndexReport:
+    def run(self, *, full: bool = False, recreate: bool = False) -> IndexReport:
+        """Index the documents changed since the last run (all with `full`); `recreate` first
+        deletes the indices behind the alias, for an index written from another lake."""
         started = time.monotonic()
         manager = IndexManager(self.client, self.alias, load_template("people"), self.synonyms_path)  # type: ignore[arg-type]
+        if recreate:
+            for name in manager.current():
+                log.info(
+                    "deleting index %s behind alias %s, to build it again from this lake", name, self.alias
+                )
+                self.client.indices.delete(index=name)  # type: ignore[attr-defined]
+            full = True
         report = IndexReport(self.alias, index=manager.ensure())
         version, seqs = self.documents.state_version()
         checkpoint = None if full else self.checkpoint()

@@ -2,7 +2,9 @@
 
 Every document carries an external version derived from the lake's commit positions, so
 OpenSearch itself refuses a write older than what it holds (HTTP 409 on that item): a late or
-replayed change can never overwrite a newer one, and replaying a batch is harmless. Deletes carry
+replayed change can never overwrite a newer one. The version type is ``external_gte``: a write of
+the version the index already holds is applied (the same lake state builds the same document, so
+a replayed batch is harmless, and a rebuild with new document code takes effect). Deletes carry
 versions too; the index keeps delete tombstones for `index.gc_deletes` (1 day in our templates) so
 a late upsert cannot resurrect a deleted document either.
 
@@ -57,7 +59,7 @@ class Failure:
 class BulkResult:
     indexed: int = 0
     deleted: int = 0
-    stale: int = 0  # refused because the index already holds this or a newer version
+    stale: int = 0  # refused because the index already holds a newer version
     requests: int = 0
     retries: int = 0
     failures: list[Failure] = field(default_factory=list)
@@ -172,7 +174,7 @@ class BulkIndexer:
 
 
 def _ndjson(index: str, doc: Document) -> bytes:
-    meta = {"_index": index, "_id": doc.doc_id, "version": doc.version, "version_type": "external"}
+    meta = {"_index": index, "_id": doc.doc_id, "version": doc.version, "version_type": "external_gte"}
     if doc.source is None:
         return orjson.dumps({"delete": meta}) + b"\n"
     return orjson.dumps({"index": meta}) + b"\n" + orjson.dumps(doc.source, default=str) + b"\n"

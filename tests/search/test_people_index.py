@@ -133,8 +133,44 @@ def test_a_late_or_replayed_document_never_overwrites_a_newer_one(world: World) 
     )
     replay = Document(pid, current["_version"], {k: v for k, v in current.items() if k != "_version"})
     result = BulkIndexer(world.client, world.alias, refresh=True).write([stale, replay])
-    assert result.stale == 2 and result.indexed == 0
+    # The older version is refused; the same version is written again, unchanged (external_gte).
+    assert result.stale == 1 and result.indexed == 1
     assert world.indexed()[pid]["name"] == current["name"]
+    assert world.indexed()[pid]["_version"] == current["_version"]
+
+
+def test_an_index_written_from_another_lake_fails_the_run_until_recreated(
+    world: World, tmp_path: Path
+) -> None:
+    world.capture()
+    world.capture()  # more commits: this lake's document versions run ahead of a fresh lake's
+    world.sql(
+        "UPDATE patients SET city = 'Elsewhere' WHERE patient_id = (SELECT MIN(patient_id) FROM patients)"
+    )
+    world.capture()
+    first = world.indexer.run()
+    assert first.stale_problem() is None and first.result.indexed == len(world.patient_ids())
+    # The lake rebuilt at a new root: its commit numbers, and so its versions, start again.
+    rebuilt = Lake(LakeConfig(root=str(tmp_path / "rebuilt")))
+    source = open_source(world.source)
+    try:
+        sync_source(rebuilt, source)
+    finally:
+        source.close()
+    indexer = PeopleIndexer(
+        rebuilt,
+        world.client,
+        alias=world.alias,
+        sources=world.sources,
+        synonyms_path=world.indexer.synonyms_path,
+    )
+    refused = indexer.run(full=True)
+    assert refused.result.stale == len(world.patient_ids()) and refused.result.indexed == 0
+    problem = refused.stale_problem()
+    assert problem is not None and "lakehouse index --recreate" in problem and world.alias in problem
+    again = indexer.run(recreate=True)
+    assert again.stale_problem() is None and again.result.indexed == len(world.patient_ids())
+    assert {d["_version"] for d in world.indexed().values()} == {again.version}
 
 
 def test_refused_documents_go_to_the_dead_letter_table(world: World, monkeypatch: pytest.MonkeyPatch) -> None:
