@@ -24,12 +24,12 @@ import datetime as dt
 import decimal
 import threading
 from collections import deque
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar, runtime_checkable
 
-from connectors.events import QuarantinedRow, TableChanges, TableId
+from connectors.events import Batch, QuarantinedRow, TableChanges, TableId
 from connectors.offsets import Offset
 from connectors.source import SourceError
 
@@ -134,6 +134,20 @@ def chunks_after(
         yield chunk
         if chunk.last:
             return
+
+
+def staged_batches(chunks: Iterable[ReadChunk], start: Offset | None) -> Generator[Batch, None, int]:
+    """A whole-table snapshot's chunks as incomplete batches from `start` (chunks without rows,
+    the empty read that ends a range, are left out); returns how many rows there were."""
+    rows = 0
+    for chunk in chunks:
+        if not chunk.rows:
+            continue
+        rows += chunk.rows
+        yield Batch(
+            start=start, end=None, changes=(chunk.changes,), complete=False, quarantined=chunk.quarantined
+        )
+    return rows
 
 
 def planned_chunks(

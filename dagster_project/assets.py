@@ -114,7 +114,8 @@ def build_source_assets(
         context.log.info(
             f"{source}: {report.commits} commits, {report.rows} rows, now at {report.offset_after}"
         )
-        seq = lake.commit_log(source).latest_seq()
+        # The run's last commit; a run that committed nothing reports the lake's latest.
+        seq = report.last_seq if report.last_seq is not None else lake.commit_log(source).latest_seq()
         for t in tables:
             yield dg.MaterializeResult(
                 asset_key=changelog_key(source, t),
@@ -128,13 +129,14 @@ def build_source_assets(
     @dg.multi_asset(name=f"{source}_current", specs=current_specs, required_resource_keys={"lake"})
     def current(context: dg.AssetExecutionContext) -> Iterator[dg.MaterializeResult]:
         """Merge the change logs' new commits into the current-state tables."""
-        lake = context.resources.lake.lake()
-        results = {r.table: r for r in lake.current(source).merge()}
+        state = context.resources.lake.lake().current(source)
+        results = {r.table: r for r in state.merge()}
         for t in tables:
             name = lake_table_name(schema, t)
+            result = results.get(name)
             yield dg.MaterializeResult(
                 asset_key=current_key(source, t),
-                metadata=current_metadata(lake, source, name, results.get(name)),
+                metadata=current_metadata(state, name, state.load(name), result, changed=result is not None),
             )
 
     return [changelog, current]

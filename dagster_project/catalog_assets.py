@@ -155,7 +155,7 @@ def build_catalog_definitions(
                 "declaration (read from SVV_EXTERNAL_SCHEMAS and pg_views). " + _FIX,
             )
         )
-    if redshift.federated or redshift.spectrum or redshift.views:
+    if redshift.declares_anything:
         asset, check = _warehouse_asset(config, deps=currents + changelogs)
         assets.append(asset)
         checks.append(check)

@@ -14,7 +14,7 @@ import pyarrow.compute as pc
 from connectors.lake.current import KEY_PROPERTY
 from connectors.offsets import parse_offset
 from dagster_project.assets import changelog_key, current_key, lake_table_name
-from dagster_project.lake_metadata import describe_position
+from dagster_project.lake_metadata import describe_position, md_table
 
 MAX_LAG_SECONDS = 300.0
 
@@ -109,9 +109,11 @@ def build_source_checks(
         """Read each current-state table's key columns; count the source's rows."""
         current = context.resources.lake.lake().current(source)
         selected = context.selected_asset_check_keys
-        src = getattr(context.resources, resource_key).open()
+        # Only the row counts need the source: duplicate keys alone are checked without opening it.
+        counting = countable and any(k.name == "rows_match_source" for k in selected)
+        src = getattr(context.resources, resource_key).open() if counting else None
         try:
-            ids = {t.name: t for t in src.tables()}
+            ids = {t.name: t for t in src.tables()} if src is not None else {}
             for t in tables:
                 dupes_key = dg.AssetCheckKey(current_key(source, t), "no_duplicate_keys")
                 rows_key = dg.AssetCheckKey(current_key(source, t), "rows_match_source")
@@ -133,7 +135,7 @@ def build_source_checks(
                         passed=dupes == 0,
                         metadata={"duplicate_keys": dupes, "key": ",".join(key)},
                     )
-                if not countable or rows_key not in selected:
+                if src is None or rows_key not in selected:
                     continue
                 lake_rows = rows.num_rows if rows is not None else 0
                 source_rows = src.count_rows(ids[t]) if t in ids else -1
@@ -145,7 +147,8 @@ def build_source_checks(
                     metadata={"lake_rows": lake_rows, "source_rows": source_rows},
                 )
         finally:
-            src.close()
+            if src is not None:
+                src.close()
 
     if kind == "dynamodb":
         return [_shard_lag_check(source, tables, resource_key), state]
@@ -184,9 +187,6 @@ def _shard_lag_check(source: str, tables: list[str], resource_key: str) -> dg.As
                 continue
             mine = [lag for lag in lags if lag.table == t]
             worst = max((lag.lag_seconds for lag in mine), default=0.0)
-            rows = [
-                f"| {lag.shard} | {lag.committed or 'nothing yet'} | {lag.lag_seconds:.1f} |" for lag in mine
-            ]
             yield dg.AssetCheckResult(
                 asset_key=key.asset_key,
                 check_name=key.name,
@@ -194,8 +194,12 @@ def _shard_lag_check(source: str, tables: list[str], resource_key: str) -> dg.As
                 metadata={
                     "worst_shard_lag_seconds": round(worst, 1),
                     "max_lag_seconds_allowed": MAX_LAG_SECONDS,
-                    "shards": dg.MetadataValue.md(
-                        "\n".join(["| shard | last committed | lag seconds |", "|---|---|---|", *rows])
+                    "shards": md_table(
+                        ["shard", "last committed", "lag seconds"],
+                        [
+                            (lag.shard, lag.committed or "nothing yet", f"{lag.lag_seconds:.1f}")
+                            for lag in mine
+                        ],
                     ),
                 },
             )

@@ -89,7 +89,10 @@ def outside_commit_events(
         return []
     names = source.lake_tables()
     events: list[dg.AssetMaterialization] = []
-    known = _known_seqs(instance, [changelog_key(source.name, t) for t in source.tables])
+    changelog_keys = {t: changelog_key(source.name, t) for t in source.tables}
+    current_keys = {t: current_key(source.name, t) for t in source.tables}
+    known_all = _known_seqs(instance, [*changelog_keys.values(), *current_keys.values()])
+    known = {key: known_all[key] for key in changelog_keys.values()}
     reported = max((s for s in known.values() if s is not None), default=0)
     if latest.seq > reported:
         first = max(reported, latest.seq - MAX_COMMITS_PER_TICK)
@@ -97,21 +100,25 @@ def outside_commit_events(
         for seq in range(first + 1, latest.seq + 1):
             report.add(latest if seq == latest.seq else log.read(seq))
         for t, name in names.items():
-            key = changelog_key(source.name, t)
+            key = changelog_keys[t]
             touched = name in report.rows_by_table
             if touched or (known[key] is None and name in latest.heads):
                 metadata = changelog_metadata(
                     lake, source.name, name, report, latest.seq, stream_table=t if source.streams else None
                 )
                 events.append(dg.AssetMaterialization(asset_key=key, description=OUTSIDE, metadata=metadata))
-    current_known = _known_seqs(instance, [current_key(source.name, t) for t in source.tables])
-    if min((s or 0) for s in current_known.values()) < latest.seq:  # something may be merged since
+    # A table's merge applies at most its last touching commit (`heads`): one known to be merged
+    # that far has nothing new, and its Iceberg table is not loaded.
+    unmerged = {
+        t: name for t, name in names.items() if (known_all[current_keys[t]] or 0) < latest.heads.get(name, 0)
+    }
+    if unmerged:
         current = lake.current(source.name)
-        for t, name in names.items():
-            key = current_key(source.name, t)
+        for t, name in unmerged.items():
+            key = current_keys[t]
             table = current.load(name)
-            if table is not None and current.applied_seq(table) > (current_known[key] or 0):
-                metadata = current_metadata(lake, source.name, name, None) | {"changed": True}
+            if table is not None and current.applied_seq(table) > (known_all[key] or 0):
+                metadata = current_metadata(current, name, table, None, changed=True)
                 events.append(dg.AssetMaterialization(asset_key=key, description=OUTSIDE, metadata=metadata))
     return events
 

@@ -8,14 +8,16 @@ Used by the asset bodies and by the sensor that reports commits made outside Dag
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import dagster as dg
 import pyarrow as pa
 import pyarrow.parquet as pq
+from pyiceberg.table import Table as IcebergTable
 
 from connectors.dynamodb.offset import StreamPositions
-from connectors.lake.current import MergeResult
+from connectors.lake.current import CurrentState, MergeResult
 from connectors.lake.lake import Lake
 from connectors.lake.writer import changelog_prefix
 from connectors.offsets import OffsetError, parse_offset
@@ -24,6 +26,12 @@ from pipelines.runner import SyncReport
 
 # Asset metadata key of the lake commit an event covers: the sensor compares it with the commit log.
 COMMIT_SEQ = "lake_commit_seq"
+
+# Rows per committed change-log file (by URI), from its Parquet footer. Committed files never
+# change, so a long-running Dagster process reads each footer once; per table (by its URI) the
+# newest file's schema is kept too, so a table without new files reads no footer at all.
+_footer_rows: dict[str, int] = {}
+_newest_schema: dict[str, tuple[str, pa.Schema]] = {}
 
 
 def lake_table_name(schema: str, table: str) -> str:
@@ -47,23 +55,25 @@ def describe_position(text: str | None, table: str | None = None) -> str:
     return short_position(text, table) if text else "(none)"
 
 
-def shard_table(text: str | None, table: str) -> dg.MetadataValue | None:
+def md_table(headers: Sequence[str], rows: Iterable[Sequence[object]]) -> dg.MetadataValue:
+    """A Markdown table, one cell per value (shown as `str` shows it)."""
+    lines = [f"| {' | '.join(headers)} |", "|" + "---|" * len(headers)]
+    lines += [f"| {' | '.join(str(cell) for cell in row)} |" for row in rows]
+    return dg.MetadataValue.md("\n".join(lines))
+
+
+def shard_table(positions: StreamPositions, table: str) -> dg.MetadataValue:
     """The table's shards as a Markdown table: last sequence number committed and state."""
-    if not text:
-        return None
-    try:
-        positions = parse_offset(text)
-    except OffsetError:
-        return None
-    if not isinstance(positions, StreamPositions):
-        return None
-    rows = [
-        f"| {shard} | {p.sequence if p.sequence is not None else 'nothing yet'} | "
-        f"{'finished' if p.finished else 'open'} |"
-        for shard, p in sorted(positions.shards(table).items())
-    ]
-    return dg.MetadataValue.md(
-        "\n".join(["| shard | last sequence number | state |", "|---|---|---|", *rows])
+    return md_table(
+        ["shard", "last sequence number", "state"],
+        (
+            (
+                shard,
+                p.sequence if p.sequence is not None else "nothing yet",
+                "finished" if p.finished else "open",
+            )
+            for shard, p in sorted(positions.shards(table).items())
+        ),
     )
 
 
@@ -80,16 +90,11 @@ def changelog_metadata(
 
     `stream_table` names a DynamoDB table as its positions do (per shard), for the shard metadata.
     """
-    prefix = changelog_prefix(source, lake_table)
-    files = sorted(e.path for e in lake.storage.list_files(prefix))
-    # Row count and schema from the Parquet footers (no data read): every file, the newest schema.
-    rows = sum(
-        pq.read_metadata(lake.storage.full_path(f), filesystem=lake.storage.fs).num_rows for f in files
-    )
-    schema = lake.storage.read_parquet_schema(files[-1]) if files else None
+    uri = lake.storage.uri(changelog_prefix(source, lake_table))
+    rows, schema = _changelog_footers(lake, uri, lake.changelog_files(source, lake_table))
     meta: dict[str, Any] = {
         "dagster/row_count": rows,
-        "dagster/uri": lake.storage.uri(prefix),
+        "dagster/uri": uri,
         "rows_committed": report.rows_by_table.get(lake_table, 0),
         "commits": report.commits,
         "source_rows_committed": report.rows,
@@ -110,32 +115,62 @@ def changelog_metadata(
     if report.seconds:
         meta["run_seconds"] = round(report.seconds, 3)
     if stream_table is not None:
-        meta["open_shards"] = _open_shards(report.offset_after, stream_table)
-        if (shards := shard_table(report.offset_after, stream_table)) is not None:
-            meta["shard_positions"] = shards
+        positions = _stream_positions(report.offset_after)  # parsed once for both keys
+        shards = positions.shards(stream_table) if positions is not None else {}
+        meta["open_shards"] = sum(not p.finished for p in shards.values())
+        if positions is not None:
+            meta["shard_positions"] = shard_table(positions, stream_table)
     progress = report.snapshot_progress.tables.get(lake_table)
     if progress is not None:
         meta |= {f"snapshot_{name}": value for name, value in progress.items() if value is not None}
     return meta
 
 
-def _open_shards(text: str | None, table: str) -> int:
+def _changelog_footers(lake: Lake, table_uri: str, files: list[str]) -> tuple[int, pa.Schema | None]:
+    """Rows of all `files` and the newest one's schema, from Parquet footers (no data read): only
+    the footers of files not seen before are read."""
+    rows = 0
+    for path in files:
+        uri = lake.storage.uri(path)
+        if uri not in _footer_rows:
+            with pq.ParquetFile(lake.storage.full_path(path), filesystem=lake.storage.fs) as parquet:
+                _footer_rows[uri] = parquet.metadata.num_rows
+                _newest_schema[table_uri] = (path, parquet.schema_arrow)
+        rows += _footer_rows[uri]
+    if not files:
+        return 0, None
+    newest, schema = _newest_schema.get(table_uri, ("", None))
+    if newest != files[-1]:  # only if a new file sorted before an old one: read the newest again
+        schema = lake.storage.read_parquet_schema(files[-1])
+        _newest_schema[table_uri] = (files[-1], schema)
+    return rows, schema
+
+
+def _stream_positions(text: str | None) -> StreamPositions | None:
+    """`text` parsed, if it is a DynamoDB per-shard position (None for any other or none)."""
     if not text:
-        return 0
-    positions = parse_offset(text)
-    if not isinstance(positions, StreamPositions):
-        return 0
-    return sum(not p.finished for p in positions.shards(table).values())
+        return None
+    try:
+        positions = parse_offset(text)
+    except OffsetError:
+        return None
+    return positions if isinstance(positions, StreamPositions) else None
 
 
-def current_metadata(lake: Lake, source: str, lake_table: str, result: MergeResult | None) -> dict[str, Any]:
-    """One table's current state: rows and schema from its Iceberg metadata, and what the merge did."""
-    current = lake.current(source)
-    table = current.load(lake_table)
+def current_metadata(
+    current: CurrentState,
+    lake_table: str,
+    table: IcebergTable | None,
+    result: MergeResult | None,
+    *,
+    changed: bool,
+) -> dict[str, Any]:
+    """One table's current state (`table`, as loaded by the caller): rows and schema from its
+    Iceberg metadata, and what the merge did."""
     meta: dict[str, Any] = {
         "dagster/row_count": current.live_rows(table),
         "dagster/table_name": current.identifier(lake_table),
-        "changed": result is not None,
+        "changed": changed,
         COMMIT_SEQ: current.applied_seq(table),
     }
     if table is not None:

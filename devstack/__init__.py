@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -96,7 +97,11 @@ def up(names: Sequence[str] | None = None) -> list[ServiceResult]:
     cfg = load_settings()
     results: list[ServiceResult] = []
     with _stack_lock(cfg):
-        for svc in _services(names, cfg):
+        services = _services(names, cfg)
+        stopped = [svc.name for svc in services if not svc.is_running()]
+        if stopped:
+            _announce_start(stopped)
+        for svc in services:
             if svc.is_running():
                 results.append(ServiceResult("already running", svc.describe()))
                 continue
@@ -108,6 +113,17 @@ def up(names: Sequence[str] | None = None) -> list[ServiceResult]:
                 raise type(exc)(f"{svc.name}: {exc}") from exc
             results.append(ServiceResult("started", svc.describe()))
     return results
+
+
+def _announce_start(names: Sequence[str]) -> None:
+    # A first start installs or builds binaries and may take minutes; without a word up looks hung
+    # (stderr: stdout is the status table).
+    print(
+        f"stack: starting {', '.join(names)}; a first start installs them (Debian packages, "
+        "MySQL 9.7 from Debian sid, OpenSearch built with Maven): several minutes",
+        file=sys.stderr,
+        flush=True,
+    )
 
 
 def down(names: Sequence[str] | None = None) -> list[ServiceResult]:

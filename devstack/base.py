@@ -13,7 +13,6 @@ import shutil
 import signal
 import socket
 import subprocess
-import sys
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -37,6 +36,7 @@ __all__ = [
     "start_detached",
     "port_open",
     "wait_for_port",
+    "wait_for_port_free",
     "wait_for_exit",
     "terminate",
     "tail",
@@ -118,14 +118,16 @@ class PidFileService:
     """A service that is one process named by a pid file: which live process is ours, its clean
     stop, and its status row.
 
-    Subclasses set `name`, `process` (how errors name the process), `pid_file`, `stop_timeout`,
-    `data_dir` (shown in the status row) and `settings`, and say which command line is theirs
-    (`_owns`), where they listen (`_port`, `_endpoint`) and why a stopped one may not start
-    (`_stopped_note`, e.g. not installed yet).
+    Subclasses set `name`, `process` (how errors name the process), `scheme` (of the endpoint URL),
+    `pid_file`, `stop_timeout`, `data_dir` (shown in the status row) and `settings`, and say where
+    they listen (`_port`) and why a stopped one may not start (`_stopped_note`, e.g. not installed
+    yet). By default a live pid is ours when its command line names `process` (`_owns`), and the
+    endpoint is ``scheme://host:port`` (`_endpoint`).
     """
 
     name: str
     process: str
+    scheme: str
     pid_file: Path
     data_dir: Path
     stop_timeout: float
@@ -133,13 +135,13 @@ class PidFileService:
 
     def _owns(self, cmdline: str) -> bool:
         """True when `cmdline` (a live pid's) is this service's process, not a recycled pid."""
-        raise NotImplementedError
+        return self.process in cmdline
 
     def _port(self) -> int:
         raise NotImplementedError
 
     def _endpoint(self) -> str:
-        raise NotImplementedError
+        return f"{self.scheme}://{self.settings.host}:{self._port()}"
 
     def _stopped_note(self) -> str:
         return ""
@@ -249,12 +251,11 @@ def ensure_apt_packages(packages: Sequence[str], missing: Sequence[str]) -> None
         )
     if shutil.which("apt-get") is None:
         raise InstallError(f"missing {', '.join(missing)} and apt-get is not available")
+    # Imported here: devstack.package_lock builds on this module's InstallError.
+    from devstack.package_lock import _say
+
     env = service_env({"DEBIAN_FRONTEND": "noninteractive"})
-    print(
-        f"devstack apt: installing {' '.join(packages)} with apt-get (a minute or two)",
-        file=sys.stderr,
-        flush=True,
-    )
+    _say(f"installing {' '.join(packages)} with apt-get (a minute or two)")
     backup: bytes | None = POLICY_RC_D.read_bytes() if POLICY_RC_D.exists() else None
     POLICY_RC_D.write_text("#!/bin/sh\n# devstack: do not start packaged services during install\nexit 101\n")
     POLICY_RC_D.chmod(0o755)
@@ -337,6 +338,20 @@ def wait_for_port(host: str, port: int, *, timeout: float, pid: int | None = Non
             raise ServiceStartError(f"{what or 'process'} (pid {pid}) exited before opening {host}:{port}")
         time.sleep(0.2)
     raise ServiceStartError(f"{what or 'service'} did not open {host}:{port} within {timeout:.0f}s")
+
+
+def wait_for_port_free(host: str, port: int, *, timeout: float) -> bool:
+    """True once host:port is free; False when it stays taken for ``timeout`` seconds.
+
+    Right after a kill -9 the process's main thread is a zombie (so the pid counts as dead) while
+    its other threads still hold the listening socket for a moment.
+    """
+    deadline = time.monotonic() + timeout
+    while port_open(host, port):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.2)
+    return True
 
 
 def wait_for_exit(pid: int, timeout: float) -> bool:

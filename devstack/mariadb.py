@@ -41,6 +41,7 @@ class MariaDBService(PidFileService):
 
     name = "mariadb"
     process = "mariadbd"
+    scheme = "mysql"
     stop_timeout = STOP_TIMEOUT_S
 
     def __init__(self, settings: StackSettings) -> None:
@@ -98,14 +99,8 @@ class MariaDBService(PidFileService):
 
     # ------------------------------------------------------------------ internals
 
-    def _owns(self, cmdline: str) -> bool:
-        return "mariadbd" in cmdline
-
     def _port(self) -> int:
         return self.settings.mariadb_port
-
-    def _endpoint(self) -> str:
-        return f"mysql://{self.settings.host}:{self.settings.mariadb_port}"
 
     def _chown(self, *, recursive: bool) -> None:
         # mariadbd drops to user mysql, which must own its datadir, socket and pid/log locations.

@@ -37,6 +37,7 @@ class MotoService(PidFileService):
 
     name = "moto"
     process = "moto server"
+    scheme = "http"
     stop_timeout = STOP_TIMEOUT_S
 
     def __init__(self, settings: StackSettings) -> None:
@@ -95,9 +96,6 @@ class MotoService(PidFileService):
 
     def _port(self) -> int:
         return self.settings.moto_port
-
-    def _endpoint(self) -> str:
-        return self.settings.moto_endpoint
 
     def _wait_http(self, pid: int) -> None:
         url = f"{self.settings.moto_endpoint}/moto-api/"

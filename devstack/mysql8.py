@@ -29,12 +29,12 @@ from devstack.base import (
     InstallError,
     PidFileService,
     ServiceStartError,
-    port_open,
     run_command,
     start_detached,
     tail,
     terminate,
     wait_for_port,
+    wait_for_port_free,
 )
 from devstack.private_apt import AptSource, PrivateApt, system_mirror
 from devstack.settings import StackSettings
@@ -80,6 +80,7 @@ class MySQL8Service(PidFileService):
 
     name = "mysql8"
     process = "mysqld"
+    scheme = "mysql"
     stop_timeout = STOP_TIMEOUT_S
 
     def __init__(self, settings: StackSettings) -> None:
@@ -199,7 +200,7 @@ class MySQL8Service(PidFileService):
             return
         self.pid_file.unlink(missing_ok=True)  # stale: the process is gone
         host, port = self.settings.host, self.settings.mysql8_port
-        if not _wait_port_free(host, port):
+        if not wait_for_port_free(host, port, timeout=PORT_RELEASE_TIMEOUT_S):
             raise ServiceStartError(f"mysql8: port {host}:{port} is already used by another process")
         self._make_private_dirs()
         self._write_config()
@@ -420,25 +421,8 @@ GRANT {CDC_GRANTS} ON *.* TO '{cdc}'@'%';
     def _port(self) -> int:
         return self.settings.mysql8_port
 
-    def _endpoint(self) -> str:
-        return f"mysql://{self.settings.host}:{self.settings.mysql8_port}"
-
     def _stopped_note(self) -> str:
         return "" if self.is_installed() else f"not installed; up fetches it from Debian {SUITE} (~60 MB)"
-
-
-def _wait_port_free(host: str, port: int) -> bool:
-    """True once ``port`` is free; False when it stays taken for PORT_RELEASE_TIMEOUT_S.
-
-    Right after a kill -9 the main thread is a zombie (so the pid counts as dead) while mysqld's
-    other threads still hold the listening socket for a moment.
-    """
-    deadline = time.monotonic() + PORT_RELEASE_TIMEOUT_S
-    while port_open(host, port):
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.2)
-    return True
 
 
 def _tree_size(root: Path) -> int:

@@ -29,11 +29,11 @@ from devstack.base import (
     ServiceStartError,
     ensure_apt_packages,
     pid_alive,
-    port_open,
     service_env,
     start_detached,
     tail,
     terminate,
+    wait_for_port_free,
 )
 from devstack.settings import StackSettings
 
@@ -114,6 +114,7 @@ class OpenSearchService(PidFileService):
 
     name = "opensearch"
     process = "opensearch"
+    scheme = "http"
     stop_timeout = STOP_TIMEOUT_S
 
     def __init__(self, settings: StackSettings) -> None:
@@ -154,7 +155,7 @@ class OpenSearchService(PidFileService):
             return
         self.pid_file.unlink(missing_ok=True)  # stale after a kill -9; the data-dir lock died with it
         host, port = self.settings.host, self.settings.opensearch_port
-        if not self._wait_port_free(host, port):
+        if not wait_for_port_free(host, port, timeout=PORT_RELEASE_TIMEOUT_S):
             raise ServiceStartError(f"port {host}:{port} is already used by another process")
         pid = start_detached(self.command(), log_path=self.log, cwd=self.base)
         self.pid_file.write_text(f"{pid}\n")
@@ -262,22 +263,8 @@ class OpenSearchService(PidFileService):
     def _port(self) -> int:
         return self.settings.opensearch_port
 
-    def _endpoint(self) -> str:
-        return self.settings.opensearch_endpoint
-
     def _stopped_note(self) -> str:
         return "" if self.is_built() else "no build of the current sources; up builds it"
-
-    @staticmethod
-    def _wait_port_free(host: str, port: int) -> bool:
-        # Right after a kill -9 the JVM's main thread is already a zombie (so the pid counts as
-        # dead) while its other threads still hold the listening socket for a moment.
-        deadline = time.monotonic() + PORT_RELEASE_TIMEOUT_S
-        while port_open(host, port):
-            if time.monotonic() > deadline:
-                return False
-            time.sleep(0.2)
-        return True
 
     def _wait_healthy(self, pid: int) -> None:
         """Wait for yellow; a node that answers but stays red only because of some indices is up.

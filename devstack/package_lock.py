@@ -37,6 +37,7 @@ _FLOCK = "hhqqi4x"
 
 
 def _say(message: str) -> None:
+    """Tell the user what apt is doing (stderr: stdout is the status table)."""
     print(f"devstack apt: {message}", file=sys.stderr, flush=True)
 
 
@@ -72,7 +73,6 @@ def wait_for_locks(
     timeout: float,
     *,
     say: Callable[[str], None] = _say,
-    what: str = "the package lock",
 ) -> float:
     """Wait until no process holds any of `locks`, at most `timeout` seconds; the seconds left.
 
@@ -90,11 +90,11 @@ def wait_for_locks(
         holder = f"PID {pid} ({_process_name(pid)})" if pid > 0 else "another process"
         if left <= 0:
             raise InstallError(
-                f"{what} {path} is still held by {holder} after {timeout:.0f} s; "
+                f"the package lock {path} is still held by {holder} after {timeout:.0f} s; "
                 "let that finish (or stop it) and run `lakehouse stack up` again"
             )
         if (path, pid) not in announced:
-            say(f"waiting up to {left:.0f} s for {what} {path} held by {holder}")
+            say(f"waiting up to {left:.0f} s for the package lock {path} held by {holder}")
             announced.add((path, pid))
         time.sleep(min(POLL_S, left))
 

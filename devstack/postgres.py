@@ -39,6 +39,7 @@ class PostgresService(PidFileService):
 
     name = "postgres"
     process = "postgres"
+    scheme = "postgresql"
     stop_timeout = STOP_TIMEOUT_S
 
     def __init__(self, settings: StackSettings) -> None:
@@ -142,14 +143,8 @@ class PostgresService(PidFileService):
 
     # ------------------------------------------------------------------ internals
 
-    def _owns(self, cmdline: str) -> bool:
-        return "postgres" in cmdline
-
     def _port(self) -> int:
         return self.settings.postgres_port
-
-    def _endpoint(self) -> str:
-        return f"postgresql://{self.settings.host}:{self.settings.postgres_port}"
 
     def _clear_stale_pid(self) -> None:
         # After a kill -9 the lock file stays; if its pid was recycled by another process,

@@ -11,22 +11,17 @@ import os
 import pwd
 import re
 import shlex
-import sys
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from devstack.base import InstallError, run_command, service_env
-from devstack.package_lock import run_apt
+from devstack.package_lock import _say, run_apt
 
 __all__ = ["AptSource", "PrivateApt", "parse_apt_sources", "pick_debian_mirror", "system_mirror"]
 
 APT_TIMEOUT_S = 1800.0
 APT_LOCK_TIMEOUT_S = 300.0
-
-
-def _progress(message: str) -> None:
-    print(f"devstack apt: {message}", file=sys.stderr, flush=True)
 
 
 # --------------------------------------------------------------------------- the Debian mirror
@@ -184,7 +179,6 @@ class PrivateApt:
             env=service_env({"DEBIAN_FRONTEND": "noninteractive"}),
             cwd=cwd,
             timeout=APT_TIMEOUT_S,
-            say=_progress,
         )
         output = proc.stdout + proc.stderr
         with self.log.open("a") as fh:
@@ -199,7 +193,7 @@ class PrivateApt:
         if "is expired" in output:
             # A mirror serving a frozen snapshot has a stale Release file. Its signature is still
             # verified; only the freshness date is not.
-            _progress(
+            _say(
                 f"the mirror's {self.suite} Release file is past its Valid-Until date; retrying without that check"
             )
             self.options.append("Acquire::Check-Valid-Until=false")

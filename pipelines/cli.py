@@ -28,21 +28,8 @@ def _setup_logging(verbose: bool) -> None:
 
 
 def _cmd_stack(args: argparse.Namespace) -> int:
-    import devstack
     from devstack.__main__ import main as devstack_main
 
-    if args.action == "up":
-        try:
-            stopped = [st.name for st in devstack.status(args.services or None) if not st.running]
-        except devstack.DevstackError:
-            stopped = []  # an unknown service name: devstack's own command says which
-        if stopped:
-            print(
-                f"stack: starting {', '.join(stopped)}; a first start installs them (Debian packages, "
-                "MySQL 9.7 from Debian sid, OpenSearch built with Maven): several minutes",
-                file=sys.stderr,
-                flush=True,
-            )
     return devstack_main([args.action, *args.services])
 
 

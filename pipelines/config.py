@@ -97,9 +97,14 @@ def parse_config(data: dict[str, Any], origin: str = "<config>") -> LakehouseCon
         raise ConfigError(f"invalid configuration in {origin}:\n" + "\n".join(lines)) from None
 
 
+def config_file(path: str | os.PathLike[str] | None = None) -> Path:
+    """The config file to read: `path`, else $LAKEHOUSE_CONFIG, else ./lakehouse.toml."""
+    return Path(path or os.environ.get(CONFIG_ENV) or DEFAULT_CONFIG_FILE)
+
+
 def load_config(path: str | os.PathLike[str] | None = None) -> LakehouseConfig:
-    """Load the config file: `path`, else $LAKEHOUSE_CONFIG, else ./lakehouse.toml."""
-    chosen = Path(path or os.environ.get(CONFIG_ENV) or DEFAULT_CONFIG_FILE)
+    """Load the config file (`config_file`)."""
+    chosen = config_file(path)
     try:
         raw = tomllib.loads(chosen.read_text())
     except FileNotFoundError:

@@ -22,7 +22,7 @@ import pymysql
 
 from connectors.mysql.config import MySQLSourceConfig
 from connectors.postgres.config import PostgresSourceConfig
-from pipelines.config import CONFIG_ENV, DEFAULT_CONFIG_FILE, LakehouseConfig, load_config
+from pipelines.config import CONFIG_ENV, DEFAULT_CONFIG_FILE, LakehouseConfig, config_file, load_config
 from pipelines.world.stats import WorkloadStats
 
 log = logging.getLogger(__name__)
@@ -297,7 +297,7 @@ def next_steps(
             return name
         return shlex.quote(str(path.relative_to(cwd)) if path.is_relative_to(cwd) else str(path))
 
-    chosen = Path(config_path or os.environ.get(CONFIG_ENV) or DEFAULT_CONFIG_FILE).resolve()
+    chosen = config_file(config_path).resolve()
     custom = chosen != (cwd / DEFAULT_CONFIG_FILE).resolve()
     lakehouse = tool("lakehouse") + (f" --config {shlex.quote(str(chosen))}" if custom else "")
     stack_env = {

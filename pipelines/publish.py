@@ -156,7 +156,7 @@ def open_warehouse(config: LakehouseConfig, path: str | None = None, *, secrets:
     con = connect(path or warehouse_path(config), federation=bool(redshift.federated))
     try:
         register_lake(con, Lake(config.lake), [s.name for s in config.sources])
-        if redshift.federated or redshift.spectrum or redshift.views:
+        if redshift.declares_anything:
             apply_declarations(con, redshift, secrets or secrets_client(config))
     except BaseException:
         con.close()
@@ -198,7 +198,7 @@ def publish(
         report.sections.append(("Athena views (Glue)", str(publish_athena_views(config, dry_run=dry_run))))
     if redshift.target is not None and "redshift" in wanted:
         report.sections.append(("Redshift", str(publish_redshift(config, dry_run=dry_run))))
-    elif "redshift" in wanted and (dry_run or parts) and _declares_redshift(config):
+    elif "redshift" in wanted and (dry_run or parts) and redshift.declares_anything:
         report.sections.append(_redshift_without_target(config, dry_run=dry_run))
     if "warehouse" in wanted:
         path = warehouse_path(config)
@@ -210,11 +210,6 @@ def publish(
             body = _describe_warehouse(config, path, done=True)
         report.sections.append(("Local warehouse (DuckDB)", body))
     return report
-
-
-def _declares_redshift(config: LakehouseConfig) -> bool:
-    redshift = config.redshift
-    return bool(redshift.federated or redshift.spectrum or redshift.views)
 
 
 def _redshift_without_target(config: LakehouseConfig, *, dry_run: bool) -> tuple[str, str]:

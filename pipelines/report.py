@@ -29,12 +29,12 @@ REPLAY_KIND = "ddb-replay"  # connectors.dynamodb.replay_source.KIND
 
 def format_table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
     """Rows as an aligned plain-text table under a header line; values as `format_value` shows them."""
-    return _table(headers, rows)
+    return _table(headers, [["" if c is None else format_value(c, max_chars=None) for c in r] for r in rows])
 
 
-def _table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
-    cells = [[str(h) for h in headers]]
-    cells += [["" if c is None else format_value(c, max_chars=None) for c in r] for r in rows]
+def _table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    """Cells already formatted, aligned under a header line."""
+    cells = [[str(h) for h in headers], *[list(r) for r in rows]]
     widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
     lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in cells]
     lines.insert(1, "  ".join("-" * w for w in widths))
@@ -170,7 +170,9 @@ def print_reports(reports: Sequence[SyncReport]) -> None:
         for r in reports
     ]
     print(
-        _table(["source", "commits", "rows", "quarantined", "snapshot", "position", "lag s", "took s"], rows)
+        format_table(
+            ["source", "commits", "rows", "quarantined", "snapshot", "position", "lag s", "took s"], rows
+        )
     )
 
 
@@ -256,7 +258,7 @@ def print_lake(
                 if head:
                     samples.append((name, head))
         headers = ["table", "changes", "I", "U", "D", "current rows", "merged to"]
-        print(_table([*headers, "source rows"] if source_rows is not None else headers, rows))
+        print(format_table([*headers, "source rows"] if source_rows is not None else headers, rows))
         if counted is not None and counted.error:
             print(f"  source rows not counted: {counted.error}")
         for name, progress in sorted(latest.snapshots.items()):

@@ -52,9 +52,12 @@ class SyncReport:
     seconds: float = 0.0
     # Chunked snapshots: per table, chunks and rows committed, rows/s, ETA (see ProgressMeter).
     snapshot_progress: ProgressMeter = field(default_factory=ProgressMeter)
+    # The seq of the last commit this run made (None: it committed nothing).
+    last_seq: int | None = None
 
     def add(self, record: CommitRecord) -> None:
         self.commits += 1
+        self.last_seq = record.seq
         self.rows += record.rows
         self.quarantined_rows += record.quarantined_rows
         self.offset_after = record.end

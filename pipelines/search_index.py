@@ -107,11 +107,7 @@ class PeopleIndexer:
         started = time.monotonic()
         manager = IndexManager(self.client, self.alias, load_template("people"), self.synonyms_path)  # type: ignore[arg-type]
         if recreate:
-            for name in manager.current():
-                log.info(
-                    "deleting index %s behind alias %s, to build it again from this lake", name, self.alias
-                )
-                self.client.indices.delete(index=name)  # type: ignore[attr-defined]
+            manager.drop_current()
             full = True
         report = IndexReport(self.alias, index=manager.ensure())
         version, seqs = self.documents.state_version()

@@ -16,7 +16,7 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator, Mapping
 from dataclasses import dataclass, field
 
 from connectors.faults import crash_point
@@ -91,6 +91,37 @@ def table_chunks(
     return source.snapshot_chunks(table, progress.after, parse_offset(progress.low))
 
 
+def staged_chunks(
+    writer: LakeWriter,
+    source: ChunkedSnapshotSource,
+    progress: Mapping[str, SnapshotProgress],
+    go_on: Callable[[str], bool] = lambda _name: True,
+) -> Generator[StagedChunk, None, None]:
+    """Every chunk still missing from the tables in `progress`, read and staged in key order.
+
+    Each chunk is staged after the one before it, assuming that one is committed (its progress is
+    what `LakeWriter.commit_chunk` will record). `go_on(table)` is asked before a table is opened
+    and before each of its chunks is staged: False reads that table no further.
+    """
+    for name, table_progress in sorted(progress.items()):
+        if not go_on(name):
+            continue
+        chunks = table_chunks(source, name, table_progress)
+        try:
+            for chunk in chunks:
+                if not go_on(name):
+                    break
+                staged = writer.stage_chunk(chunk, table_progress)
+                yield staged
+                if chunk.last:
+                    break
+                table_progress = table_progress.after_chunk(staged.rows, staged.after, staged.estimate)
+        finally:
+            close = getattr(chunks, "close", None)
+            if close is not None:
+                close()
+
+
 def commit_chunks(
     writer: LakeWriter,
     source: ChunkedSnapshotSource,
@@ -99,25 +130,15 @@ def commit_chunks(
     stop: threading.Event | None = None,
 ) -> None:
     """Read and commit, in line, every chunk still missing from the tables being snapshotted."""
-    for name, progress in sorted(writer.snapshots_in_progress().items()):
-        chunks = table_chunks(source, name, progress)
-        try:
-            for chunk in chunks:
-                staged = writer.stage_chunk(chunk, progress)
-                record = writer.commit_chunk(staged)
-                crash_point("published")
-                after = record.snapshots.get(name)
-                meter.committed(name, staged.rows, after, progress)
-                on_commit(record)
-                if after is None or (stop is not None and stop.is_set()):
-                    break
-                progress = after
-        finally:
-            close = getattr(chunks, "close", None)
-            if close is not None:
-                close()
-        if stop is not None and stop.is_set():
-            return
+    with contextlib.closing(staged_chunks(writer, source, writer.snapshots_in_progress())) as chunks:
+        for staged in chunks:
+            record = writer.commit_chunk(staged)
+            crash_point("published")
+            name = staged.table.lake_name
+            meter.committed(name, staged.rows, record.snapshots.get(name), staged.progress)
+            on_commit(record)
+            if stop is not None and stop.is_set():
+                return
 
 
 class ChunkWorker:
@@ -212,6 +233,9 @@ class ChunkWorker:
             self.writer.discard_chunk(item)
         return False
 
+    def _reads_on(self, name: str) -> bool:
+        return not self._cancel.is_set() and name not in self._ended
+
     def _run(self) -> None:
         try:
             source = self.open_twin()
@@ -220,24 +244,13 @@ class ChunkWorker:
             self._put(None)
             return
         try:
-            for name, progress in sorted(self.progress.items()):
-                chunks = table_chunks(source, name, progress)  # type: ignore[arg-type]
-                try:
-                    for chunk in chunks:
-                        if self._cancel.is_set():
-                            return
-                        if name in self._ended:
-                            break
-                        staged = self.writer.stage_chunk(chunk, progress)
-                        if not self._put(staged):
-                            return
-                        if chunk.last:
-                            break
-                        progress = progress.after_chunk(staged.rows, staged.after, staged.estimate)
-                finally:
-                    close = getattr(chunks, "close", None)
-                    if close is not None:
-                        close()
+            staging = staged_chunks(self.writer, source, self.progress, self._reads_on)  # type: ignore[arg-type]
+            with contextlib.closing(staging) as chunks:
+                for staged in chunks:
+                    if not self._put(staged):
+                        return
+            if self._cancel.is_set():
+                return
         except BaseException as exc:  # raised in the stream thread by commit_ready
             self.error = exc
         finally:

@@ -238,6 +238,11 @@ class RedshiftConfig(FrozenModel):
     spectrum: tuple[SpectrumSchema, ...] = Field((), description="Glue Data Catalog schemas.")
     views: tuple[UnionView, ...] = Field((), description="Cross-source views.")
 
+    @property
+    def declares_anything(self) -> bool:
+        """Some schema or view is declared (else there is nothing to publish or check)."""
+        return bool(self.federated or self.spectrum or self.views)
+
     @model_validator(mode="after")
     def _names_unique(self) -> RedshiftConfig:
         try:

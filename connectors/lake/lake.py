@@ -65,12 +65,16 @@ class Lake:
                 )
         return schemas
 
+    def changelog_files(self, source: str, lake_table: str) -> list[str]:
+        """A table's committed change-log files, sorted by path (commit day, then seq; relative to the lake root)."""
+        return sorted(e.path for e in self.storage.list_files(changelog_prefix(source, lake_table)))
+
     def read_changelog(self, source: str, lake_table: str, columns: list[str] | None = None) -> pa.Table:
         """Every committed change of a table, in commit order (column sets unified by name).
 
         With `columns`, only those columns are read (they must exist in every file).
         """
-        files = sorted(e.path for e in self.storage.list_files(changelog_prefix(source, lake_table)))
+        files = self.changelog_files(source, lake_table)
         if not files:
             return pa.table({})
         tables = [self.storage.read_parquet(f, columns) for f in files]

@@ -124,6 +124,17 @@ class ChunkPlan:
     def width(self) -> int:
         return len(self.converters)
 
+    @property
+    def table_sql(self) -> str:
+        """The quoted ``db.table``."""
+        table = self.definition.table
+        return f"{quote_identifier(table.schema)}.{quote_identifier(table.name)}"
+
+    @property
+    def key_sql(self) -> str:
+        """The quoted key columns, comma-separated (the ORDER BY of every chunk)."""
+        return ", ".join(quote_identifier(k) for k in self.definition.schema.key)
+
 
 def plan_chunk_reads(definition: TableDefinition, zone: str) -> ChunkPlan:
     """The plan for `definition`, DATETIME read in `zone`; `ArrowReadUnsupported` for other tables."""
@@ -309,7 +320,6 @@ def sql_literal(value: Any) -> str:
 def read_chunk(
     url: str,
     plan: ChunkPlan,
-    table_sql: str,
     where: str,
     params: Sequence[Any],
     limit: int,
@@ -318,17 +328,16 @@ def read_chunk(
     snapshot_ts: dt.datetime,
     reference_conn: pymysql.connections.Connection,
 ) -> ArrowChunk:
-    """Read one chunk ``SELECT ... FROM table_sql [where] ORDER BY key LIMIT limit`` into Arrow.
+    """Read one chunk ``SELECT ... FROM table [where] ORDER BY key LIMIT limit`` into Arrow.
 
     `where` and `params` are as `_TableReader._read_range` builds them (``%s`` placeholders,
-    `key_condition` / `key_parameters`); `table_sql` is the quoted ``db.table``. The result equals
+    `key_where` builds both). The result equals
     `_TableReader.convert` of the PyMySQL rows; a chunk with a value the vectorised conversion
     refuses is read again with PyMySQL on `reference_conn` (a connection like `_TableReader`'s).
     """
-    keys = ", ".join(quote_identifier(k) for k in plan.definition.schema.key)
-    order = f" ORDER BY {keys} LIMIT {int(limit)}"
+    order = f" ORDER BY {plan.key_sql} LIMIT {int(limit)}"
     condition = where % tuple(sql_literal(v) for v in params) if params else where
-    query = f"SELECT {', '.join(plan.expressions)} FROM {table_sql}{condition}{order}"
+    query = f"SELECT {', '.join(plan.expressions)} FROM {plan.table_sql}{condition}{order}"
     try:
         data = connectorx.read_sql(url, query, return_type="arrow", pre_execution_query=_SESSION)
     except BaseException as exc:  # a Rust panic is a BaseException (pyo3_runtime.PanicException)
@@ -348,14 +357,7 @@ def read_chunk(
         except (FastConversionRefused, pa.ArrowInvalid, pa.ArrowTypeError, OverflowError, ValueError) as exc:
             logger.info("chunk of %s: %s; reading it with PyMySQL", plan.definition.table, exc)
     return read_chunk_reference(
-        reference_conn,
-        plan,
-        table_sql,
-        where,
-        params,
-        limit,
-        position_text=position_text,
-        snapshot_ts=snapshot_ts,
+        reference_conn, plan, where, params, limit, position_text=position_text, snapshot_ts=snapshot_ts
     )
 
 
@@ -379,7 +381,6 @@ def _fast_chunk(
 def read_chunk_reference(
     conn: pymysql.connections.Connection,
     plan: ChunkPlan,
-    table_sql: str,
     where: str,
     params: Sequence[Any],
     limit: int,
@@ -389,8 +390,7 @@ def read_chunk_reference(
 ) -> ArrowChunk:
     """The chunk as the PyMySQL path reads and converts it (`_TableReader._read_range` + `convert`)."""
     definition = plan.definition
-    keys = ", ".join(quote_identifier(k) for k in definition.schema.key)
-    sql = f"SELECT {plan.reference_select} FROM {table_sql}{where} ORDER BY {keys} LIMIT {int(limit)}"
+    sql = f"SELECT {plan.reference_select} FROM {plan.table_sql}{where} ORDER BY {plan.key_sql} LIMIT {int(limit)}"
     with conn.cursor(pymysql.cursors.SSCursor) as cur:
         cur.execute(sql, list(params))
         rows = list(cur.fetchall())
@@ -430,43 +430,39 @@ def read_table_chunks(
     (`planned_chunks`); each thread's fallback reads use its own `open_reference()` connection,
     and `reference_conn` plans the chunk ends.
     """
-    from connectors.mysql.snapshot import key_condition, key_parameters  # the PyMySQL path's own SQL
+    from connectors.mysql.snapshot import key_where  # the PyMySQL path's own SQL
 
     table = plan.definition.table
-    table_sql = f"{quote_identifier(table.schema)}.{quote_identifier(table.name)}"
     keys = plan.definition.schema.key
-    quoted_keys = ", ".join(quote_identifier(k) for k in keys)
 
     def read(last: KeyValues | None) -> ArrowChunk:
-        where = f" WHERE {key_condition(keys, '>')}" if last is not None else ""
+        where, params = key_where(keys, (">", last))
         return read_chunk(
-            url, plan, table_sql, where, key_parameters(last) if last is not None else [], chunk_rows,
-            position_text=position_text, snapshot_ts=snapshot_ts, reference_conn=reference_conn,
+            url, plan, where, params, chunk_rows, position_text=position_text, snapshot_ts=snapshot_ts,
+            reference_conn=reference_conn,
         )  # fmt: skip
 
     if readers <= 1 or open_reference is None:
         return chunks_after(read, after)
 
     def bound(last: KeyValues | None) -> KeyValues | None:
-        where = f" WHERE {key_condition(keys, '>')}" if last is not None else ""
+        where, params = key_where(keys, (">", last))
         sql = (
-            f"SELECT {quoted_keys} FROM {table_sql}{where} ORDER BY {quoted_keys}"
+            f"SELECT {plan.key_sql} FROM {plan.table_sql}{where} ORDER BY {plan.key_sql}"
             f" LIMIT 1 OFFSET {int(chunk_rows) - 1}"
         )
         with reference_conn.cursor() as cur:
-            cur.execute(sql, key_parameters(last) if last is not None else [])
+            cur.execute(sql, params)
             rows = cur.fetchall()
         return tuple(rows[0]) if rows else None
 
     references = PerThread(open_reference, lambda conn: conn.close())
 
     def read_between(last: KeyValues | None, end: KeyValues) -> ArrowChunk:
-        conditions = [key_condition(keys, ">")] if last is not None else []
-        conditions.append(key_condition(keys, "<="))
-        params = [*(key_parameters(last) if last is not None else []), *key_parameters(end)]
+        where, params = key_where(keys, (">", last), ("<=", end))
         return read_chunk(
-            url, plan, table_sql, " WHERE " + " AND ".join(conditions), params, NO_LIMIT,
-            position_text=position_text, snapshot_ts=snapshot_ts, reference_conn=references.get(),
+            url, plan, where, params, NO_LIMIT, position_text=position_text, snapshot_ts=snapshot_ts,
+            reference_conn=references.get(),
         )  # fmt: skip
 
     def planned() -> Iterator[ArrowChunk]:

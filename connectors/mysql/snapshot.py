@@ -48,7 +48,7 @@ from connectors.mysql.offset import BinlogPosition
 from connectors.mysql.position import current_gtid_position
 from connectors.mysql.schema import TableDefinition, read_table_definition
 from connectors.mysql.types import quote_identifier, snapshot_select_expression
-from connectors.snapshot_chunks import SnapshotChunk, SnapshotStart, recorded, resume_key
+from connectors.snapshot_chunks import SnapshotChunk, SnapshotStart, recorded, resume_key, staged_batches
 from connectors.source import SourceError
 
 logger = logging.getLogger(__name__)
@@ -92,18 +92,7 @@ def read_snapshot(
             estimate = _estimated_rows(control, definition.table)
             ranges = _split_key_space(control, definition, estimate, config.snapshot_readers)
             reader = _TableReader(config, definition, low.serialize(), snapshot_ts)
-            rows_read = 0
-            for chunk in reader.read(ranges, estimate):
-                if not chunk.rows:  # the empty read that ends a range
-                    continue
-                rows_read += chunk.rows
-                yield Batch(
-                    start=stream_offset,
-                    end=None,
-                    changes=(chunk.changes,),
-                    complete=False,
-                    quarantined=chunk.quarantined,
-                )
+            rows_read = yield from staged_batches(reader.read(ranges, estimate), stream_offset)
             if rows_read == 0:
                 # Still tell the sink the table's schema: it replaces the table with no rows.
                 empty.append(reader.convert([])[0])
@@ -262,6 +251,18 @@ def key_condition(keys: Sequence[str], op: str) -> str:
     return f"({quoted[0]} {base}= %s AND ({' OR '.join(terms)}))"
 
 
+def key_where(keys: Sequence[str], *bounds: tuple[str, KeyValues | None]) -> tuple[str, list[Any]]:
+    """A ``WHERE`` clause (empty when every bound is None) and its parameters, bounding the key by
+    each ``(op, values)`` with values (e.g. ``(">", last), ("<=", end)``)."""
+    conditions: list[str] = []
+    params: list[Any] = []
+    for op, values in bounds:
+        if values is not None:
+            conditions.append(key_condition(keys, op))
+            params.extend(key_parameters(values))
+    return (f" WHERE {' AND '.join(conditions)}" if conditions else ""), params
+
+
 def key_parameters(values: KeyValues) -> list[Any]:
     """The parameters of `key_condition` for one key value."""
     params: list[Any] = [values[0]]
@@ -418,17 +419,8 @@ class _TableReader:
         keys = self.definition.schema.key
         last = after
         while True:
-            conditions, params = [], []
-            if last is not None:
-                conditions.append(key_condition(keys, ">"))
-                params.extend(key_parameters(last))
-            elif key_range.low is not None:
-                conditions.append(key_condition(keys, ">="))
-                params.extend(key_parameters(key_range.low))
-            if key_range.high is not None:
-                conditions.append(key_condition(keys, "<"))
-                params.extend(key_parameters(key_range.high))
-            where = f" WHERE {' AND '.join(conditions)}" if conditions else ""
+            lower = (">", last) if last is not None else (">=", key_range.low)
+            where, params = key_where(keys, lower, ("<", key_range.high))
             with conn.cursor() as cur:
                 cur.execute(self.select + where + self.order, params)
                 rows = list(cur.fetchall())

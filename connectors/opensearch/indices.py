@@ -17,7 +17,6 @@ from importlib import resources
 from typing import Any
 
 from opensearchpy import OpenSearch
-from opensearchpy.exceptions import NotFoundError
 
 log = logging.getLogger(__name__)
 
@@ -80,14 +79,10 @@ class IndexManager:
 
     def current(self) -> list[str]:
         """The indices the alias points at now ([] when it does not exist)."""
-        # A missing alias is the normal first-run case. Ask with HEAD first: opensearch-py logs every
-        # failed request as a WARNING except a 404 answer to HEAD (Connection.log_request_fail).
-        if not self.client.indices.exists_alias(name=self.alias):
-            return []
-        try:
-            return sorted(self.client.indices.get_alias(name=self.alias))
-        except NotFoundError:  # removed between the two requests
-            return []
+        # A missing alias is the normal first-run case: ignore=404 answers it with an error body
+        # instead of an exception, and opensearch-py does not log it as a failed request.
+        response = self.client.indices.get_alias(name=self.alias, ignore=404)
+        return [] if response.get("status") == 404 else sorted(response)
 
     def ensure(self) -> str:
         """Make the alias point at the current template's index (creating, filling, swapping)."""
@@ -126,6 +121,15 @@ class IndexManager:
                 f"reindex {source} -> {dest} failed for {len(failures)} documents: {failures[:3]}"
             )
         log.info("reindexed %s -> %s: %s documents", source, dest, result.get("total"))
+
+    def drop_current(self) -> list[str]:
+        """Delete the indices the alias points at (the alias goes with them): `ensure` then builds
+        the current template's index afresh."""
+        dropped = self.current()
+        for name in dropped:
+            log.info("deleting index %s behind alias %s", name, self.alias)
+            self.client.indices.delete(index=name)
+        return dropped
 
     def drop_old(self) -> list[str]:
         """Delete this alias's indices of older template versions that the alias no longer uses."""

@@ -40,7 +40,7 @@ from connectors.postgres.config import PostgresSourceConfig
 from connectors.postgres.connection import close_quietly, connect
 from connectors.postgres.offset import Lsn
 from connectors.postgres.slot import create_slot_with_snapshot, drop_slot, ensure_publication, slot_state
-from connectors.snapshot_chunks import SnapshotChunk, SnapshotStart, recorded, resume_key
+from connectors.snapshot_chunks import SnapshotChunk, SnapshotStart, recorded, resume_key, staged_batches
 from connectors.source import SourceError
 
 log = logging.getLogger(__name__)
@@ -252,20 +252,10 @@ def _exported_snapshot(
         for table in tables:
             layout = catalog.describe(table)
             estimate = catalog.estimated_rows(table)
-            rows = 0
-            for chunk in _read_chunks(
+            chunks = _read_chunks(
                 config, reader, catalog, layout, consistent_point.serialize(), snapshot_micros, estimate
-            ):
-                if not chunk.rows:  # the empty read after a full last chunk
-                    continue
-                rows += chunk.rows
-                yield Batch(
-                    start=stream_offset,
-                    end=None,
-                    changes=(chunk.changes,),
-                    complete=False,
-                    quarantined=chunk.quarantined,
-                )
+            )
+            rows = yield from staged_batches(chunks, stream_offset)
             if rows == 0:
                 # An empty table still tells the lake its schema.
                 empty.append(ChangeBuffer(layout).build()[0])

@@ -21,7 +21,7 @@ from typing import Any
 
 from pipelines.world import catalog
 from pipelines.world.catalog import Locale, PlanSpec
-from pipelines.world.timeutil import ambiguous_hours, local_to_utc, utc_wall, zone
+from pipelines.world.timeutil import fold_windows, local_to_utc, utc_wall, zone
 
 Row = dict[str, Any]
 
@@ -311,10 +311,9 @@ class RowFactory:
         """
         rng = self.rng
         folds = [
-            (first, length)
-            for first, length in ambiguous_hours(zone_name, end)
-            if start <= local_to_utc(first, zone_name)
-            and local_to_utc(first + length, zone_name, fold=1) < end
+            (window.first, window.length)
+            for window in fold_windows(zone_name, end)
+            if start <= window.utc_start and window.utc_end < end
         ]
         if folds and rng.random() < 0.05:
             first, length = rng.choice(folds)

@@ -124,7 +124,7 @@ class WorldState:
     def add_patient(self, patient_id: int, tenant_id: str, locale: Locale, email: str | None = None) -> None:
         """Record a new patient (without preferences yet)."""
         self.patients.add(patient_id)
-        self.patient_info[patient_id] = PatientInfo(tenant_id, locale, email)
+        self.patient_info[patient_id] = PatientInfo(tenant_id, locale)
         self.set_email(patient_id, email)
         self.without_preferences.add(patient_id)
         self.tenant_refs[tenant_id] += 1

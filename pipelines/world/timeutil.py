@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import zoneinfo
+from typing import NamedTuple
 
 from pipelines.world.catalog import WORLD_START
 
@@ -64,6 +65,41 @@ def ambiguous_hours(
     quarter past the hour).
     """
     return _ambiguous_hours(zone_name, reference_now(until))
+
+
+class FoldWindow(NamedTuple):
+    """One repeated interval of local wall time, with the UTC instants that bound it."""
+
+    first: dt.datetime
+    """First ambiguous local wall time (naive)."""
+    length: dt.timedelta
+    """Length of the repeated interval."""
+    utc_start: dt.datetime
+    """``first`` as UTC, first occurrence (fold=0)."""
+    utc_end: dt.datetime
+    """``first + length`` as UTC, taken with fold=1."""
+
+
+def fold_windows(zone_name: str, until: dt.datetime | None = None) -> tuple[FoldWindow, ...]:
+    """The windows of ``ambiguous_hours`` with their UTC bounds, converted once per zone and ``until``.
+
+    Callers that filter windows by instant (every generated event does) compare stored values
+    instead of converting two wall times per window per call.
+    """
+    return _fold_windows(zone_name, reference_now(until))
+
+
+@functools.cache
+def _fold_windows(zone_name: str, until: dt.datetime) -> tuple[FoldWindow, ...]:
+    return tuple(
+        FoldWindow(
+            first,
+            length,
+            local_to_utc(first, zone_name),
+            local_to_utc(first + length, zone_name, fold=1),
+        )
+        for first, length in _ambiguous_hours(zone_name, until)
+    )
 
 
 @functools.cache
