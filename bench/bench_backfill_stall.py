@@ -5,9 +5,13 @@ MariaDB (as Aurora MySQL) holds `big` (ROWS rows) and `small`, into which a writ
 a row every 50 ms. `stream_source` runs exactly as `lakehouse stream` does; a backfill of `big` is
 requested as `lakehouse backfill` would. Two runs in the same process, same data:
 
-* ours — the backfill is staged by a worker beside the stream and committed between two commits;
-* baseline — the backfill served in line (the stream pauses, re-snapshots, then catches up), as
-  before this design, forced by hiding the source's configuration from the runner.
+* ours — the backfill is read in chunks beside the stream, each committed between two stream
+  commits (resumable after its last committed chunk);
+* previous — the backfill staged whole by a worker beside the stream and committed at once
+  (the design before chunked backfills, still the DynamoDB path), forced by hiding the source's
+  chunk reading from the runner;
+* baseline — the backfill served in line (the stream pauses, re-snapshots, then catches up),
+  forced by hiding the source's configuration from the runner.
 
 For each run: the backfill's duration, and the longest gap between two commits that contain
 `small` rows during it (the other tables' freshness). Run by hand with the stack up:
@@ -38,19 +42,33 @@ from pipelines.sources import open_source
 ROWS = int(sys.argv[1]) if len(sys.argv) > 1 else 300_000
 
 
-class InLine:
-    """The source without `config`/`clone`: the runner then serves backfills in line."""
+class Hiding:
+    """The source with some attributes hidden from the runner."""
+
+    hidden: tuple[str, ...] = ()
 
     def __init__(self, inner: Any) -> None:
         self._inner = inner
 
     def __getattr__(self, name: str) -> Any:
-        if name in ("config", "clone"):
+        if name in self.hidden:
             raise AttributeError(name)
         return getattr(self._inner, name)
 
 
-def run(config: MySQLSourceConfig, admin: Any, lake_root: Path, *, in_line: bool) -> tuple[float, float]:
+class InLine(Hiding):
+    """Without `config`/`clone` the runner serves backfills in line."""
+
+    hidden = ("config", "clone")
+
+
+class Whole(Hiding):
+    """Without chunk reading the runner stages a backfill whole beside the stream."""
+
+    hidden = ("begin_snapshot", "begin_backfill", "snapshot_chunks")
+
+
+def run(config: MySQLSourceConfig, admin: Any, lake_root: Path, *, variant: int) -> tuple[float, float]:
     lake = Lake(LakeConfig(root=str(lake_root)))
     source = open_source(config)
     try:
@@ -60,7 +78,7 @@ def run(config: MySQLSourceConfig, admin: Any, lake_root: Path, *, in_line: bool
     commits: list[tuple[float, CommitRecord]] = []
     stop, writing = threading.Event(), threading.Event()
     source = open_source(config)
-    wrapped: Any = InLine(source) if in_line else source
+    wrapped: Any = (lambda s: s, Whole, InLine)[variant](source)
     streamer = threading.Thread(
         target=stream_source,
         args=(lake, wrapped),
@@ -78,7 +96,7 @@ def run(config: MySQLSourceConfig, admin: Any, lake_root: Path, *, in_line: bool
         while not writing.is_set():
             n += 1
             with conn.cursor() as cur:
-                cur.execute("INSERT INTO small VALUES (%s, 'tick')", (10_000_000 + n + (1 << 20) * in_line,))
+                cur.execute("INSERT INTO small VALUES (%s, 'tick')", (10_000_000 + n + (1 << 20) * variant,))
             time.sleep(0.05)
         conn.close()
 
@@ -122,15 +140,21 @@ def main() -> None:
         cur.execute("CREATE TABLE small (id BIGINT PRIMARY KEY, note VARCHAR(20))")
     try:
         print(f"backfill of {ROWS:,} rows inside `lakehouse stream`, other table written every 50 ms:")
-        for label, in_line in (("ours: staged beside the stream", False), ("baseline: served in line", True)):
+        variants = (
+            "ours: chunks beside the stream",
+            "previous: staged whole beside",
+            "baseline: served in line",
+        )
+        for variant, label in enumerate(variants):
             config = MySQLSourceConfig(
-                name=f"bf_{int(in_line)}", host=stack.host, port=stack.mariadb_port, user=stack.cdc_user,
+                name=f"bf_{variant}", host=stack.host, port=stack.mariadb_port, user=stack.cdc_user,
                 password=stack.cdc_password, database=database, tables=("big", "small"), server_id=0,
             )  # fmt: skip
             with tempfile.TemporaryDirectory() as tmp:
-                took, stall = run(config, admin, Path(tmp) / "lake", in_line=in_line)
+                took, stall = run(config, admin, Path(tmp) / "lake", variant=variant)
             print(
-                f"  {label:34s} backfill {took:6.1f} s   longest gap between `small` commits {stall:6.2f} s"
+                f"  {label:34s} backfill {took:6.1f} s ({ROWS / took:9,.0f} rows/s)   "
+                f"longest gap between `small` commits {stall:6.2f} s"
             )
     finally:
         with conn.cursor() as cur:

@@ -73,6 +73,15 @@ class ChunkedSnapshotSource(Protocol):
         """
         ...
 
+    def begin_backfill(self, tables: Sequence[TableId], stream_offset: Offset) -> SnapshotStart:
+        """Start a resumable backfill of `tables` into a stream committed up to `stream_offset`:
+        that offset is the low watermark (every chunk, read later, contains the changes up to it).
+
+        Nothing is created on the server: no slot, no lock (PostgreSQL adds a table that is not
+        yet published to the publication, so the stream carries its changes from now on).
+        """
+        ...
+
     def snapshot_chunks(
         self, table: TableId, after: Sequence[JsonValue] | None, low: Offset
     ) -> Iterator[SnapshotChunk]:

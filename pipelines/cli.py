@@ -8,10 +8,13 @@ import signal
 import sys
 import threading
 from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
-from connectors.events import TableId
 from connectors.source import SourceError
 from pipelines.config import ConfigError, LakehouseConfig, load_config
+
+if TYPE_CHECKING:
+    from connectors.lake.lake import Lake
 
 log = logging.getLogger("lakehouse")
 
@@ -106,39 +109,67 @@ def _cmd_stream(args: argparse.Namespace) -> int:
     return 0
 
 
+def _backfill_progress(lake: Lake, source: str, request_id: str) -> None:
+    """Log how far the stream runner is with a backfill request (from the lake's last commit)."""
+    latest = lake.commit_log(source).latest()
+    under_way = [p for p in (latest.snapshots.values() if latest else ()) if p.request == request_id]
+    if not under_way:
+        log.info("backfill request %s: waiting for the stream runner to begin it", request_id)
+    for p in under_way:
+        log.info(
+            "backfill of %s: %d chunk(s), %d of about %s rows committed",
+            p.table.name, p.chunks, p.rows, p.estimate if p.estimate is not None else "?",
+        )  # fmt: skip
+
+
 def _cmd_backfill(args: argparse.Namespace) -> int:
     from connectors.lake.lake import Lake
     from pipelines import requests
     from pipelines.report import print_reports
-    from pipelines.runner import backfill_tables
+    from pipelines.runner import serve_backfill
     from pipelines.sources import open_source
 
     config = load_config(args.config)
     source_config = config.source(args.source)
     lake = Lake(config.lake)
+    wanted = list(dict.fromkeys(args.tables))
+
+    def request() -> requests.BackfillRequest:
+        """A request for the same tables still pending (a run killed or stopped before its
+        outcome was recorded) is continued, not begun again; else a new one."""
+        for pending in requests.pending(lake.storage, args.source):
+            if sorted(pending.tables) == sorted(wanted):
+                log.info("continuing backfill request %s of %s", pending.request_id, ", ".join(wanted))
+                return pending
+        return requests.BackfillRequest(requests.submit(lake.storage, args.source, wanted), tuple(wanted))
+
     if requests.runner_alive(lake.storage, args.source):
-        # A stream runner owns the source's commit log: hand the backfill to it.
-        request_id = requests.submit(lake.storage, args.source, list(args.tables))
+        # A stream runner owns the source's commit log: it serves the request.
+        handed = request()
         log.info(
-            "a stream runner is active for %s; backfill request %s handed to it", args.source, request_id
+            "a stream runner is active for %s; backfill request %s handed to it",
+            args.source,
+            handed.request_id,
         )
-        outcome = requests.wait(lake.storage, args.source, request_id)
+        outcome = requests.wait(
+            lake.storage, args.source, handed.request_id,
+            progress=lambda: _backfill_progress(lake, args.source, handed.request_id),
+        )  # fmt: skip
         if not outcome["ok"]:
-            raise ConfigError(f"backfill of {args.tables} failed in the stream runner: {outcome['error']}")
+            raise ConfigError(f"backfill of {wanted} failed in the stream runner: {outcome['error']}")
         print(
-            f"{args.source}: backfill of {', '.join(args.tables)} committed as commit {outcome['commit']} ({outcome['rows']} rows)"
+            f"{args.source}: backfill of {', '.join(wanted)} committed as commit {outcome['commit']} ({outcome['rows']} rows)"
         )
         return 0
     source = open_source(source_config)
     try:
-        known = {t.name: t for t in source.tables()}
-        unknown = [t for t in args.tables if t not in known]
+        known = {t.name for t in source.tables()}
+        unknown = [t for t in wanted if t not in known]
         if unknown:
             raise ConfigError(
                 f"source {args.source!r} does not capture table(s) {unknown}; it captures {sorted(known)}"
             )
-        tables: list[TableId] = [known[t] for t in args.tables]
-        print_reports([backfill_tables(lake, source, tables)])
+        print_reports([serve_backfill(lake, source, request())])
     finally:
         source.close()
     return 0

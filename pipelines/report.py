@@ -263,8 +263,9 @@ def print_lake(
             print(f"  source rows not counted: {counted.error}")
         for name, progress in sorted(latest.snapshots.items()):
             of = f" of about {progress.estimate}" if progress.estimate is not None else ""
+            what = "snapshot" if progress.request is None else f"backfill (request {progress.request})"
             print(
-                f"  snapshot of {name} under way: {progress.rows}{of} rows in {progress.chunks} chunk(s) "
+                f"  {what} of {name} under way: {progress.rows}{of} rows in {progress.chunks} chunk(s) "
                 "committed; its current state is merged once the last chunk is (the next run resumes it)"
             )
         for name, recs in samples:

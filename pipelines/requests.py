@@ -18,6 +18,7 @@ import os
 import socket
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from connectors.lake.storage import Storage
@@ -59,8 +60,13 @@ def runner_alive(storage: Storage, source: str) -> bool:
     return age.total_seconds() < HEARTBEAT_FRESH_SECONDS
 
 
+def new_id() -> str:
+    """A request id: sortable by time, unique."""
+    return f"{int(time.time() * 1000):015d}-{uuid.uuid4().hex[:8]}"
+
+
 def submit(storage: Storage, source: str, tables: list[str]) -> str:
-    request_id = f"{int(time.time() * 1000):015d}-{uuid.uuid4().hex[:8]}"
+    request_id = new_id()
     payload = {"tables": tables, "requested_at": _now()}
     storage.write_bytes(f"_requests/{source}/{request_id}.json", json.dumps(payload).encode())
     return request_id
@@ -88,14 +94,26 @@ def finish(
     storage.write_bytes(f"_requests/{source}/{request_id}.done.json", json.dumps(payload).encode())
 
 
-def wait(storage: Storage, source: str, request_id: str, timeout: float = 3600.0) -> dict[str, object]:
-    """Block until the runner has handled the request; returns its outcome."""
+def wait(
+    storage: Storage,
+    source: str,
+    request_id: str,
+    timeout: float = 3600.0,
+    progress: Callable[[], None] | None = None,
+    progress_every: float = 5.0,
+) -> dict[str, object]:
+    """Block until the runner has handled the request; returns its outcome. `progress()` is
+    called every `progress_every` seconds meanwhile (to show how far the runner is)."""
     deadline = time.monotonic() + timeout
+    next_progress = time.monotonic() + progress_every
     path = f"_requests/{source}/{request_id}.done.json"
     while time.monotonic() < deadline:
         if storage.exists(path):
             result: dict[str, object] = json.loads(storage.read_bytes(path))
             return result
+        if progress is not None and time.monotonic() >= next_progress:
+            next_progress = time.monotonic() + progress_every
+            progress()
         time.sleep(0.5)
     raise RequestTimeoutError(
         f"the stream runner of {source!r} did not finish backfill request {request_id} in {timeout:.0f} s"

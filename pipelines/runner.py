@@ -16,12 +16,12 @@ from dataclasses import dataclass, field
 
 from connectors.events import Batch, TableId
 from connectors.faults import crash_point
-from connectors.lake.commits import CommitConflictError, CommitRecord
+from connectors.lake.commits import BackfillProgress, CommitConflictError, CommitRecord
 from connectors.lake.current import MergeResult
 from connectors.lake.lake import Lake
 from connectors.lake.writer import LakeWriter
 from connectors.offsets import Offset
-from connectors.source import Source
+from connectors.source import Source, SourceError
 from pipelines import requests
 from pipelines.backfill_worker import BackfillWorker
 from pipelines.config import LakehouseConfig
@@ -208,6 +208,7 @@ def stream_source(
 
     def committed(record: CommitRecord) -> None:
         nonlocal last_merge
+        _record_finished_backfills(lake, record)
         if on_commit:
             on_commit(record)
         if time.monotonic() - last_merge >= merge_every_seconds:
@@ -217,13 +218,15 @@ def stream_source(
     next_check = 0.0
     waiting = False
     worker: BackfillWorker | None = None
-    # A source that can be opened again gets its backfills staged beside the stream; any other is
-    # served in line, between two commits.
+    chunker: ChunkWorker | None = None
+    # A source that can be opened again gets its backfills read beside the stream: in chunks, each
+    # committed between two stream commits, where the source reads chunks; else staged whole by a
+    # worker and committed at once. Any other source is served in line, between two commits.
     config = getattr(source, "config", None)
 
     def requests_waiting() -> bool:
         """Heartbeat, and whether a backfill must be served in line (the stream pauses for it).
-        With a source that can be opened again, a new request starts a worker instead."""
+        With a source that can be opened again, a new request is begun beside the stream instead."""
         nonlocal next_check, waiting, worker
         if worker is not None:
             return False
@@ -232,12 +235,24 @@ def stream_source(
             requests.beat(lake.storage, source.name)
             pending = requests.pending(lake.storage, source.name)
             if pending and config is not None:
-                worker = _start_worker(lake, writer, source, config, pending[0])
+                if chunked(source) is not None:
+                    begin_chunked_backfills(pending)
+                else:
+                    worker = _start_worker(lake, writer, source, config, pending[0])
                 return False
             waiting = bool(pending)
         return waiting
 
-    chunker: ChunkWorker | None = None
+    def begin_chunked_backfills(pending: Sequence[requests.BackfillRequest]) -> None:
+        """Record the outcome of requests the lake has finished; begin one new request's backfill
+        when no chunk worker is busy (the others wait for the next check)."""
+        for request in pending:
+            if _begun(lake, writer, request) is not None or chunker is not None:
+                continue
+            record = _begin_backfill(lake, writer, source, request)
+            if record is not None:
+                report_and_commit(record)
+                start_chunker()
 
     def between_commits() -> None:
         """Commit a backfill the worker has finished staging, and the snapshot chunks staged so
@@ -317,12 +332,63 @@ def stream_source(
     return report
 
 
+def _begin_backfill(
+    lake: Lake, writer: LakeWriter, source: Source, request: requests.BackfillRequest
+) -> CommitRecord | None:
+    """Commit the start of `request`'s chunked backfill at the stream's offset (None: refused, or
+    no stream position yet); its chunks are then read and committed beside the stream."""
+    known = {t.name: t for t in source.tables()}
+    if _refused(lake, source.name, request, known):
+        return None
+    state = writer.last_committed()
+    if state.offset is None:
+        return None  # no stream position yet: served once the initial snapshot is committed
+    try:
+        start = chunked(source).begin_backfill([known[t] for t in request.tables], state.offset)  # type: ignore[union-attr]
+    except Exception as e:  # reported to the requester; the stream goes on
+        requests.finish(lake.storage, source.name, request.request_id, error=str(e), commit=None, rows=0)
+        log.error("%s: backfill of %s refused: %s", source.name, request.tables, e)
+        return None
+    record = writer.begin_backfill(start, request.request_id)
+    crash_point("published")
+    log.info(
+        "%s: backfill of %s (request %s) begun as commit %d; its chunks are read beside the stream",
+        source.name, ", ".join(request.tables), request.request_id, record.seq,
+    )  # fmt: skip
+    return record
+
+
+def _begun(lake: Lake, writer: LakeWriter, request: requests.BackfillRequest) -> BackfillProgress | None:
+    """How far the lake is with `request` (None: not begun). A request it has finished has its
+    outcome recorded here too (a runner stopped between its last commit and recording it)."""
+    latest = writer.last_committed().record
+    done = latest.backfills.get(request.request_id) if latest is not None else None
+    if done is not None and done.finished is not None:
+        requests.finish(
+            lake.storage, writer.source, request.request_id, error=None, commit=done.finished, rows=done.rows
+        )
+    return done
+
+
+def _record_finished_backfills(lake: Lake, record: CommitRecord) -> None:
+    """Record the outcome of the backfill requests `record` finished."""
+    for request_id, done in record.backfills.items():
+        if done.finished == record.seq:
+            requests.finish(
+                lake.storage, record.source, request_id, error=None, commit=record.seq, rows=done.rows
+            )
+            log.info(
+                "%s: backfill request %s finished with commit %d (%d rows)",
+                record.source, request_id, record.seq, done.rows,
+            )  # fmt: skip
+
+
 def _start_worker(
     lake: Lake, writer: LakeWriter, source: Source, config: object, request: requests.BackfillRequest
 ) -> BackfillWorker | None:
     """A worker staging `request` from the stream's last commit (None: the request was refused)."""
     known = {t.name: t for t in source.tables()}
-    if _refuse_unknown_tables(lake, source.name, request, known):
+    if _refused(lake, source.name, request, known):
         return None
     state = writer.last_committed()
     if state.offset is None:
@@ -335,26 +401,16 @@ def _start_worker(
     return worker
 
 
-def _refuse_unknown_tables(
+def _refused(
     lake: Lake, source: str, request: requests.BackfillRequest, known: Mapping[str, TableId]
 ) -> bool:
     """Finish `request` with an error if it names tables the source does not capture."""
     unknown = [t for t in request.tables if t not in known]
     if unknown:
-        requests.finish(
-            lake.storage, source, request.request_id,
-            error=f"unknown table(s) {unknown}; the source captures {sorted(known)}", commit=None, rows=0,
-        )  # fmt: skip
-        return True
-    latest = lake.commit_log(source).latest()
-    under_way = [t for t in request.tables if latest is not None and known[t].lake_name in latest.snapshots]
-    if under_way:
-        requests.finish(
-            lake.storage, source, request.request_id,
-            error=f"table(s) {under_way} are still being snapshotted; request the backfill once that is done",
-            commit=None, rows=0,
-        )  # fmt: skip
-    return bool(under_way)
+        error = f"unknown table(s) {unknown}; the source captures {sorted(known)}"
+        requests.finish(lake.storage, source, request.request_id, error=error, commit=None, rows=0)
+        log.error("%s: backfill request %s refused: %s", source, request.request_id, error)
+    return bool(unknown)
 
 
 def _commit_staged_backfill(
@@ -388,29 +444,67 @@ def _commit_staged_backfill(
 
 
 def _serve_backfill_requests(lake: Lake, source: Source, report: SyncReport) -> None:
-    """Run the backfills other processes asked this stream runner for, and record each outcome."""
-    known = {t.name: t for t in source.tables()}
+    """Run the backfills other processes asked this stream runner for, in line."""
     for request in requests.pending(lake.storage, source.name):
-        if _refuse_unknown_tables(lake, source.name, request, known):
-            continue
-        log.info(
-            "%s: backfill of %s requested; re-snapshotting between two commits", source.name, request.tables
-        )
         try:
-            done = backfill_tables(lake, source, [known[t] for t in request.tables])
-        except Exception as e:  # reported to the requester; the stream goes on
-            requests.finish(lake.storage, source.name, request.request_id, error=str(e), commit=None, rows=0)
+            done = serve_backfill(lake, source, request)
+        except Exception as e:  # recorded for the requester by serve_backfill; the stream goes on
             log.error("%s: backfill of %s failed: %s", source.name, request.tables, e)
             continue
         report.snapshot_tables.extend(done.snapshot_tables)
-        latest = lake.commit_log(source.name).latest_seq()
-        requests.finish(
-            lake.storage, source.name, request.request_id, error=None, commit=latest, rows=done.rows
+
+
+def serve_backfill(lake: Lake, source: Source, request: requests.BackfillRequest) -> SyncReport:
+    """Serve one backfill request in line (no stream runs meanwhile) and record its outcome.
+
+    A request the lake has begun already (a run killed mid-way) is continued after its last
+    committed chunk, never begun again; one it has finished is only recorded. A request that
+    fails before it is begun gets the error as its outcome; one that fails later stays pending,
+    so serving it again continues it.
+    """
+    writer = lake.writer(source.name)
+    done = _begun(lake, writer, request)
+    if done is not None and done.finished is not None:
+        log.info(
+            "%s: backfill request %s was finished already (commit %d)",
+            source.name,
+            request.request_id,
+            done.finished,
         )
+        return SyncReport(source.name)
+    known = {t.name: t for t in source.tables()}
+    if done is None and _refused(lake, source.name, request, known):
+        raise SourceError(f"source {source.name!r} does not capture all of {list(request.tables)}")
+    try:
+        report = backfill_tables(lake, source, [known[t] for t in request.tables], request.request_id)
+    except Exception as e:
+        if _begun(lake, lake.writer(source.name), request) is None:
+            requests.finish(lake.storage, source.name, request.request_id, error=str(e), commit=None, rows=0)
+        raise
+    latest = lake.commit_log(source.name).latest()
+    assert latest is not None
+    done = latest.backfills.get(request.request_id)
+    if done is not None:  # read in chunks: recorded when its last table's last chunk committed
+        requests.finish(
+            lake.storage, source.name, request.request_id, error=None, commit=done.finished, rows=done.rows
+        )
+    else:  # snapshotted whole, in the last commit
+        requests.finish(
+            lake.storage, source.name, request.request_id, error=None, commit=latest.seq, rows=report.rows
+        )
+    return report
 
 
-def backfill_tables(lake: Lake, source: Source, tables: Sequence[TableId]) -> SyncReport:
-    """Re-snapshot some tables while the stream of the others (and of these) goes on."""
+def backfill_tables(
+    lake: Lake, source: Source, tables: Sequence[TableId], request_id: str | None = None
+) -> SyncReport:
+    """Re-snapshot some tables in line (no stream runs meanwhile; it resumes from the lake after).
+
+    Where the source reads resumable chunks, the backfill begins with one commit at the lake's
+    offset and its chunks are committed one by one, so a killed backfill continues after its last
+    committed chunk: running it again (or any later run of the source) finishes it. Otherwise the
+    tables are snapshotted whole, in one commit.
+    """
     started = time.monotonic()
     writer = lake.writer(source.name)
     state = writer.last_committed()
@@ -418,14 +512,28 @@ def backfill_tables(lake: Lake, source: Source, tables: Sequence[TableId]) -> Sy
         raise RuntimeError(
             f"source {source.name!r} has no committed position yet; run `lakehouse sync --once` first"
         )
-    under_way = [t.name for t in tables if t.lake_name in writer.snapshots_in_progress()]
-    if under_way:
-        raise RuntimeError(
-            f"source {source.name!r}: table(s) {under_way} are still being snapshotted; backfill them once that is done"
-        )
     report = SyncReport(source.name, offset_before=state.offset.serialize())
     adopt_lake_schemas(lake, source)
-    _commit_all(writer, source, source.backfill(tables, state.offset), report, None)  # type: ignore[attr-defined]
+    source_chunks = chunked(source)
+    if source_chunks is None:
+        _commit_all(writer, source, source.backfill(tables, state.offset), report, None)  # type: ignore[attr-defined]
+    else:
+        latest = writer.last_committed().record
+        begun = request_id is not None and latest is not None and request_id in latest.backfills
+        under_way = [t for t in tables if t.lake_name in writer.snapshots_in_progress()]
+        if under_way:
+            log.info(
+                "%s: the snapshot of %s is under way; continuing it",
+                source.name, ", ".join(t.name for t in under_way),
+            )  # fmt: skip
+            _finish_chunks(writer, source, report, None)
+        rest = [] if begun else [t for t in tables if t not in under_way]
+        if rest:
+            request = requests.BackfillRequest(request_id or requests.new_id(), tuple(t.name for t in rest))
+            start = source_chunks.begin_backfill(rest, writer.last_committed().offset)  # type: ignore[arg-type]
+            report.add(writer.begin_backfill(start, request.request_id))
+            crash_point("published")
+            _finish_chunks(writer, source, report, None)
     report.merged = lake.current(source.name).merge()
     report.seconds = time.monotonic() - started
     return report

@@ -77,7 +77,8 @@ class SnapshotProgress(FrozenModel):
     of its last row (`connectors.snapshot_chunks.encode_key`), so a restart reads on after it.
     Chunk rows get `_seq` values just below commit `base + 1`'s, so every change the stream
     committed after `base` ranks above them. The table's current state is merged once its last
-    chunk is committed (the entry is then dropped).
+    chunk is committed (the entry is then dropped). `request` names the backfill request the
+    snapshot serves (None: an initial snapshot or a resnapshot).
     """
 
     table: TableRef
@@ -88,12 +89,26 @@ class SnapshotProgress(FrozenModel):
     chunks: int = 0
     estimate: int | None = None
     started_at: dt.datetime
+    request: str | None = None
 
     def after_chunk(self, rows: int, after: tuple[Any, ...] | None, estimate: int | None) -> SnapshotProgress:
         """The progress once a chunk of `rows` rows ending at key `after` is committed."""
         return self.model_copy(
             update={"after": after, "rows": self.rows + rows, "chunks": self.chunks + 1, "estimate": estimate}
         )
+
+
+class BackfillProgress(FrozenModel):
+    """A backfill request served as a chunked snapshot of its tables: rows committed so far, and
+    the commit that finished it (its last table's last chunk, or the commit that replaced it)."""
+
+    rows: int = 0
+    finished: int | None = None
+
+
+# Finished backfills kept in each commit record, newest first: enough for a runner that crashed
+# between a backfill's last commit and recording the request's outcome to record it on restart.
+KEEP_FINISHED_BACKFILLS = 16
 
 
 class CommitRecord(FrozenModel):
@@ -114,6 +129,8 @@ class CommitRecord(FrozenModel):
     heads: dict[str, int] = Field(default_factory=dict)
     # Tables whose chunked snapshot is not finished (their current state waits for it).
     snapshots: dict[str, SnapshotProgress] = Field(default_factory=dict)
+    # Backfill requests served by chunked snapshots: those under way and the newest finished.
+    backfills: dict[str, BackfillProgress] = Field(default_factory=dict)
     committed_at: dt.datetime
     source_lag_seconds: float | None = None
 

@@ -14,6 +14,7 @@ a crash after it is finished by step 4. Replaying an already committed batch is 
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import logging
 import uuid
@@ -36,6 +37,8 @@ from connectors.events import (
 )
 from connectors.faults import crash_point
 from connectors.lake.commits import (
+    KEEP_FINISHED_BACKFILLS,
+    BackfillProgress,
     CommitConflictError,
     CommitKind,
     CommitLog,
@@ -278,10 +281,32 @@ class LakeWriter:
         chunks are read; each table gets a progress record that its chunk commits advance. The
         current state of these tables is not merged before their last chunk (`CurrentState`).
         """
+        return self._begin_chunks(start, Batch(start=None, end=start.low), None)
+
+    def begin_backfill(self, start: SnapshotStart, request: str) -> CommitRecord:
+        """Commit the start of a chunked backfill of `start.tables` into the running stream.
+
+        As `begin_snapshot`, but at the stream's committed offset, which `start.low` must be (the
+        chunks are read after this commit, so each contains every change up to it, and the
+        stream's changes after it rank above the chunk rows). The tables keep their current state
+        until their last chunk; the commit that ends the last of them finishes `request`
+        (`CommitRecord.backfills`).
+        """
+        offset = self._state.offset
+        if offset is None or start.low != offset:
+            raise CommitConflictError(
+                f"source {self.source!r}: a backfill must begin at the stream's committed offset "
+                f"{offset.serialize() if offset else None}, not {start.low.serialize()}"
+            )
+        if request in (self._state.record.backfills if self._state.record else {}):
+            raise ValueError(f"source {self.source!r}: backfill request {request} was begun already")
+        return self._begin_chunks(start, Batch(start=offset, end=offset), request)
+
+    def _begin_chunks(self, start: SnapshotStart, batch: Batch, request: str | None) -> CommitRecord:
         if self._unit is not None:
             raise RuntimeError(f"source {self.source!r}: a stream unit is open; cannot begin a snapshot")
         unit_id, seq = uuid.uuid4().hex, self._state.seq + 1
-        unit = _Unit(unit_id, seq, None, f"_staging/{self.source}/{unit_id}", seq << 32)
+        unit = _Unit(unit_id, seq, batch.start, f"_staging/{self.source}/{unit_id}", seq << 32)
         tables = frozenset(c.table for c in start.tables)
         now = dt.datetime.now(dt.UTC)
         low = start.low.serialize()
@@ -292,16 +317,24 @@ class LakeWriter:
         }
         for table in tables:
             snapshots[table.lake_name] = SnapshotProgress(
-                table=TableRef.of(table), base=seq, low=low, started_at=now
+                table=TableRef.of(table), base=seq, low=low, started_at=now, request=request
             )
-        batch = Batch(start=None, end=start.low, snapshot=tables, floors=dict.fromkeys(tables, start.low))
+        backfills = self._backfills()
+        if request is not None:
+            backfills[request] = BackfillProgress()
+        batch = dataclasses.replace(batch, snapshot=tables, floors=dict.fromkeys(tables, start.low))
         try:
             for changes in start.tables:
                 self._stage_changes(unit, changes)  # no rows: records each table's schema and key
-            return self._commit(unit, batch, snapshots=snapshots)
+            kind: CommitKind = "snapshot" if request is None else "backfill"
+            return self._commit(unit, batch, kind=kind, snapshots=snapshots, backfills=backfills)
         except BaseException:
             self.storage.delete_prefix(unit.staging)
             raise
+
+    def _backfills(self) -> dict[str, BackfillProgress]:
+        record = self._state.record
+        return dict(record.backfills) if record is not None else {}
 
     def stage_chunk(self, chunk: SnapshotChunk, progress: SnapshotProgress) -> StagedChunk:
         """Stage one chunk of a table whose committed progress is `progress` (safe beside the
@@ -350,9 +383,14 @@ class LakeWriter:
             del snapshots[name]
         else:
             snapshots[name] = current.after_chunk(staged.rows, staged.after, staged.estimate)
+        backfills = self._backfills()
+        if current.request is not None and current.request in backfills:
+            done = backfills[current.request]
+            backfills[current.request] = done.model_copy(update={"rows": done.rows + staged.rows})
         unit = staged.unit
         _assign_seq(unit, self._state.seq + 1, offset)
-        return self._commit(unit, Batch(start=offset, end=offset), kind="chunk", snapshots=snapshots)
+        batch = Batch(start=offset, end=offset)
+        return self._commit(unit, batch, kind="chunk", snapshots=snapshots, backfills=backfills)
 
     def discard_chunk(self, staged: StagedChunk) -> None:
         self.storage.delete_prefix(staged.unit.staging)
@@ -449,6 +487,7 @@ class LakeWriter:
         *,
         kind: CommitKind | None = None,
         snapshots: dict[str, SnapshotProgress] | None = None,
+        backfills: dict[str, BackfillProgress] | None = None,
     ) -> CommitRecord:
         assert batch.end is not None
         if unit.start is None and not batch.snapshot:
@@ -467,6 +506,9 @@ class LakeWriter:
             # read before are refused (their progress is gone) and the merge starts from here.
             for table in batch.snapshot:
                 snapshots.pop(table.lake_name, None)
+        backfills = _finish_backfills(
+            backfills if backfills is not None else self._backfills(), snapshots, unit.seq
+        )
         floors = dict(prev.floors) if prev else {}
         heads = dict(prev.heads) if prev else {}
         for table, offset in batch.floors.items():
@@ -498,6 +540,7 @@ class LakeWriter:
             floors=floors,
             heads=heads,
             snapshots=snapshots,
+            backfills=backfills,
             committed_at=dt.datetime.now(dt.UTC),
             source_lag_seconds=batch.source_lag_seconds,
         )
@@ -528,6 +571,26 @@ class LakeWriter:
                     f"commit {record.seq} of {self.source!r}: file {ref.path} is neither published nor staged"
                 )
             self.storage.move(ref.staged, ref.path)
+
+
+def _finish_backfills(
+    backfills: dict[str, BackfillProgress], snapshots: Mapping[str, SnapshotProgress], seq: int
+) -> dict[str, BackfillProgress]:
+    """Mark finished, at commit `seq`, the backfills no table's snapshot serves any more (their
+    last chunk, or a TRUNCATE that replaced the table); keep the newest finished ones only."""
+    serving = {p.request for p in snapshots.values()}
+    out = {
+        request: done
+        if done.finished is not None or request in serving
+        else done.model_copy(update={"finished": seq})
+        for request, done in backfills.items()
+    }
+    finished = sorted(
+        (r for r, d in out.items() if d.finished is not None), key=lambda r: out[r].finished or 0
+    )
+    for request in finished[:-KEEP_FINISHED_BACKFILLS]:
+        del out[request]
+    return out
 
 
 def _assign_seq(unit: _Unit, seq: int, start: Offset) -> None:

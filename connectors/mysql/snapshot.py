@@ -109,18 +109,29 @@ def read_snapshot(
             control.close()
 
 
-def begin_snapshot(config: MySQLSourceConfig, flavor: str, tables: Sequence[TableId]) -> SnapshotStart:
-    """The low watermark of a resumable snapshot (read first) and each table's schema, as no rows."""
+def begin_snapshot(
+    config: MySQLSourceConfig,
+    flavor: str,
+    tables: Sequence[TableId],
+    stream_offset: BinlogPosition | None = None,
+) -> SnapshotStart:
+    """The low watermark of a resumable snapshot and each table's schema, as no rows.
+
+    The low watermark is the GTID position read first; for a backfill into a running stream it is
+    the stream's committed `stream_offset` (the server is at or past it, so every chunk read
+    afterwards contains the changes up to it).
+    """
     control = connect(config)
     try:
-        low = _low_watermark(control, flavor)
+        low = _low_watermark(control, flavor) if stream_offset is None else stream_offset
         snapshot_ts = _server_time(control)
         definitions = [read_table_definition(control, t) for t in tables]
     finally:
         with contextlib.suppress(Exception):
             control.close()
+    what = "snapshot" if stream_offset is None else "backfill"
     logger.info(
-        "%s: resumable snapshot of %d table(s) from GTID position %s", endpoint(config), len(tables), low
+        "%s: resumable %s of %d table(s) from GTID position %s", endpoint(config), what, len(tables), low
     )
     empty = tuple(_TableReader(config, d, low.serialize(), snapshot_ts).convert([])[0] for d in definitions)
     return SnapshotStart(low, empty)

@@ -117,6 +117,13 @@ class MySQLSource:
         self._check_tables(chosen)
         return begin_snapshot(self.config, self.flavor, chosen)
 
+    def begin_backfill(self, tables: Sequence[TableId], stream_offset: Offset) -> SnapshotStart:
+        """Start a resumable backfill of `tables` from the stream's committed offset (no lock)."""
+        self._check_tables(tables)
+        return begin_snapshot(
+            self.config, self.flavor, tables, self._position(stream_offset, "stream_offset")
+        )
+
     def snapshot_chunks(
         self, table: TableId, after: Sequence[JsonValue] | None, low: Offset
     ) -> Iterator[SnapshotChunk]:

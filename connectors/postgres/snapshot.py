@@ -91,6 +91,28 @@ def begin_snapshot(config: PostgresSourceConfig, tables: Sequence[TableId]) -> S
     return SnapshotStart(low, empty)
 
 
+def begin_backfill(
+    config: PostgresSourceConfig, tables: Sequence[TableId], stream_offset: Lsn
+) -> SnapshotStart:
+    """A resumable backfill of `tables` from the stream's committed LSN: no slot of its own.
+
+    A table not yet published is added to the publication first, so the stream carries its
+    changes from then on; the chunks are read after that, so they contain every change before.
+    """
+    admin = connect(config)
+    try:
+        catalog = Catalog(admin, config.timezone)
+        for table in tables:
+            if not catalog.describe(table).schema.key:
+                raise no_primary_key(table)
+        ensure_publication(admin, config.publication_name, _published_tables(config, admin, tables))
+        empty = tuple(ChangeBuffer(catalog.describe(t)).build()[0] for t in tables)
+    finally:
+        close_quietly(admin)
+    log.info("resumable backfill of %d table(s) from %s", len(tables), stream_offset)
+    return SnapshotStart(stream_offset, empty)
+
+
 def read_table_chunks(
     config: PostgresSourceConfig, table: TableId, after: Sequence[Any] | None, low: Lsn
 ) -> Iterator[SnapshotChunk]:

@@ -121,6 +121,10 @@ class PostgresSource:
         """Start a resumable snapshot: (re)create the slot; its consistent point is the low watermark."""
         return snapshots.begin_snapshot(self.config, list(tables) if tables is not None else self.tables())
 
+    def begin_backfill(self, tables: Sequence[TableId], stream_offset: Offset) -> SnapshotStart:
+        """Start a resumable backfill of `tables` from the stream's committed LSN (no slot of its own)."""
+        return snapshots.begin_backfill(self.config, list(tables), _lsn(stream_offset))
+
     def snapshot_chunks(
         self, table: TableId, after: Sequence[JsonValue] | None, low: Offset
     ) -> Iterator[SnapshotChunk]:

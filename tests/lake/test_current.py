@@ -18,7 +18,7 @@ from pyiceberg.manifest import DataFileContent
 
 from connectors.events import Batch, Column, TableId, TableSchema
 from connectors.lake import iceberg_deletes
-from connectors.lake.commits import CommitConflictError
+from connectors.lake.commits import KEEP_FINISHED_BACKFILLS, CommitConflictError
 from connectors.lake.compaction import NEVER_REWRITE, CompactionPolicy
 from connectors.lake.config import LakeConfig
 from connectors.lake.current import COMMIT_SEQ_PROPERTY, CurrentState, MergeConflictError
@@ -114,6 +114,64 @@ def test_a_truncate_streamed_during_a_chunked_snapshot_ends_it_and_refuses_older
     w.write(stream_batch(200, 300, changes([("I", 250, {"id": 11, "name": "later"})])))
     lake.current("src").merge()
     assert rows(lake) == {10: {"id": 10, "name": "after"}, 11: {"id": 11, "name": "later"}}
+
+
+def test_a_chunked_backfill_keeps_the_old_state_until_its_last_chunk_then_finishes_its_request(
+    lake: Lake,
+) -> None:
+    """Begun at the stream's offset: the stream's changes after the begin commit rank above the
+    chunk rows (read later), the old current state stays until the last chunk, and the commit of
+    the last chunk finishes the request with the rows the chunks committed."""
+    w = lake.writer("src")
+    w.write(snapshot_batch(10, changes([("I", 10, {"id": i, "name": "old"}) for i in range(1, 5)])))
+    lake.current("src").merge()
+    with pytest.raises(CommitConflictError, match="stream's committed offset"):
+        w.begin_backfill(SnapshotStart(Lsn(20), (changes([]),)), "r1")
+    w.begin_backfill(SnapshotStart(Lsn(10), (changes([]),)), "r1")
+    with pytest.raises(ValueError, match="begun already"):
+        w.begin_backfill(SnapshotStart(Lsn(10), (changes([]),)), "r1")
+
+    def chunk(names: dict[int, str], after: int, last: bool = False) -> SnapshotChunk:
+        return SnapshotChunk(
+            changes([("I", 10, {"id": i, "name": n}) for i, n in names.items()]), (), (after,), last
+        )
+
+    w.commit_chunk(
+        w.stage_chunk(chunk({1: "snap", 2: "snap"}, 2), w.snapshots_in_progress()[PATIENTS.lake_name])
+    )
+    # Streamed after the chunk above was read: an update of a row in it, a delete of one still to read.
+    w.write(
+        stream_batch(
+            10, 30, changes([("U", 25, {"id": 1, "name": "new"}), ("D", 26, {"id": 3, "name": None})])
+        )
+    )
+    lake.current("src").merge()
+    assert rows(lake)[1] == {"id": 1, "name": "old"}  # the old state until the last chunk
+    record = w.commit_chunk(
+        w.stage_chunk(chunk({4: "snap"}, 4, last=True), w.snapshots_in_progress()[PATIENTS.lake_name])
+    )
+    assert record.backfills["r1"].finished == record.seq and record.backfills["r1"].rows == 3
+    lake.current("src").merge()
+    assert rows(lake) == {
+        1: {"id": 1, "name": "new"},
+        2: {"id": 2, "name": "snap"},
+        4: {"id": 4, "name": "snap"},
+    }
+
+
+def test_a_truncate_finishes_the_backfill_it_ends_and_finished_backfills_are_kept_bounded(lake: Lake) -> None:
+    w = lake.writer("src")
+    w.write(snapshot_batch(10, changes([("I", 10, {"id": 1, "name": "old"})])))
+    offset = 10
+    for n in range(KEEP_FINISHED_BACKFILLS + 2):
+        w.begin_backfill(SnapshotStart(Lsn(offset), (changes([]),)), f"r{n}")
+        truncate = Batch(start=Lsn(offset), end=Lsn(offset + 10), snapshot=frozenset({PATIENTS}))
+        record = w.write(truncate)
+        assert record is not None and record.backfills[f"r{n}"].finished == record.seq
+        offset += 10
+    assert sorted(record.backfills, key=lambda r: int(r[1:])) == [
+        f"r{n}" for n in range(2, KEEP_FINISHED_BACKFILLS + 2)
+    ]
 
 
 @pytest.mark.parametrize("merged_meanwhile", [False, True])

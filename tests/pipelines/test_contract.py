@@ -209,10 +209,62 @@ def test_backfill_of_one_table_while_the_other_streams(world: World) -> None:
     world.sync()
     assert world.lake_rows("accounts", COLS) == world.source_rows("accounts", COLS)
     assert world.lake_rows("visits", "id, note") == world.source_rows("visits", "id, note")
-    # The update to accounts before the backfill is in the lake once: through the backfill's snapshot.
+    # The backfill began at the lake's position, before the update to accounts: its chunks, read
+    # after, hold the update, and the stream then commits it once, as a change over them.
     log = world.changelog("accounts")
     minus_one = log.filter(pc.equal(log["score"], -1))
-    assert minus_one.num_rows == 1
+    assert sorted(minus_one["Op"].to_pylist()) == ["I", "U"]
+    snapshot_rows = pc.equal(pc.bit_wise_and(log["_seq"], 1 << 31), 1 << 31)
+    assert log.filter(snapshot_rows).num_rows == 100 + 100  # the initial snapshot and the backfill
+
+
+def test_a_killed_backfill_resumes_after_its_last_committed_chunk(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A backfill stopped after two of its chunks continues after them when run again: no key is
+    read twice into it, and the stream's changes meanwhile rank above its rows."""
+    from pipelines import snapshot_worker
+
+    world.config = world.config.model_copy(update={"chunk_rows": 30})
+    world.sync()
+    accounts = TableId(world.config.name, world.schema, "accounts")
+    original = snapshot_worker.staged_chunks
+
+    def two_then_die(*args: Any, **kwargs: Any) -> Any:
+        for i, staged in enumerate(original(*args, **kwargs)):
+            if i == 2:
+                raise KeyboardInterrupt  # as a kill: nothing after the second chunk commits
+            yield staged
+
+    monkeypatch.setattr(snapshot_worker, "staged_chunks", two_then_die)
+    source = open_source(world.config)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            backfill_tables(world.lake, source, [accounts])
+    finally:
+        source.close()
+    monkeypatch.setattr(snapshot_worker, "staged_chunks", original)
+    latest = world.lake.commit_log(world.config.name).latest()
+    assert latest is not None
+    progress = latest.snapshots[accounts.lake_name]
+    assert progress.chunks == 2 and progress.rows == 60 and progress.request is not None
+    # Meanwhile: a change in a committed chunk, one in a chunk still to read, and a new row.
+    world.sql(
+        "UPDATE accounts SET score = -5 WHERE id = 5",
+        "UPDATE accounts SET score = -95 WHERE id = 95",
+        "INSERT INTO accounts VALUES (300, 'during', 3.00, 3)",
+    )
+    assert world.lake_rows("accounts", COLS)[4][3] == 5  # the old state stays until the last chunk
+    world.sync()  # any run of the source finishes the backfill first
+    latest = world.lake.commit_log(world.config.name).latest()
+    assert latest is not None and accounts.lake_name not in latest.snapshots
+    done = latest.backfills[progress.request]
+    assert done.finished is not None and done.rows == 101
+    assert world.lake_rows("accounts", COLS) == world.source_rows("accounts", COLS)
+    log = world.changelog("accounts")
+    backfill_rows = log.filter(pc.equal(pc.shift_right(log["_seq"], 32), progress.base))
+    ids = backfill_rows["id"].to_pylist()
+    assert sorted(ids) == [*range(1, 101), 300]  # each key once
 
 
 @pytest.mark.slow
@@ -266,46 +318,46 @@ def test_backfill_requested_from_another_process_runs_inside_the_stream(world: W
     assert [c.kind for c in commits].count("backfill") == 1
 
 
-def test_the_stream_keeps_committing_while_a_backfill_is_staged(
+def test_the_stream_keeps_committing_while_a_backfill_is_read(
     world: World, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A slow backfill of `accounts` is staged beside the stream: `visits` and `accounts` changes
-    made after the snapshot was taken are committed by the stream meanwhile, and the backfill's
-    commit, which comes later, keeps them (its snapshot rows rank below them)."""
+    """A backfill of `accounts` is read in chunks beside the stream, held after its first chunk:
+    the `visits` and `accounts` changes made meanwhile are committed by the stream, and the
+    chunks committed after keep them (their rows rank below). The request's outcome is recorded
+    once its last chunk is committed."""
     import threading
     import time
 
-    from pipelines import requests
-    from pipelines.backfill_worker import BackfillWorker
+    from pipelines import requests, snapshot_worker
 
-    snapshot_taken, changes_made = threading.Event(), threading.Event()
-    original = BackfillWorker._until_cancelled
+    world.config = world.config.model_copy(update={"chunk_rows": 30})
+    first_chunk, changes_made = threading.Event(), threading.Event()
+    original = snapshot_worker.staged_chunks
 
-    def slow(self: BackfillWorker, batches: Any) -> Any:
-        for i, batch in enumerate(original(self, batches)):
-            if i == 0:  # the snapshot's position is fixed once its first rows are read
-                snapshot_taken.set()
+    def slow(*args: Any, **kwargs: Any) -> Any:
+        for i, staged in enumerate(original(*args, **kwargs)):
+            yield staged
+            if i == 0:
+                first_chunk.set()
                 changes_made.wait(30)
-            yield batch
 
-    monkeypatch.setattr(BackfillWorker, "_until_cancelled", slow)
     world.sync()
+    monkeypatch.setattr(snapshot_worker, "staged_chunks", slow)
     try:
         with running_stream(world.lake, world.config, wake=lambda: world.touch(999, "stop")) as stream:
             stream.wait_alive()
             request_id = requests.submit(world.lake.storage, world.config.name, ["accounts"])
-            assert snapshot_taken.wait(30), "the backfill never started"
-            before = world.lake.commit_log(world.config.name).latest_seq()
+            assert first_chunk.wait(30), "the backfill never started"
             world.sql("UPDATE accounts SET score = -9 WHERE id = 9", "DELETE FROM accounts WHERE id = 10")
+            world.sql("UPDATE accounts SET score = -60 WHERE id = 60")
             world.sql("INSERT INTO accounts VALUES (500, 'during', 5.00, 5)")
             for i in range(801, 806):
                 world.sql(f"INSERT INTO visits VALUES ({i}, 2, 'during the backfill')")
-            # The stream commits these while the backfill is still staging.
+            # The stream commits these while the backfill is held after its first chunk.
             deadline = time.monotonic() + 30
             while world.lake_rows("visits", "id, note")[-1][0] != 805:
                 assert time.monotonic() < deadline and not stream.errors, stream.errors
                 time.sleep(0.2)
-            assert world.lake.commit_log(world.config.name).latest_seq() > before
             changes_made.set()
             outcome = requests.wait(world.lake.storage, world.config.name, request_id, timeout=60)
             assert outcome["ok"], outcome
@@ -314,13 +366,16 @@ def test_the_stream_keeps_committing_while_a_backfill_is_staged(
     finally:
         changes_made.set()
     log = world.lake.commit_log(world.config.name)
-    backfill = log.read(int(outcome["commit"]))  # type: ignore[call-overload]
-    assert backfill.kind == "backfill"
-    replay_after = backfill.tables[f"{world.schema}__accounts".lower()].replay_after
-    assert replay_after is not None
-    during = [log.read(seq) for seq in range(replay_after + 1, backfill.seq)]
-    touched = {name.rsplit("__", 1)[1] for c in during for name in c.tables}
+    finished = log.read(int(outcome["commit"]))  # type: ignore[call-overload]
+    assert finished.kind == "chunk" and finished.backfills[request_id].finished == finished.seq
+    records = [log.read(seq) for seq in range(1, finished.seq + 1)]
+    began = next(r for r in records if r.kind == "backfill")
+    during = records[began.seq : finished.seq - 1]
+    kinds = [r.kind for r in during]
+    touched = {name.rsplit("__", 1)[1] for r in during if r.kind == "stream" for name in r.tables}
     assert {"visits", "accounts"} <= touched  # the stream went on, for both tables
+    assert "chunk" in kinds[kinds.index("stream") :]  # and chunks were committed after its commits
+    assert outcome["rows"] == sum(r.rows for r in records[began.seq :] if r.kind == "chunk")
     world.sync()
     lake = world.lake_rows("accounts", COLS)
     assert lake == world.source_rows("accounts", COLS)

@@ -42,8 +42,9 @@ from tests.crash_support import (
 class Writer(threading.Thread):
     """Changes the `ledger` table until stopped; counts committed row changes by operation."""
 
-    def __init__(self, connect: Any, kind: str, first_id: int, seed: int) -> None:
+    def __init__(self, connect: Any, kind: str, first_id: int, seed: int, *, bulk: bool = True) -> None:
         super().__init__(daemon=True)
+        self.bulk = bulk  # False: no 1,000-row transactions
         self.conn = connect()
         self.kind = kind
         self.next_id = first_id
@@ -74,7 +75,7 @@ class Writer(threading.Thread):
         pending: Counter[str] = Counter()
         with self.conn.cursor() as cur:
             roll = self.rng.random()
-            if roll < 0.03:  # a big transaction: 1,000 inserts
+            if self.bulk and roll < 0.03:  # a big transaction: 1,000 inserts
                 ids = list(range(self.next_id, self.next_id + 1000))
                 self.next_id += 1000
                 cur.executemany(
@@ -213,3 +214,60 @@ def test_sigkill_at_random_points_loses_and_duplicates_nothing(
         i for op, i in zip(streamed["Op"].to_pylist(), streamed["id"].to_pylist(), strict=True) if op == "I"
     ]
     assert len(inserted) == len(set(inserted))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("server", ["mariadb", "mysql8", "postgres"])
+def test_a_backfill_killed_at_random_points_resumes_after_its_last_chunk(
+    server: str, request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    """`lakehouse backfill` SIGKILLed again and again (at the commit protocol's steps) while the
+    table changes: each run continues the one backfill after its last committed chunk, none
+    begins it again, no key is read twice into it, and the stream after it loses nothing."""
+    db = request.getfixturevalue({"mariadb": "mysql_db", "mysql8": "mysql8_db", "postgres": "pg_db"}[server])
+    kind = "postgres" if server == "postgres" else "mysql"
+    admin = create_ledger(db, kind, 2000)
+    config = write_config(tmp_path / "lakehouse.toml", db, tmp_path / "lake", kind, chunk_rows=100)
+    env = {**os.environ, "CRASH_PW": db.cdc_password.get_secret_value(), "PYTHONPATH": str(REPO)}
+    source = f"crash_{kind}"
+    first = lakehouse(config, "sync", "--once", env=env)
+    _, err = first.communicate(timeout=120)
+    assert first.returncode == 0, err.decode()[-3000:]
+    writer = Writer(db.admin_connect, kind, first_id=2001, seed=11, bulk=False)
+    writer.start()
+    crashy = {
+        **env,
+        "LAKEHOUSE_CRASH_AT": "staged,committed,published",
+        "LAKEHOUSE_CRASH_PROBABILITY": "0.15",
+    }
+    runs: list[int] = []
+    try:
+        while not runs or runs[-1] != 0:
+            assert len(runs) < 80, f"the backfill never finished: exits {runs}"
+            proc = lakehouse(config, "backfill", "--source", source, "ledger", env=crashy)
+            _, err = proc.communicate(timeout=300)
+            assert proc.returncode in (0, -9), err.decode()[-3000:]
+            runs.append(proc.returncode)
+            if len(runs) == 2:  # a table growing without end would outrun a backfill killed this often
+                writer.stop.set()
+    finally:
+        writer.stop.set()
+        writer.join(timeout=30)
+    assert writer.error is None, writer.error
+    assert runs.count(-9) >= 1, runs  # killed at least once: the test covers a resume
+
+    catch_up(config, env)
+    lake = Lake(LakeConfig(root=str(tmp_path / "lake")))
+    commits = lake.commit_log(source)
+    records = [commits.read(n) for n in range(1, commits.latest_seq() + 1)]
+    assert [r.kind for r in records].count("backfill") == 1, "a killed backfill was begun again"
+    assert not records[-1].snapshots
+    table = f"{db.name if kind == 'mysql' else 'public'}__ledger"
+    with admin.cursor() as cur:
+        cur.execute("SELECT id, n, note, amount FROM ledger ORDER BY id")
+        expected = [tuple(r) for r in cur.fetchall()]
+    state = lake.current(source).read(table).sort_by("id")
+    assert list(zip(*(state[c].to_pylist() for c in ("id", "n", "note", "amount")), strict=True)) == expected
+    log = without_backfill_rows(lake, source, lake.read_changelog(source, table))
+    streamed = log.filter(pc.greater_equal(log["_seq"], 2 << 32))
+    assert dict(Counter(streamed["Op"].to_pylist())) == dict(writer.counts), runs
