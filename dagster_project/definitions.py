@@ -17,7 +17,7 @@ from dagster_project.assets import build_source_assets
 from dagster_project.catalog_assets import build_catalog_definitions
 from dagster_project.checks import build_source_checks
 from dagster_project.lake_events import LakeSource, build_lake_commits_sensor
-from dagster_project.resources import LakeResource, dynamodb_resource, replay_resource, source_resource
+from dagster_project.resources import dynamodb_resource, lake_resource, replay_resource, source_resource
 from dagster_project.search_assets import build_search_definitions
 from pipelines.config import LakehouseConfig, load_config
 
@@ -49,16 +49,8 @@ def build_definitions(config: LakehouseConfig) -> dg.Definitions:
         checks += build_source_checks(source.name, schema, tables, kind=source.kind)
         lake_sources.append(LakeSource(source.name, schema, tuple(tables), streams=source.kind == "dynamodb"))
     lake = config.lake
-    resources["lake"] = LakeResource(
-        root=lake.root,
-        catalog=lake.catalog,
-        catalog_uri=lake.catalog_uri,
-        glue_endpoint_url=lake.glue_endpoint_url,
-        s3_endpoint_url=lake.s3.endpoint_url,
-        s3_region=lake.s3.region,
-        aws_access_key_id=dg.EnvVar("AWS_ACCESS_KEY_ID") if lake.root.startswith("s3://") else None,
-        aws_secret_access_key=dg.EnvVar("AWS_SECRET_ACCESS_KEY") if lake.root.startswith("s3://") else None,
-    )
+    # The AWS credential chain unless the config names keys (then read from the environment at run time).
+    resources["lake"] = lake_resource(lake)
     # Glue, Athena, Redshift and the local warehouse: each only when configured.
     catalog_assets, catalog_checks = build_catalog_definitions(config)
     assets += catalog_assets

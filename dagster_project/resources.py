@@ -20,19 +20,70 @@ from connectors.source import Source
 from pipelines.sources import open_source
 
 
+class LakeS3Settings(dg.Config):
+    """The lake's S3 settings, secrets excepted (see `S3Options` for what each means)."""
+
+    endpoint_url: str | None = None
+    region: str | None = Field(default=None, description="Bucket region; unset: read from the bucket.")
+    profile: str | None = None
+    role_arn: str | None = Field(
+        default=None, description="Role to assume; unset: the credential chain's identity."
+    )
+    role_session_name: str | None = None
+    kms_key_id: str | None = Field(default=None, description="SSE-KMS key for every object written.")
+    access_key_id: str | None = Field(
+        default=None, description="Only with explicit keys; the secret is an EnvVar."
+    )
+    retry_mode: Literal["standard", "adaptive"] = "standard"
+    max_attempts: int = 5
+    connect_timeout_seconds: float = 5.0
+    read_timeout_seconds: float = 60.0
+
+    @classmethod
+    def of(cls, s3: S3Options, *, explicit_keys: bool) -> LakeS3Settings:
+        identity = s3.model_dump(include={"endpoint_url", "region", "profile", "role_arn", "kms_key_id"})
+        return cls(
+            **identity,
+            role_session_name=s3.role_session_name if s3.role_arn else None,
+            access_key_id=s3.access_key_id if explicit_keys else None,
+            retry_mode=s3.retries.mode,
+            max_attempts=s3.retries.max_attempts,
+            connect_timeout_seconds=s3.retries.connect_timeout_seconds,
+            read_timeout_seconds=s3.retries.read_timeout_seconds,
+        )
+
+    def options(self, secret: str | None, token: str | None) -> S3Options:
+        fields = self.model_dump(exclude_none=True)
+        retries = {
+            "mode": fields.pop("retry_mode"),
+            "max_attempts": fields.pop("max_attempts"),
+            "connect_timeout_seconds": fields.pop("connect_timeout_seconds"),
+            "read_timeout_seconds": fields.pop("read_timeout_seconds"),
+        }
+        if secret:
+            fields["secret_access_key"] = SecretStr(secret)
+        if token:
+            fields["session_token"] = SecretStr(token)
+        return S3Options.model_validate({**fields, "retries": retries})
+
+
 class LakeResource(dg.ConfigurableResource):  # type: ignore[type-arg]
-    """The lake: a local directory or an S3 prefix, plus the Iceberg catalog."""
+    """The lake: a local directory or an S3 prefix, plus the Iceberg catalog.
+
+    AWS access is the default credential chain (task role, IRSA, instance profile, SSO) unless the
+    config names a profile, a role or keys; only explicit secrets travel as `dg.EnvVar`.
+    """
 
     root: str = Field(description="Local path or s3://bucket/prefix.")
     catalog: Literal["sqlite", "glue"] = "sqlite"
     catalog_uri: str = ""
     glue_endpoint_url: str | None = None
-    s3_endpoint_url: str | None = None
-    s3_region: str = "us-east-1"
-    aws_access_key_id: str | None = None
+    glue_region: str | None = None
+    s3: LakeS3Settings = Field(default_factory=lambda: LakeS3Settings())
     aws_secret_access_key: str | None = Field(
         None, description="Use dg.EnvVar; None means the default AWS chain."
     )
+    aws_session_token: str | None = Field(None, description="Use dg.EnvVar; goes with temporary keys.")
 
     def lake(self) -> Lake:
         return Lake(
@@ -41,16 +92,33 @@ class LakeResource(dg.ConfigurableResource):  # type: ignore[type-arg]
                 catalog=self.catalog,
                 catalog_uri=self.catalog_uri,
                 glue_endpoint_url=self.glue_endpoint_url,
-                s3=S3Options(
-                    endpoint_url=self.s3_endpoint_url,
-                    region=self.s3_region,
-                    access_key_id=self.aws_access_key_id,
-                    secret_access_key=SecretStr(self.aws_secret_access_key)
-                    if self.aws_secret_access_key
-                    else None,
-                ),
+                glue_region=self.glue_region,
+                s3=self.s3.options(self.aws_secret_access_key, self.aws_session_token),
             )
         )
+
+
+LAKE_SESSION_TOKEN_ENV = "LAKEHOUSE_LAKE_AWS_SESSION_TOKEN"
+
+
+def lake_resource(config: LakeConfig) -> LakeResource:
+    """A resource for the configured lake. Explicit keys (an `s3://` root only) are read at run time
+    from LAKEHOUSE_LAKE_AWS_SECRET_ACCESS_KEY and, with a session token, LAKEHOUSE_LAKE_AWS_SESSION_TOKEN;
+    without them the process's AWS credential chain is used, as everywhere else."""
+    s3 = config.s3
+    explicit = config.root.startswith("s3://") and s3.access_key_id is not None
+    return LakeResource(
+        root=config.root,
+        catalog=config.catalog,
+        catalog_uri=config.catalog_uri,
+        glue_endpoint_url=config.glue_endpoint_url,
+        glue_region=config.glue_region,
+        s3=LakeS3Settings.of(s3, explicit_keys=explicit),
+        aws_secret_access_key=dg.EnvVar(aws_secret_env_var("lake")) if explicit else None,
+        aws_session_token=dg.EnvVar(LAKE_SESSION_TOKEN_ENV)
+        if explicit and s3.session_token is not None
+        else None,
+    )
 
 
 class DatabaseSourceResource(dg.ConfigurableResource):  # type: ignore[type-arg]
@@ -127,7 +195,7 @@ class ReplaySourceResource(dg.ConfigurableResource):  # type: ignore[type-arg]
     location: str
     tables: dict[str, str]
     s3_endpoint_url: str | None = None
-    s3_region: str = "us-east-1"
+    s3_region: str | None = None
     aws_access_key_id: str | None = None
     aws_secret_access_key: str | None = Field(None, description="Use dg.EnvVar; None means the AWS chain.")
 
@@ -165,7 +233,7 @@ def replay_resource(config: DynamoDBReplayConfig) -> ReplaySourceResource:
 
 
 def aws_secret_env_var(source_name: str) -> str:
-    """The environment variable that holds a DynamoDB source's secret key."""
+    """The environment variable that holds a DynamoDB source's (or, as 'lake', the lake's) secret key."""
     return f"LAKEHOUSE_{source_name.upper()}_AWS_SECRET_ACCESS_KEY"
 
 

@@ -28,7 +28,9 @@ import boto3
 from connectors.catalog.glue_changelog import ChangelogCatalog
 from connectors.catalog.glue_plan import Plan, unconfigured_sources
 from connectors.catalog.redshift_publish import RedshiftPlan, offline_plan
+from connectors.lake.catalog import glue_client as lake_glue_client
 from connectors.lake.lake import Lake
+from connectors.lake.storage import Storage
 from pipelines.config import LakehouseConfig
 from pipelines.sources import open_source
 
@@ -36,15 +38,10 @@ log = logging.getLogger(__name__)
 
 
 def glue_client(config: LakehouseConfig) -> Any:
-    """A Glue client with the lake's endpoint and credentials (the AWS chain when none are set)."""
+    """A Glue client with the lake's credentials (the AWS chain when none are set), endpoint and
+    region (`lake.glue_region`, else the lake bucket's)."""
     lake = config.lake
-    kwargs: dict[str, Any] = {"region_name": lake.s3.region}
-    if lake.glue_endpoint_url:
-        kwargs["endpoint_url"] = lake.glue_endpoint_url
-    if lake.s3.access_key_id and lake.s3.secret_access_key:
-        kwargs["aws_access_key_id"] = lake.s3.access_key_id
-        kwargs["aws_secret_access_key"] = lake.s3.secret_access_key.get_secret_value()
-    return boto3.client("glue", **kwargs)
+    return lake_glue_client(lake, Storage(lake.root, lake.s3) if lake.root.startswith("s3://") else None)
 
 
 def glue_enabled(config: LakehouseConfig) -> bool:

@@ -18,8 +18,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import boto3
-
+from connectors.aws import AwsIdentity, aws_session, encrypt_writes, make_client
 from connectors.lake.lake import Lake
 from connectors.lake.storage import S3Options
 from connectors.opensearch.local_package import LocalPackage
@@ -74,20 +73,27 @@ class SynonymReport:
 
 
 def s3_client(options: S3Options) -> Any:
-    kwargs: dict[str, Any] = {"region_name": options.region}
-    if options.endpoint_url:
-        kwargs["endpoint_url"] = options.endpoint_url
-    if options.access_key_id and options.secret_access_key:
-        kwargs["aws_access_key_id"] = options.access_key_id
-        kwargs["aws_secret_access_key"] = options.secret_access_key.get_secret_value()
-    return boto3.client("s3", **kwargs)
+    """An S3 client for the synonyms bucket: the configured (or chain) credentials, the one botocore
+    Config, and with `kms_key_id` set, SSE-KMS on every object it writes."""
+    client = make_client(
+        aws_session(options, options.region),
+        "s3",
+        region=options.region,
+        endpoint_url=options.endpoint_url,
+        retries=options.retries,
+    )
+    if options.kms_key_id:
+        encrypt_writes(client, options.kms_key_id)
+    return client
 
 
 def opensearch_service_client(config: SynonymsConfig) -> Any:
-    kwargs: dict[str, Any] = {"region_name": config.aws_region}
-    if config.aws_endpoint_url:
-        kwargs["endpoint_url"] = config.aws_endpoint_url
-    return boto3.client("opensearch", **kwargs)
+    return make_client(
+        aws_session(AwsIdentity(), config.aws_region),
+        "opensearch",
+        region=config.aws_region,
+        endpoint_url=config.aws_endpoint_url,
+    )
 
 
 def synonyms_path(config: SearchConfig, service: Any = None) -> str:

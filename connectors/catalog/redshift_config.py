@@ -9,10 +9,11 @@ Secrets Manager by ARN, so the only secret-shaped value is the secret's ARN.
 from __future__ import annotations
 
 import re
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, Field, SecretStr, ValidationInfo, field_validator, model_validator
 
+from connectors.aws import AwsRetries, client_config
 from connectors.catalog.redshift_data import RedshiftTarget
 from connectors.config import FrozenModel
 
@@ -205,6 +206,9 @@ class RedshiftAws(FrozenModel):
     )
     access_key_id: str | None = Field(None, description="Access key; default: the AWS credential chain.")
     secret_access_key: SecretStr | None = Field(None, description="Secret key; use ${ENV_VAR} in the file.")
+    retries: AwsRetries = Field(
+        default_factory=AwsRetries, description="Retries and timeouts of Data API and Secrets Manager calls."
+    )
 
     @model_validator(mode="after")
     def _keys_in_pairs(self) -> RedshiftAws:
@@ -212,9 +216,9 @@ class RedshiftAws(FrozenModel):
             raise ValueError("set both access_key_id and secret_access_key, or neither (credential chain)")
         return self
 
-    def client_kwargs(self, endpoint_url: str | None) -> dict[str, str]:
-        """boto3 client arguments for one service of this connection."""
-        kwargs = {"region_name": self.region}
+    def client_kwargs(self, endpoint_url: str | None) -> dict[str, Any]:
+        """boto3 client arguments for one service of this connection (with the one botocore Config)."""
+        kwargs: dict[str, Any] = {"region_name": self.region, "config": client_config(self.retries)}
         if endpoint_url:
             kwargs["endpoint_url"] = endpoint_url
         if self.access_key_id and self.secret_access_key:

@@ -77,12 +77,17 @@ def register_lake(con: Any, lake: Lake, sources: Sequence[str]) -> list[str]:
     """Views over every table of `sources`; returns their qualified names."""
     if lake.storage.is_s3:
         s3 = lake.config.s3
-        parts = ["TYPE s3", f"REGION {_string(s3.region)}"]
-        if s3.access_key_id and s3.secret_access_key:
-            parts += [
-                f"KEY_ID {_string(s3.access_key_id)}",
-                f"SECRET {_string(s3.secret_access_key.get_secret_value())}",
-            ]
+        # The lake's own resolved region and current keys (a profile, an assumed role or a task
+        # role included), so DuckDB reads as the pipeline does.
+        access = lake.storage.reader_credentials()
+        parts = [
+            "TYPE s3",
+            f"REGION {_string(access.region)}",
+            f"KEY_ID {_string(access.access_key_id)}",
+            f"SECRET {_string(access.secret_access_key.get_secret_value())}",
+        ]
+        if access.session_token is not None:
+            parts.append(f"SESSION_TOKEN {_string(access.session_token.get_secret_value())}")
         if s3.endpoint_url:
             endpoint = urlparse(s3.endpoint_url)
             # DuckDB wants host:port without a scheme, and path-style URLs for S3-compatible servers.

@@ -19,10 +19,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import boto3
-import botocore.config
 import botocore.exceptions
 import orjson
 
+from connectors.aws import AwsRetries, client_config
 from connectors.dynamodb.config import DynamoDBSourceConfig
 
 _RAW_KEY = "LakehouseRawBody"
@@ -77,11 +77,8 @@ class AwsClients:
             kwargs["aws_access_key_id"] = aws.access_key_id
             kwargs["aws_secret_access_key"] = aws.secret_access_key.get_secret_value()
         retry = self._config.retry
-        kwargs["config"] = botocore.config.Config(
-            retries={"mode": "standard", "max_attempts": retry.attempts},
-            max_pool_connections=pool,
-            connect_timeout=5,
-            read_timeout=30,
+        kwargs["config"] = client_config(
+            AwsRetries(max_attempts=retry.attempts, read_timeout_seconds=30), max_pool_connections=pool
         )
         return boto3.session.Session().client(service, **kwargs)
 

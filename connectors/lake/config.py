@@ -15,7 +15,11 @@ class LakeConfig(FrozenModel):
 
     root: str = Field(".lake", description="Lake root: a local path, file:///abs/path or s3://bucket/prefix.")
     s3: S3Options = Field(
-        default_factory=S3Options, description="S3 endpoint and credentials (default: AWS)."
+        default_factory=S3Options,
+        description=(
+            "S3 region, credentials (default: the AWS chain; or a profile, a role to assume, keys with a "
+            "session token), SSE-KMS key, retries and endpoint."
+        ),
     )
     catalog: Literal["sqlite", "glue"] = Field(
         "sqlite", description="Iceberg catalog for current-state tables: 'sqlite' (local file) or 'glue'."
@@ -26,6 +30,10 @@ class LakeConfig(FrozenModel):
     glue_endpoint_url: str | None = Field(
         None,
         description="Glue API endpoint override (a VPC endpoint, or the moto server in tests); default AWS.",
+    )
+    glue_region: str | None = Field(
+        None,
+        description="Region of the Glue Data Catalog; default: the lake bucket's region.",
     )
     merge_every_seconds: float = Field(
         5.0, ge=0, description="In `stream` mode, how often current state is merged."

@@ -1,9 +1,11 @@
 """One storage layer for the lake: a local directory or an S3 prefix.
 
-This is the only module that talks to S3. Paths given to `Storage` are relative to the lake root
-and always use '/'. Parquet goes through pyarrow's filesystem layer; the one operation pyarrow
-lacks, create-if-absent (the commit log's compare-and-swap), uses an S3 conditional write
-(``If-None-Match: *``) or, locally, a hard link that fails when the target exists.
+This module and its S3 half (connectors/lake/s3_storage.py) are the only ones that talk to S3.
+Paths given to `Storage` are relative to the lake root and always use '/'. Parquet goes through
+pyarrow's filesystem layer; on S3 that is a filesystem that reads with pyarrow and writes with
+boto3 (so SSE-KMS headers go with every write). The one operation pyarrow lacks, create-if-absent
+(the commit log's compare-and-swap), uses an S3 conditional write (``If-None-Match: *``) or,
+locally, a hard link that fails when the target exists.
 """
 
 from __future__ import annotations
@@ -18,22 +20,10 @@ from urllib.parse import urlparse
 import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
-from pydantic import SecretStr
 
-from connectors.config import FrozenModel
+from connectors.lake.s3_storage import ReaderCredentials, S3Access, S3Options, StorageError
 
-
-class StorageError(Exception):
-    """A lake storage operation failed."""
-
-
-class S3Options(FrozenModel):
-    """How to reach S3: real AWS by default; an endpoint override for moto or other S3 APIs."""
-
-    endpoint_url: str | None = None
-    region: str = "us-east-1"
-    access_key_id: str | None = None
-    secret_access_key: SecretStr | None = None
+__all__ = ["PARQUET_OPTIONS", "FileEntry", "ReaderCredentials", "S3Options", "Storage", "StorageError"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,18 +56,10 @@ class Storage:
         if self.is_s3:
             self._bucket = parsed.netloc
             self._prefix = parsed.path.strip("/")
-            endpoint = self._s3.endpoint_url
-            self.fs: pafs.FileSystem = pafs.S3FileSystem(
-                region=self._s3.region,
-                access_key=self._s3.access_key_id,
-                secret_key=self._s3.secret_access_key.get_secret_value()
-                if self._s3.secret_access_key
-                else None,
-                endpoint_override=endpoint,
-                scheme=urlparse(endpoint).scheme if endpoint else "https",
-            )
+            # Nothing is asked of AWS yet: credentials and the bucket's region on first use.
+            self.s3_access = S3Access(self._bucket, self._s3)
+            self.fs: pafs.FileSystem = self.s3_access.filesystem
             self._base = f"{self._bucket}/{self._prefix}".rstrip("/")
-            self._client = None
         elif parsed.scheme in ("", "file"):
             base = os.path.abspath(parsed.path if parsed.scheme == "file" else root)
             os.makedirs(base, exist_ok=True)
@@ -85,6 +67,17 @@ class Storage:
             self._base = base
         else:
             raise StorageError(f"lake root {root!r}: scheme must be file:// or s3://")
+
+    @property
+    def region(self) -> str | None:
+        """The bucket's region (configured or read from the bucket); None for a local lake."""
+        return self.s3_access.region if self.is_s3 else None
+
+    def reader_credentials(self) -> ReaderCredentials:
+        """Region and current keys for another S3 reader of this lake (DuckDB)."""
+        if not self.is_s3:
+            raise StorageError("a local lake has no S3 credentials")
+        return self.s3_access.reader_credentials()
 
     # -- paths -------------------------------------------------------------------------------
     def full_path(self, path: str) -> str:
@@ -103,8 +96,13 @@ class Storage:
     def write_bytes(self, path: str, data: bytes) -> None:
         """Write a whole object (replacing it); locally via a temp file and rename, so never torn."""
         if self.is_s3:
-            with self.fs.open_output_stream(self.full_path(path)) as f:
-                f.write(data)
+            from botocore.exceptions import BotoCoreError, ClientError
+
+            key = self._key(path)
+            try:
+                self.s3_access.put(key, data)
+            except (ClientError, BotoCoreError) as e:
+                raise StorageError(f"write of s3://{self._bucket}/{key} failed: {e}") from None
             return
         full = self.full_path(path)
         os.makedirs(os.path.dirname(full), exist_ok=True)
@@ -138,12 +136,15 @@ class Storage:
         finally:
             os.unlink(tmp)
 
-    def _s3_put_if_absent(self, path: str, data: bytes) -> bool:
-        from botocore.exceptions import ClientError
+    def _key(self, path: str) -> str:
+        return f"{self._prefix}/{path.lstrip('/')}".lstrip("/")
 
-        key = f"{self._prefix}/{path.lstrip('/')}".lstrip("/")
+    def _s3_put_if_absent(self, path: str, data: bytes) -> bool:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        key = self._key(path)
         try:
-            self._boto().put_object(Bucket=self._bucket, Key=key, Body=data, IfNoneMatch="*")
+            self.s3_access.put(key, data, IfNoneMatch="*")
             return True
         except ClientError as e:
             # S3 answers 412 PreconditionFailed when the key exists, 409 ConditionalRequestConflict
@@ -154,21 +155,8 @@ class Storage:
             ):
                 return False
             raise StorageError(f"conditional write of s3://{self._bucket}/{key} failed: {e}") from None
-
-    def _boto(self):  # type: ignore[no-untyped-def]
-        if self._client is None:
-            import boto3
-
-            self._client = boto3.client(
-                "s3",
-                endpoint_url=self._s3.endpoint_url,
-                region_name=self._s3.region,
-                aws_access_key_id=self._s3.access_key_id,
-                aws_secret_access_key=(
-                    self._s3.secret_access_key.get_secret_value() if self._s3.secret_access_key else None
-                ),
-            )
-        return self._client
+        except BotoCoreError as e:
+            raise StorageError(f"conditional write of s3://{self._bucket}/{key} failed: {e}") from None
 
     # -- files -------------------------------------------------------------------------------
     def exists(self, path: str) -> bool:
@@ -185,7 +173,9 @@ class Storage:
     def move(self, src: str, dst: str) -> None:
         """Move a file; locally an atomic rename, on S3 a server-side copy then a delete."""
         if self.is_s3:
-            self.fs.copy_file(self.full_path(src), self.full_path(dst))
+            # A server-side copy by boto3 (CopyObject, or UploadPartCopy for huge files), carrying
+            # the encryption headers: pyarrow's copy_file would send none.
+            self.s3_access.copy(self._key(src), self._key(dst))
             self.fs.delete_file(self.full_path(src))
             return
         os.makedirs(os.path.dirname(self.full_path(dst)), exist_ok=True)
