@@ -6,6 +6,10 @@ Each body is one call into `pipelines` plus the metadata it reports (`lake_metad
 
 Keys are `<source>/<table>_changelog` and `<source>/<table>_current`: the lineage graph labels a
 node with the last component of its key, so the table's name has to be in it.
+
+Both multi-assets write the source's part of the lake, so both are in the source's concurrency
+pool (`writer_pool`): with the pool's limit at 1 (README, "Dagster"), Dagster never runs two
+writers of one source at once, whichever runs, jobs or schedules they come from.
 """
 
 from collections.abc import Iterator
@@ -37,7 +41,19 @@ SOURCE_KINDS = {
     "dynamodb_replay": "dynamodb",
 }
 
-__all__ = ["build_source_assets", "changelog_key", "current_key", "lake_table_name", "table_key"]
+__all__ = [
+    "build_source_assets",
+    "changelog_key",
+    "current_key",
+    "lake_table_name",
+    "table_key",
+    "writer_pool",
+]
+
+
+def writer_pool(source: str) -> str:
+    """The Dagster concurrency pool of everything that writes `source`'s part of the lake."""
+    return f"lake_writer/{source}"
 
 
 def table_key(source: str, table: str, kind: str) -> dg.AssetKey:
@@ -102,6 +118,7 @@ def build_source_assets(
         specs=changelog_specs,
         check_specs=check_specs,
         required_resource_keys={"lake", resource_key},
+        pool=writer_pool(source),
     )
     def changelog(context: dg.AssetExecutionContext) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult]:
         """Snapshot the source's tables if the lake has nothing, else stream up to the position of now."""
@@ -126,7 +143,12 @@ def build_source_assets(
         if streams:
             yield from _records_checks(src, report, source, schema, tables)
 
-    @dg.multi_asset(name=f"{source}_current", specs=current_specs, required_resource_keys={"lake"})
+    @dg.multi_asset(
+        name=f"{source}_current",
+        specs=current_specs,
+        required_resource_keys={"lake"},
+        pool=writer_pool(source),
+    )
     def current(context: dg.AssetExecutionContext) -> Iterator[dg.MaterializeResult]:
         """Merge the change logs' new commits into the current-state tables."""
         state = context.resources.lake.lake().current(source)

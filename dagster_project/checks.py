@@ -1,8 +1,18 @@
-"""Asset checks per source table: lag behind the source, duplicate keys, row counts vs the source.
+"""Asset checks per source table: lag behind the source, row counts, duplicate keys.
 
-Each check only reads (the lake, and the source's position or row counts), so each runs on its
-own from the UI or a job without materializing anything: the multi-checks are subsettable and
-compute only the checks selected.
+Two sets, by cost (audit F7):
+
+* **Every minute** (in `micro_batches`): lag behind the source (its position now vs the lake's
+  last commit; DynamoDB: per shard), and the lake's row count, read from its own Iceberg metadata,
+  against the source's *estimate* (MySQL TABLE_ROWS, PostgreSQL reltuples, DynamoDB ItemCount).
+  None of them reads a source table or a lake table's data.
+* **Reconciliation** (`RECONCILIATION_CHECKS`, in the `reconcile_sources` job on its own
+  schedule): exact `COUNT(*)` / Scan(Select=COUNT) of each source table, on the reader endpoint
+  when one is configured, and duplicate keys, which reads every key of the current-state table.
+
+Each check only reads, so each runs on its own from the UI or a job without materializing
+anything: the multi-checks are subsettable and compute only the checks selected. Metadata holds
+counts, positions and column names only, never a row's values.
 """
 
 import datetime as dt
@@ -15,8 +25,13 @@ from connectors.lake.current import KEY_PROPERTY
 from connectors.offsets import parse_offset
 from dagster_project.assets import changelog_key, current_key, lake_table_name
 from dagster_project.lake_metadata import describe_position, md_table
+from pipelines.row_counts import ESTIMATE_ORIGINS, RowTolerance, count_source_rows, estimate_source_rows
 
 MAX_LAG_SECONDS = 300.0
+ROW_TOLERANCE = RowTolerance()
+# The checks that read whole tables: run by this job, never by `micro_batches`.
+RECONCILIATION_CHECKS = frozenset({"no_duplicate_keys", "rows_match_source"})
+RECONCILIATION_JOB = "reconcile_sources"
 
 LAG_DESCRIPTION = (
     "The lake keeps up with the source: passes when the source's current position is already "
@@ -30,20 +45,31 @@ SHARD_LAG_DESCRIPTION = (
     "(read by peeking at each shard). When it fails, run the change log (or `lakehouse stream`); "
     "if it keeps failing, a shard is stuck: the `shards` metadata names it."
 )
+ESTIMATE_DESCRIPTION = (
+    "Cheap enough for every minute: the current-state table's row count (from its Iceberg "
+    "metadata) is near the source's own estimate (MySQL information_schema TABLE_ROWS, PostgreSQL "
+    "pg_class.reltuples, DynamoDB DescribeTable ItemCount; no table is read), within "
+    f"{ROW_TOLERANCE.relative:.0%} or {ROW_TOLERANCE.absolute} rows. A warning: estimates lag. "
+    "When it persists, run the `reconcile_sources` job for the exact count."
+)
 DUPLICATES_DESCRIPTION = (
-    "The current-state table holds each primary key once. When it fails the merge is broken: "
-    "do not publish the table; `lakehouse resnapshot` the source table and report the keys listed."
+    "The current-state table holds each primary key once (reads every key: runs in the "
+    "`reconcile_sources` job). When it fails the merge is broken: do not publish the table; "
+    "`lakehouse resnapshot` the source table and report the keys listed."
 )
 ROWS_DESCRIPTION = (
-    "The current-state table has as many rows as the live source table (a warning: rows written "
-    "since the last merge also differ). When it persists after a fresh sync, compare keys with "
-    "the source and `lakehouse backfill` the table."
+    "The current-state table has exactly as many rows as the live source table: COUNT(*) or a "
+    "DynamoDB Scan, on the reader endpoint when `reader_host` is set, in the `reconcile_sources` "
+    "job (a warning: rows written since the last merge also differ). When it persists after a "
+    "fresh sync, compare keys with the source and `lakehouse backfill` the table."
 )
 
 
 def build_source_checks(
-    source: str, schema: str, tables: list[str], kind: str = "mysql"
+    source: str, schema: str, tables: list[str], kind: str = "mysql", *, reader_host: str | None = None
 ) -> list[dg.AssetChecksDefinition]:
+    """The checks of one source's tables; `reader_host` is where exact counts run (None: the
+    resource's host)."""
     resource_key = f"source_{source}"
     countable = kind != "dynamodb_replay"  # replayed files have no live table to count
     lag_specs = [
@@ -100,59 +126,117 @@ def build_source_checks(
             )
 
     @dg.multi_asset_check(
-        name=f"{source}_state",
+        name=f"{source}_reconciliation",
         specs=state_specs,
         can_subset=True,
         required_resource_keys={"lake", resource_key},
     )
-    def state(context: dg.AssetCheckExecutionContext) -> Iterator[dg.AssetCheckResult]:
-        """Read each current-state table's key columns; count the source's rows."""
+    def reconciliation(context: dg.AssetCheckExecutionContext) -> Iterator[dg.AssetCheckResult]:
+        """Read each current-state table's key columns; count the source's rows exactly."""
         current = context.resources.lake.lake().current(source)
         selected = context.selected_asset_check_keys
-        # Only the row counts need the source: duplicate keys alone are checked without opening it.
-        counting = countable and any(k.name == "rows_match_source" for k in selected)
-        src = getattr(context.resources, resource_key).open() if counting else None
-        try:
-            ids = {t.name: t for t in src.tables()} if src is not None else {}
-            for t in tables:
-                dupes_key = dg.AssetCheckKey(current_key(source, t), "no_duplicate_keys")
-                rows_key = dg.AssetCheckKey(current_key(source, t), "rows_match_source")
-                if dupes_key not in selected and rows_key not in selected:
-                    continue
-                name = lake_table_name(schema, t)
-                table = current.load(name)
-                key = table.properties.get(KEY_PROPERTY, "").split(",") if table is not None else []
-                # The key columns are all these checks need; the rest of the table is not read.
-                rows = table.scan(selected_fields=tuple(key)).to_arrow() if table is not None else None
-                if dupes_key in selected:
-                    dupes = 0
-                    if rows is not None and rows.num_rows:
-                        counts = rows.group_by(key).aggregate([(key[0], "count")])
-                        dupes = pc.sum(pc.greater(counts[f"{key[0]}_count"], 1)).as_py() or 0
-                    yield dg.AssetCheckResult(
-                        asset_key=dupes_key.asset_key,
-                        check_name=dupes_key.name,
-                        passed=dupes == 0,
-                        metadata={"duplicate_keys": dupes, "key": ",".join(key)},
-                    )
-                if src is None or rows_key not in selected:
-                    continue
-                lake_rows = rows.num_rows if rows is not None else 0
-                source_rows = src.count_rows(ids[t]) if t in ids else -1
+        # Only the row counts need the source (duplicate keys alone are checked without it), and
+        # only the selected tables are counted: each count reads a whole table.
+        counted = [
+            t
+            for t in tables
+            if countable and dg.AssetCheckKey(current_key(source, t), "rows_match_source") in selected
+        ]
+        source_rows: dict[str, int | None] = {}
+        if counted:
+            config = getattr(context.resources, resource_key).source_config()
+            if reader_host:  # the resource knows the writer endpoint only
+                config = config.model_copy(update={"reader_host": reader_host})
+            source_rows = count_source_rows(config, counted)
+        for t in tables:
+            dupes_key = dg.AssetCheckKey(current_key(source, t), "no_duplicate_keys")
+            rows_key = dg.AssetCheckKey(current_key(source, t), "rows_match_source")
+            if dupes_key not in selected and rows_key not in selected:
+                continue
+            name = lake_table_name(schema, t)
+            table = current.load(name)
+            key = table.properties.get(KEY_PROPERTY, "").split(",") if table is not None else []
+            # The key columns are all these checks need; the rest of the table is not read.
+            rows = table.scan(selected_fields=tuple(key)).to_arrow() if table is not None else None
+            if dupes_key in selected:
+                dupes = 0
+                if rows is not None and rows.num_rows:
+                    counts = rows.group_by(key).aggregate([(key[0], "count")])
+                    dupes = pc.sum(pc.greater(counts[f"{key[0]}_count"], 1)).as_py() or 0
                 yield dg.AssetCheckResult(
-                    asset_key=rows_key.asset_key,
-                    check_name=rows_key.name,
-                    passed=lake_rows == source_rows,
-                    severity=dg.AssetCheckSeverity.WARN,
-                    metadata={"lake_rows": lake_rows, "source_rows": source_rows},
+                    asset_key=dupes_key.asset_key,
+                    check_name=dupes_key.name,
+                    passed=dupes == 0,
+                    metadata={"duplicate_keys": dupes, "key": ",".join(key)},
                 )
-        finally:
-            if src is not None:
-                src.close()
+            if t not in counted:
+                continue
+            lake_rows = rows.num_rows if rows is not None else 0
+            exact = source_rows.get(t)
+            yield dg.AssetCheckResult(
+                asset_key=rows_key.asset_key,
+                check_name=rows_key.name,
+                passed=lake_rows == exact,
+                severity=dg.AssetCheckSeverity.WARN,
+                metadata={
+                    "lake_rows": lake_rows,
+                    "source_rows": exact if exact is not None else -1,
+                    "counted_on": "reader endpoint" if reader_host else "source endpoint",
+                },
+            )
 
+    checks = [reconciliation]
+    if countable:
+        checks.append(_estimate_check(source, schema, tables, resource_key))
     if kind == "dynamodb":
-        return [_shard_lag_check(source, tables, resource_key), state]
-    return [lag, state]
+        return [_shard_lag_check(source, tables, resource_key), *checks]
+    return [lag, *checks]
+
+
+def _estimate_check(
+    source: str, schema: str, tables: list[str], resource_key: str
+) -> dg.AssetChecksDefinition:
+    """Per table: the lake's row count (Iceberg metadata) near the source's own estimate."""
+    specs = [
+        dg.AssetCheckSpec("rows_near_source_estimate", asset=current_key(source, t), description=ESTIMATE_DESCRIPTION)
+        for t in tables
+    ]  # fmt: skip
+
+    @dg.multi_asset_check(
+        name=f"{source}_row_estimates",
+        specs=specs,
+        can_subset=True,
+        required_resource_keys={"lake", resource_key},
+    )
+    def row_estimates(context: dg.AssetCheckExecutionContext) -> Iterator[dg.AssetCheckResult]:
+        """Compare each current-state table's live rows (snapshot summary) with the source's estimate."""
+        config = getattr(context.resources, resource_key).source_config()
+        estimates = estimate_source_rows(config, tables)
+        current = context.resources.lake.lake().current(source)
+        selected = context.selected_asset_check_keys
+        for t in tables:
+            key = dg.AssetCheckKey(current_key(source, t), "rows_near_source_estimate")
+            if key not in selected:
+                continue
+            lake_rows = current.live_rows(current.load(lake_table_name(schema, t)))
+            estimate = estimates.get(t)
+            yield dg.AssetCheckResult(
+                asset_key=key.asset_key,
+                check_name=key.name,
+                # No estimate yet (a table never analyzed): nothing to compare, so no warning.
+                passed=estimate is None or ROW_TOLERANCE.accepts(lake_rows, estimate),
+                severity=dg.AssetCheckSeverity.WARN,
+                metadata={
+                    "lake_rows": lake_rows,
+                    "source_rows_estimate": estimate if estimate is not None else -1,
+                    "estimate_from": ESTIMATE_ORIGINS[config.kind]
+                    if estimate is not None
+                    else "no estimate yet",
+                    "max_difference_allowed": ROW_TOLERANCE.allowed(lake_rows, estimate or 0),
+                },
+            )
+
+    return row_estimates
 
 
 def _shard_lag_check(source: str, tables: list[str], resource_key: str) -> dg.AssetChecksDefinition:

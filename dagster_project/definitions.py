@@ -15,7 +15,7 @@ import dagster as dg
 from connectors.dynamodb.source import SCHEMA as DYNAMODB_SCHEMA
 from dagster_project.assets import build_source_assets
 from dagster_project.catalog_assets import build_catalog_definitions
-from dagster_project.checks import build_source_checks
+from dagster_project.checks import RECONCILIATION_CHECKS, RECONCILIATION_JOB, build_source_checks
 from dagster_project.lake_events import LakeSource, build_lake_commits_sensor
 from dagster_project.resources import dynamodb_resource, lake_resource, replay_resource, source_resource
 from dagster_project.search_assets import build_search_definitions
@@ -46,7 +46,9 @@ def build_definitions(config: LakehouseConfig) -> dg.Definitions:
         assets += build_source_assets(
             source.name, schema, tables, kind=source.kind, lake_root=config.lake.root
         )
-        checks += build_source_checks(source.name, schema, tables, kind=source.kind)
+        checks += build_source_checks(
+            source.name, schema, tables, kind=source.kind, reader_host=getattr(source, "reader_host", None)
+        )
         lake_sources.append(LakeSource(source.name, schema, tuple(tables), streams=source.kind == "dynamodb"))
     lake = config.lake
     # The AWS credential chain unless the config names keys (then read from the environment at run time).
@@ -62,10 +64,15 @@ def build_definitions(config: LakehouseConfig) -> dg.Definitions:
         assets += search_assets
         checks += search_checks
         sensors += search_sensors
+    # Checks that read whole tables (exact source counts, every key of the lake) are not run every
+    # minute: they have their own job and schedule (audit F7).
+    reconciliation_keys = [key for c in checks for key in c.check_keys if key.name in RECONCILIATION_CHECKS]
     micro_batches = dg.define_asset_job(
         "micro_batches",
-        selection=dg.AssetSelection.groups(*(s.name for s in config.sources)),
-        description="Every source's change logs and current-state tables, with their checks.",
+        selection=dg.AssetSelection.groups(*(s.name for s in config.sources))
+        - dg.AssetSelection.checks(*reconciliation_keys),
+        description="Every source's change logs and current-state tables, with their cheap checks "
+        "(lag, row counts against the sources' estimates).",
         # One process for the whole run: a subprocess per step cost ~4 s of imports each, most of
         # a run's time; the steps themselves are short and mostly wait on the databases.
         executor_def=dg.in_process_executor,
@@ -77,6 +84,21 @@ def build_definitions(config: LakehouseConfig) -> dg.Definitions:
         default_status=dg.DefaultScheduleStatus.STOPPED,
         description="Runs `micro_batches` every minute (off by default; `lakehouse stream` is the low-latency path).",
     )
+    reconcile_sources = dg.define_asset_job(
+        RECONCILIATION_JOB,
+        selection=dg.AssetSelection.checks(*reconciliation_keys),
+        description="Exact reconciliation: each source table's COUNT(*) (DynamoDB: a Scan) against the "
+        "lake, on the reader endpoint when `reader_host` is set, and duplicate keys in the lake.",
+        executor_def=dg.in_process_executor,
+    )
+    nightly = dg.ScheduleDefinition(
+        name="nightly_reconciliation",
+        job=reconcile_sources,
+        cron_schedule="17 3 * * *",
+        default_status=dg.DefaultScheduleStatus.STOPPED,
+        description="Runs `reconcile_sources` every night at 03:17 (off by default): exact counts "
+        "read every source table in full, so run them where and when that costs least.",
+    )
     with warnings.catch_warnings():  # code references are a beta API in Dagster 1.13
         warnings.simplefilter("ignore", dg.BetaWarning)
         referenced = dg.with_source_code_references(assets)
@@ -84,8 +106,8 @@ def build_definitions(config: LakehouseConfig) -> dg.Definitions:
         assets=referenced,
         asset_checks=checks,
         resources=resources,
-        jobs=[micro_batches, *search_jobs],
-        schedules=[schedule],
+        jobs=[micro_batches, reconcile_sources, *search_jobs],
+        schedules=[schedule, nightly],
         sensors=sensors,
     )
 

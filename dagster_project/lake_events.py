@@ -23,6 +23,7 @@ import dagster as dg
 from connectors.lake.config import LakeConfig
 from connectors.lake.lake import Lake
 from dagster_project.assets import changelog_key, current_key
+from dagster_project.checks import RECONCILIATION_JOB
 from dagster_project.lake_metadata import COMMIT_SEQ, changelog_metadata, current_metadata, lake_table_name
 from pipelines.runner import SyncReport
 
@@ -145,6 +146,8 @@ def _assets_of_active_runs(instance: dg.DagsterInstance) -> set[dg.AssetKey] | N
     """Assets that runs in progress will report themselves (None: a run that may touch any)."""
     busy: set[dg.AssetKey] = set()
     for run in instance.get_runs(filters=dg.RunsFilter(statuses=_ACTIVE)):
+        if run.job_name == RECONCILIATION_JOB:  # checks only: it reports no materialization
+            continue
         if run.asset_selection is None:
             return None
         busy |= set(run.asset_selection)

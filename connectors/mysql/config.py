@@ -15,6 +15,13 @@ class MySQLSourceConfig(DatabaseSourceConfig):
 
     kind: Literal["mysql"] = "mysql"
     port: int = Field(3306, ge=1, le=65535, description="TCP port.")
+    reader_host: str | None = Field(
+        None,
+        description=(
+            "A read-only endpoint (an Aurora cluster reader endpoint) for the exact row-count "
+            "reconciliation; unset, it runs on `host`. Capture always uses `host`."
+        ),
+    )
     server_id: int = Field(
         0,
         ge=0,

@@ -19,6 +19,13 @@ class PostgresSourceConfig(DatabaseSourceConfig):
 
     kind: Literal["postgres"] = "postgres"
     port: int = Field(5432, ge=1, le=65535, description="TCP port.")
+    reader_host: str | None = Field(
+        None,
+        description=(
+            "A read-only endpoint (an Aurora cluster reader endpoint) for the exact row-count "
+            "reconciliation; unset, it runs on `host`. Capture always uses `host`."
+        ),
+    )
     schema_name: str = Field("public", alias="schema", description="Schema whose tables are captured.")
     slot: str = Field("", description="Replication slot name; default lakehouse_<source name>.")
     publication: str = Field("", description="Publication name; default lakehouse_<source name>.")

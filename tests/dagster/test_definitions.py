@@ -32,7 +32,8 @@ def test_the_shipped_configuration_loads_as_definitions(monkeypatch: pytest.Monk
     assert ("aurora_postgres/care_providers_current", "rows_match_source") in checks
     assert ("analytics/local_warehouse", "views_answer") in checks
     assert defs.resolve_job_def("micro_batches") is not None
-    assert [s.name for s in defs.schedules or []] == ["every_minute"]
+    assert defs.resolve_job_def("reconcile_sources") is not None
+    assert [s.name for s in defs.schedules or []] == ["every_minute", "nightly_reconciliation"]
     assert {s.name for s in defs.sensors or []} == {"lake_commits", "synonyms_changed"}
     # Reporting outside commits launches nothing, so it is on from the start.
     assert defs.resolve_sensor_def("lake_commits").default_status == dg.DefaultSensorStatus.RUNNING
@@ -176,6 +177,7 @@ def test_each_asset_group_materializes_with_metadata_and_passing_checks(
     }
     assert evaluations == {
         (f"{name}/items_changelog", "lag_behind_source"): True,
+        (f"{name}/items_current", "rows_near_source_estimate"): True,
         (f"{name}/items_current", "no_duplicate_keys"): True,
         (f"{name}/items_current", "rows_match_source"): True,
     }
@@ -238,6 +240,7 @@ def test_the_dynamodb_asset_group_materializes_with_shard_metadata_and_checks(
     assert {k: e.passed for k, e in evaluations.items()} == {
         (f"dg_devices/{table}_changelog", "records_read_match_committed"): True,
         (f"dg_devices/{table}_changelog", "shard_lag"): True,
+        (f"dg_devices/{table}_current", "rows_near_source_estimate"): True,
         (f"dg_devices/{table}_current", "no_duplicate_keys"): True,
         (f"dg_devices/{table}_current", "rows_match_source"): True,
     }
@@ -268,4 +271,4 @@ def test_a_replay_source_gets_assets_but_no_source_count_check(tmp_path: Path) -
     assert keys == {"archive/device_events_changelog", "archive/device_events_current"}
     checks = {(k.asset_key.to_user_string(), k.name) for k in graph.asset_check_keys}
     assert ("archive/device_events_current", "no_duplicate_keys") in checks
-    assert not any(name == "rows_match_source" for _, name in checks)
+    assert not any(name in {"rows_match_source", "rows_near_source_estimate"} for _, name in checks)

@@ -86,3 +86,40 @@ def test_cli_commits_become_materializations_and_dagster_runs_are_not_reported_t
     assert log["rows_committed"] == 1 and log["snapshot"] is False
     assert log["dagster/row_count"] == 4  # 2 snapshot rows, an insert, an update
     assert _latest(instance, current_key(SOURCE, "items"))["dagster/row_count"] == 3
+
+
+def test_a_reconciliation_in_progress_does_not_hold_back_outside_commits(
+    mysql_db: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The exact checks run for long on large tables, and report no materialization: commits made
+    meanwhile outside Dagster are reported as usual, unlike during a run that writes."""
+    conn = mysql_db.admin_connect()
+    with conn.cursor() as cur:
+        cur.execute("CREATE TABLE items (id INT PRIMARY KEY)")
+        cur.execute("INSERT INTO items VALUES (1), (2)")
+    conn.commit()
+    config_file = tmp_path / "lakehouse.toml"
+    config_file.write_text(
+        f'[lake]\nroot = "{tmp_path / "lake"}"\n\n'
+        f'[[sources]]\nname = "{SOURCE}"\nkind = "mysql"\nhost = "{mysql_db.host}"\nport = {mysql_db.port}\n'
+        f'user = "{mysql_db.cdc_user}"\npassword = "${{{password_env_var(SOURCE)}}}"\n'
+        f'database = "{mysql_db.name}"\ntables = ["items"]\n'
+    )
+    monkeypatch.setenv(password_env_var(SOURCE), mysql_db.cdc_password.get_secret_value())
+    defs = build_definitions(load_config(str(config_file)))
+    instance = dg.DagsterInstance.ephemeral()
+    started = dg.DagsterRunStatus.STARTED
+    reconciling = instance.create_run_for_job(defs.resolve_job_def("reconcile_sources"), status=started)
+    assert lakehouse(["--config", str(config_file), "sync", "--once"]) == 0
+    assert {e.asset_key for e in _tick(defs, instance)} == {
+        changelog_key(SOURCE, "items"),
+        current_key(SOURCE, "items"),
+    }
+    instance.delete_run(reconciling.run_id)
+    # A writing run in progress reports its own commits: the sensor leaves the source to it.
+    instance.create_run_for_job(defs.resolve_job_def("micro_batches"), status=started)
+    with conn.cursor() as cur:
+        cur.execute("INSERT INTO items VALUES (3)")
+    conn.commit()
+    assert lakehouse(["--config", str(config_file), "sync", "--once"]) == 0
+    assert _tick(defs, instance) == []
