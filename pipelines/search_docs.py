@@ -5,10 +5,11 @@ and device aggregates (steps, sleep and resting pulse over the patient's last 7 
 events, flags from the daily summaries). Built for a set of patient ids at a time, reading only
 those rows (filters pushed down to the Iceberg scans), so incremental indexing stays cheap.
 
-The document's external version is the sum of the applied commit seqs of every table it is made
-of: each merge moves one of them forward, so a document built from newer lake state always has a
-higher version, and one rebuilt from the same state has the same version — OpenSearch refuses a
-late or replayed write of an older document (see connectors/opensearch/bulk.py).
+The document's external version is the sum of the source clocks of every table it is made of
+(`pipelines/search_versions.py`): each merge moves one of them forward, so a document built from
+newer lake state always has a higher version — in this lake or in a rebuilt, restored or new one —
+and one rebuilt from the same state has the same version. OpenSearch refuses a late or replayed
+write of an older document (see connectors/opensearch/bulk.py).
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from connectors.lake.lake import Lake
 from connectors.opensearch.bulk import Document
 from connectors.opensearch.text import NORMAL_FORM
 from pipelines import search_tables as tables
+from pipelines.search_versions import SourceClocks, version_of
 
 RECENT_DAYS = 7
 # Only what the document uses is read (claims' scanned attachments are not).
@@ -85,14 +87,19 @@ class PeopleDocuments:
     def __init__(self, lake: Lake, sources: PeopleSources) -> None:
         self.lake = lake
         self.sources = sources
+        self.clocks = SourceClocks(lake)
 
-    def state_version(self) -> tuple[int, dict[str, int]]:
-        """The documents' version now, and the applied commit seq per input table."""
+    def state_seqs(self) -> dict[str, int]:
+        """The applied commit seq of every input table, by ``"<source>.<lake table>"``."""
         seqs = {}
         for source, table in self.sources.tables():
             current = self.lake.current(source)
             seqs[f"{source}.{table}"] = current.applied_seq(current.load(table))
-        return sum(seqs.values()), seqs
+        return seqs
+
+    def state_version(self) -> int:
+        """The documents' version now, without an indexer's checkpoint (see `search_versions`)."""
+        return version_of(self.clocks.clocks(self.state_seqs()))
 
     def all_patient_ids(self) -> list[int]:
         rows = self._read_plain(self.sources.mysql, "patients", ["patient_id"], None)
@@ -111,7 +118,7 @@ class PeopleDocuments:
         if not ids:
             return []
         inputs = self._load(ids)
-        version = version if version is not None else self.state_version()[0]
+        version = version if version is not None else self.state_version()
         docs = {d.doc_id: d for d in _documents(inputs, 0, inputs.table.num_rows, version)}
         return [docs.get(str(pid)) or Document(str(pid), version, None) for pid in ids]
 

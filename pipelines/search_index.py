@@ -4,8 +4,8 @@ Each run finds the patients whose inputs changed since the last run — from the
 commits between the checkpoint and what is merged into current state now — rebuilds their
 documents from current state and writes them with external versions. Deleted patients become
 deletes. Documents OpenSearch refuses for good go to a dead-letter table in the lake with the
-reason. The checkpoint (applied commit seq per input table) is written only after every write of
-the run succeeded, so a crash re-indexes at most one run's patients, which the external versions
+reason. The checkpoint (applied commit seq and source clock per input table) is written only after
+every write of the run succeeded, so a crash re-indexes at most one run's patients, which the external versions
 make harmless.
 """
 
@@ -27,6 +27,7 @@ from connectors.lake.lake import Lake
 from connectors.opensearch.bulk import BulkIndexer, BulkResult, Document, Failure
 from connectors.opensearch.indices import IndexManager, load_template
 from pipelines.search_docs import PeopleDocuments, PeopleSources
+from pipelines.search_versions import SECOND, VERSION_SCHEME, TableClock, version_of
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +49,15 @@ DEAD_LETTER_SCHEMA = pa.schema(
 )
 
 
+@dataclass(frozen=True, slots=True)
+class Checkpoint:
+    """The last run's position: applied seq per input table (which changes are new) and, written
+    by this version scheme, each table's clock (versions never step back; `search_versions.advance`)."""
+
+    seqs: dict[str, int]
+    clocks: dict[str, TableClock]
+
+
 @dataclass
 class IndexReport:
     """What one indexing run did (CLI output and Dagster metadata); `stale_problem` says when the
@@ -58,6 +68,8 @@ class IndexReport:
     full: bool = False
     patients: int = 0
     version: int = 0
+    tables: int = 0  # input tables the version sums the clocks of
+    rewrote_scheme: bool = False  # every document written again: the index had older-scheme versions
     result: BulkResult = field(default_factory=BulkResult)
     dead_letter_file: str | None = None
     seconds: float = 0.0
@@ -65,18 +77,22 @@ class IndexReport:
     def stale_problem(self) -> str | None:
         """Why this run failed if too many documents were refused as stale, else None.
 
-        A document is stale when the index holds a newer version of it. Racing runs refuse a few;
-        most or all of them mean the index was written from another lake state than this one (the
-        lake was rebuilt, restored or pointed at a new root, so its commit numbers start again),
-        and nothing new would ever be indexed again.
+        A document is stale when the index holds a newer version of it. Versions come from source
+        time (`pipelines/search_versions.py`), so a rebuilt or new lake writes over the index as it
+        should; racing runs refuse a few. Most or all of them refused means the index holds newer
+        source state than this lake: a lake restored from an older copy that has not caught up yet
+        (it does, as capture goes on), or another lake writing to the same alias. Either way
+        nothing of this run reached the index, and the run must not pass as done.
         """
         stale = self.result.stale
         if stale <= max(STALE_MIN, STALE_SHARE * self.patients):
             return None
         return (
             f"{stale} of {self.patients} documents were refused as stale: the index behind {self.alias!r} "
-            f"holds newer versions than this lake (version {self.version}); was the lake rebuilt, restored "
-            "or pointed at a new root? Run `lakehouse index --recreate` to build the index again from this lake"
+            f"holds newer source state than this lake (version {self.version}, {_clock_text(self.version, self.tables)}). "
+            "Was the lake restored from an older copy (its documents are indexed again once capture has caught "
+            "up with the source), or does another lake write to this alias? To show this lake's older state "
+            "anyway, run `lakehouse index --recreate`"
         )
 
 
@@ -103,22 +119,35 @@ class PeopleIndexer:
 
     def run(self, *, full: bool = False, recreate: bool = False) -> IndexReport:
         """Index the documents changed since the last run (all with `full`); `recreate` first
-        deletes the indices behind the alias, for an index written from another lake."""
+        deletes the indices behind the alias, to show this lake's state even where it is older."""
         started = time.monotonic()
         manager = IndexManager(self.client, self.alias, load_template("people"), self.synonyms_path)  # type: ignore[arg-type]
         if recreate:
             manager.drop_current()
             full = True
         report = IndexReport(self.alias, index=manager.ensure())
-        version, seqs = self.documents.state_version()
-        checkpoint = None if full else self.checkpoint()
-        report.full = checkpoint is None
-        report.version = version
+        # An index whose documents were not all written with this version scheme (one made before
+        # it, or just created) gets every document again: source-clock versions are far above the
+        # old commit-seq sums, so each write replaces the old-scheme document.
+        report.rewrote_scheme = manager.meta().get("version_scheme") != VERSION_SCHEME
+        seqs = self.documents.state_seqs()
+        previous = self.checkpoint()
+        clocks = self.documents.clocks.clocks(seqs, previous.clocks if previous else None)
+        version = version_of(clocks)
+        report.full = full or report.rewrote_scheme or previous is None
+        report.version, report.tables = version, sum(1 for c in clocks.values() if c.clock)
+        if report.rewrote_scheme:
+            log.info(
+                "%s: index %s has no %s versions yet; writing every document",
+                self.alias,
+                report.index,
+                VERSION_SCHEME,
+            )
         bulk = BulkIndexer(self.client, self.alias, max_bytes=self.bulk_max_bytes)  # type: ignore[arg-type]
-        if checkpoint is None:  # every document: each input table is read once
+        if report.full or previous is None:  # every document: each input table is read once
             chunks: Iterable[list[Document]] = self.documents.build_all(version, BUILD_CHUNK)
         else:
-            ids = self.changed_patients(checkpoint, seqs)
+            ids = self.changed_patients(previous.seqs, seqs)
             chunks = (self.documents.build(c, version) for c in _chunks(sorted(ids), BUILD_CHUNK))
         # Chunks are sent while the next ones are built, SENDERS requests at a time: OpenSearch
         # indexes on its own threads while we assemble documents. At most SENDERS + 1 chunks are held.
@@ -133,7 +162,9 @@ class PeopleIndexer:
                 report.result.add(pending.popleft().result())
         if report.result.failures:
             report.dead_letter_file = self._dead_letter(report.result.failures)
-        self.lake.storage.write_bytes(self._checkpoint_path, json.dumps(seqs, sort_keys=True).encode())
+        self._write_checkpoint(clocks)
+        if report.rewrote_scheme and report.stale_problem() is None:
+            manager.update_meta(version_scheme=VERSION_SCHEME)
         report.seconds = time.monotonic() - started
         r = report.result
         # DEBUG: the CLI prints the report (only when something changed, with --follow) and Dagster
@@ -144,11 +175,24 @@ class PeopleIndexer:
         )  # fmt: skip
         return report
 
-    def checkpoint(self) -> dict[str, int] | None:
+    def checkpoint(self) -> Checkpoint | None:
+        """What the last run indexed: each input table's applied seq and source clock."""
         try:
-            return dict(json.loads(self.lake.storage.read_bytes(self._checkpoint_path)))
+            raw = json.loads(self.lake.storage.read_bytes(self._checkpoint_path))
         except (FileNotFoundError, OSError):
             return None
+        if raw.get("scheme") != VERSION_SCHEME:  # before source clocks: {"<table>": seq}
+            return Checkpoint({k: int(v) for k, v in raw.items()}, {})
+        tables = raw["tables"]
+        return Checkpoint(
+            {k: int(v["seq"]) for k, v in tables.items()},
+            {k: TableClock(int(v["seq"]), int(v["clock"])) for k, v in tables.items()},
+        )
+
+    def _write_checkpoint(self, clocks: dict[str, TableClock]) -> None:
+        tables = {k: {"seq": c.seq, "clock": c.clock} for k, c in clocks.items()}
+        body = {"scheme": VERSION_SCHEME, "tables": tables}
+        self.lake.storage.write_bytes(self._checkpoint_path, json.dumps(body, sort_keys=True).encode())
 
     def changed_patients(self, checkpoint: dict[str, int], seqs: dict[str, int]) -> set[int]:
         """Patients touched by the change-log commits merged since `checkpoint`."""
@@ -201,6 +245,14 @@ class PeopleIndexer:
         for f in failures[:5]:
             log.error("%s: document %s refused (%d): %s", self.alias, f.doc_id, f.status, f.reason)
         return path
+
+
+def _clock_text(version: int, tables: int) -> str:
+    """A version as the source time it stands for (the mean of its tables' clocks), for messages."""
+    if not tables or version <= 0:
+        return "no source time"
+    mean = dt.datetime.fromtimestamp(version / tables / SECOND, dt.UTC)
+    return f"source time about {mean:%Y-%m-%d %H:%M:%S} UTC"
 
 
 def _chunks(values: list[int], size: int) -> Iterable[list[int]]:

@@ -122,6 +122,22 @@ class IndexManager:
             )
         log.info("reindexed %s -> %s: %s documents", source, dest, result.get("total"))
 
+    def meta(self) -> dict[str, Any]:
+        """The mapping's `_meta` of the index behind the alias ({} when there is none)."""
+        behind = self.current()
+        if len(behind) != 1:
+            return {}
+        mapping = self.client.indices.get_mapping(index=behind[0])[behind[0]]["mappings"]
+        return dict(mapping.get("_meta") or {})
+
+    def update_meta(self, **values: Any) -> None:
+        """Add `values` to the `_meta` of the index behind the alias (PUT _mapping replaces the whole
+        `_meta` object, so the existing keys are sent again)."""
+        for name in self.current():
+            mapping = self.client.indices.get_mapping(index=name)[name]["mappings"]
+            meta = {**(mapping.get("_meta") or {}), **values}
+            self.client.indices.put_mapping(index=name, body={"_meta": meta})
+
     def drop_current(self) -> list[str]:
         """Delete the indices the alias points at (the alias goes with them): `ensure` then builds
         the current template's index afresh."""

@@ -6,91 +6,14 @@ the real MySQL source; the indexer writes to the local OpenSearch node under a u
 
 from __future__ import annotations
 
-import uuid
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-from connectors.lake.config import LakeConfig
-from connectors.lake.lake import Lake
-from connectors.mysql.config import MySQLSourceConfig
 from connectors.opensearch.bulk import BulkIndexer, Document
-from connectors.opensearch.client import open_client
-from connectors.opensearch.config import OpenSearchConfig
 from connectors.opensearch.indices import IndexManager, IndexTemplate, load_template
 from pipelines import search_docs, search_index
-from pipelines.runner import sync_source
-from pipelines.search_docs import PeopleSources
-from pipelines.search_index import PeopleIndexer
-from pipelines.sources import open_source
-from pipelines.world import create_world
-
-TABLES = (
-    "patients",
-    "health_preferences",
-    "plan_enrollments",
-    "fitness_plans",
-    "insurance_claims",
-    "assessments",
-)
-
-
-class World:
-    def __init__(self, mysql_db: Any, pg_db: Any, stack: Any, tmp_path: Path) -> None:
-        self.my = mysql_db.admin_connect()
-        create_world(self.my, pg_db.admin_connect(), seed=3, patients=25)
-        self.source = MySQLSourceConfig(
-            name="health", host=mysql_db.host, port=mysql_db.port, user=mysql_db.cdc_user,
-            password=mysql_db.cdc_password, database=mysql_db.name, tables=TABLES, server_id=0,
-        )  # fmt: skip
-        self.lake = Lake(LakeConfig(root=str(tmp_path / "lake")))
-        self.client = open_client(OpenSearchConfig(url=stack.opensearch_endpoint))
-        self.alias = f"people-{uuid.uuid4().hex[:8]}"
-        self.package = stack.service_dir("opensearch") / "config" / "analyzers" / f"{self.alias}-syn"
-        self.package.write_text("jogging, running\n")
-        self.sources = PeopleSources(mysql="health", mysql_schema=mysql_db.name, devices=None)
-        self.indexer = PeopleIndexer(
-            self.lake,
-            self.client,
-            alias=self.alias,
-            sources=self.sources,
-            synonyms_path=f"analyzers/{self.package.name}",
-        )
-
-    def sql(self, *statements: str) -> None:
-        with self.my.cursor() as cur:
-            for s in statements:
-                cur.execute(s)
-        self.my.commit()
-
-    def capture(self) -> None:
-        source = open_source(self.source)
-        try:
-            sync_source(self.lake, source)
-        finally:
-            source.close()
-
-    def patient_ids(self) -> set[str]:
-        with self.my.cursor() as cur:
-            cur.execute("SELECT patient_id FROM patients")
-            return {str(r[0]) for r in cur.fetchall()}
-
-    def indexed(self) -> dict[str, dict[str, Any]]:
-        self.client.indices.refresh(index=self.alias)
-        hits = self.client.search(
-            index=self.alias, body={"size": 1000, "query": {"match_all": {}}, "version": True}
-        )
-        return {h["_id"]: {**h["_source"], "_version": h["_version"]} for h in hits["hits"]["hits"]}
-
-
-@pytest.fixture
-def world(mysql_db: Any, pg_db: Any, stack: Any, tmp_path: Path) -> Any:
-    w = World(mysql_db, pg_db, stack, tmp_path)
-    yield w
-    for name in w.client.indices.get(index=f"{w.alias}*"):
-        w.client.indices.delete(index=name)
-    w.package.unlink(missing_ok=True)
+from tests.search.people_world import TABLES, World
 
 
 def test_full_then_incremental_indexing_follows_the_lake(world: World) -> None:
@@ -137,40 +60,6 @@ def test_a_late_or_replayed_document_never_overwrites_a_newer_one(world: World) 
     assert result.stale == 1 and result.indexed == 1
     assert world.indexed()[pid]["name"] == current["name"]
     assert world.indexed()[pid]["_version"] == current["_version"]
-
-
-def test_an_index_written_from_another_lake_fails_the_run_until_recreated(
-    world: World, tmp_path: Path
-) -> None:
-    world.capture()
-    world.capture()  # more commits: this lake's document versions run ahead of a fresh lake's
-    world.sql(
-        "UPDATE patients SET city = 'Elsewhere' WHERE patient_id = (SELECT MIN(patient_id) FROM patients)"
-    )
-    world.capture()
-    first = world.indexer.run()
-    assert first.stale_problem() is None and first.result.indexed == len(world.patient_ids())
-    # The lake rebuilt at a new root: its commit numbers, and so its versions, start again.
-    rebuilt = Lake(LakeConfig(root=str(tmp_path / "rebuilt")))
-    source = open_source(world.source)
-    try:
-        sync_source(rebuilt, source)
-    finally:
-        source.close()
-    indexer = PeopleIndexer(
-        rebuilt,
-        world.client,
-        alias=world.alias,
-        sources=world.sources,
-        synonyms_path=world.indexer.synonyms_path,
-    )
-    refused = indexer.run(full=True)
-    assert refused.result.stale == len(world.patient_ids()) and refused.result.indexed == 0
-    problem = refused.stale_problem()
-    assert problem is not None and "lakehouse index --recreate" in problem and world.alias in problem
-    again = indexer.run(recreate=True)
-    assert again.stale_problem() is None and again.result.indexed == len(world.patient_ids())
-    assert {d["_version"] for d in world.indexed().values()} == {again.version}
 
 
 def test_refused_documents_go_to_the_dead_letter_table(world: World, monkeypatch: pytest.MonkeyPatch) -> None:
