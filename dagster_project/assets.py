@@ -153,6 +153,7 @@ def build_source_assets(
         """Merge the change logs' new commits into the current-state tables."""
         state = context.resources.lake.lake().current(source)
         results = {r.table: r for r in state.merge()}
+        state.delete_orphans()  # files of expired snapshots, once their grace has passed
         for t in tables:
             name = lake_table_name(schema, t)
             result = results.get(name)

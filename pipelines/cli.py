@@ -10,6 +10,7 @@ import threading
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
+from connectors.lake.lease import LeaseHeldError, LeaseLostError
 from connectors.source import SourceError
 from pipelines.config import ConfigError, LakehouseConfig, load_config
 
@@ -61,6 +62,18 @@ def _cmd_merge(args: argparse.Namespace) -> int:
         for result in lake.current(name).merge():
             print(f"{name}.{result.table}: merged to commit {result.commit_seq}: {result.rows} rows "
                   f"({result.upserts} upserts, {result.deletes} deletes)")  # fmt: skip
+    return 0
+
+
+def _cmd_maintain(args: argparse.Namespace) -> int:
+    from connectors.lake.lake import Lake
+
+    config = load_config(args.config)
+    lake = Lake(config.lake)
+    for name in _selected(config, args.source):
+        for report in lake.current(name).delete_orphans():
+            print(f"{name}.{report.table}: deleted {report.deleted} orphan file(s); "
+                  f"{report.waiting} record(s) still within the grace period")  # fmt: skip
     return 0
 
 
@@ -445,6 +458,12 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--source", action="append", help="only this source (repeatable)")
     s.set_defaults(func=_cmd_merge)
 
+    s = sub.add_parser(
+        "maintain", help="delete files of expired Iceberg snapshots whose grace period has passed"
+    )
+    s.add_argument("--source", action="append", help="only this source (repeatable)")
+    s.set_defaults(func=_cmd_maintain)
+
     s = sub.add_parser("stream", help="stream continuously with low latency until Ctrl-C / SIGTERM")
     s.add_argument("--source", action="append", help="only this source (repeatable)")
     s.set_defaults(func=_cmd_stream)
@@ -527,8 +546,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument(
         "--recreate",
         action="store_true",
-        help="delete the index behind the alias and build it again from this lake (after the lake was "
-        "rebuilt, restored or moved: its documents would otherwise be refused as stale)",
+        help="delete the index behind the alias and build it again from this lake's state (to show an "
+        "older state on purpose, e.g. a lake restored from a backup; a rebuilt lake needs no --recreate)",
     )
     s.add_argument(
         "--follow", action="store_true", help="keep indexing what changes (with `lakehouse stream`)"
@@ -552,7 +571,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     _setup_logging(args.verbose)
     try:
         return int(args.func(args) or 0)
-    except (ConfigError, SourceError) as e:
+    except (ConfigError, SourceError, LeaseHeldError, LeaseLostError) as e:
         print(f"lakehouse: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

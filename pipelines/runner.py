@@ -12,6 +12,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from connectors.events import Batch, TableId
@@ -19,6 +20,7 @@ from connectors.faults import crash_point
 from connectors.lake.commits import BackfillProgress, CommitConflictError, CommitRecord
 from connectors.lake.current import MergeResult
 from connectors.lake.lake import Lake
+from connectors.lake.lease import Lease, LeaseHeldError
 from connectors.lake.writer import LakeWriter
 from connectors.offsets import Offset
 from connectors.source import Source, SourceError
@@ -32,6 +34,7 @@ log = logging.getLogger(__name__)
 
 CommitCallback = Callable[[CommitRecord], None]
 REQUEST_CHECK_SECONDS = 2.0
+MAINTAIN_EVERY_SECONDS = 60.0  # how often a stream deletes orphaned files whose grace has passed
 
 
 @dataclass
@@ -106,16 +109,39 @@ def _commit_all(
             close()
 
 
+@contextmanager
+def holding_lease(
+    lake: Lake, source: str, what: str, *, wait: float = 0.0, stop: threading.Event | None = None
+) -> Iterator[Lease]:
+    """The source's lease, taken for the block (waiting up to `wait` seconds for it) and renewed
+    in a thread meanwhile; `LeaseHeldError` names the holder when it cannot be taken."""
+    lease = lake.lease(source, what)
+    lease.acquire(wait=wait, stop=stop)
+    lease.start_renewing()
+    try:
+        yield lease
+    finally:
+        lease.release()
+
+
 def sync_source(
     lake: Lake,
     source: Source,
     *,
     merge: bool = True,
     on_commit: CommitCallback | None = None,
+    what: str = "sync --once",
 ) -> SyncReport:
-    """One bounded run: snapshot if the lake has nothing, else stream up to the position of now."""
+    """One bounded run: snapshot if the lake has nothing, else stream up to the position of now.
+    Refused (`LeaseHeldError`, naming the holder) while another process writes the source."""
+    with holding_lease(lake, source.name, what) as lease:
+        return _sync_source(lake, lake.writer(source.name, lease), source, merge, on_commit)
+
+
+def _sync_source(
+    lake: Lake, writer: LakeWriter, source: Source, merge: bool, on_commit: CommitCallback | None
+) -> SyncReport:
     started = time.monotonic()
-    writer = lake.writer(source.name)
     state = writer.last_committed()
     report = SyncReport(source.name, offset_before=state.offset.serialize() if state.offset else None)
     source.preflight()
@@ -132,7 +158,9 @@ def sync_source(
     if report.offset_after is None:
         report.offset_after = state.offset.serialize()
     if merge:
-        report.merged = lake.current(source.name).merge()
+        current = lake.current(source.name)
+        report.merged = current.merge()
+        current.delete_orphans()
     report.seconds = time.monotonic() - started
     return report
 
@@ -195,16 +223,39 @@ def stream_source(
 ) -> SyncReport:
     """Stream until `stop` is set: commit each batch, merge current state every few seconds.
 
-    If another runner commits first (compare-and-swap lost), drop the staged batch, re-read the
-    lake's position and resume from there: nothing is written twice.
+    The source's lease is taken first: while another process holds it this one stands by, and
+    takes over once it is released or expired. If another runner commits first (compare-and-swap
+    lost), drop the staged batch, re-read the lake's position and resume from there: nothing is
+    written twice. A stream whose lease was taken over stops (`LeaseLostError`).
     """
+    lease = lake.lease(source.name, "lakehouse stream")
+    try:
+        lease.acquire(wait=float("inf"), stop=stop)
+    except LeaseHeldError:  # stopped while standing by
+        return SyncReport(source.name)
+    lease.start_renewing()
+    try:
+        return _stream_source(
+            lake, lake.writer(source.name, lease), source, stop, merge_every_seconds, on_commit
+        )
+    finally:
+        lease.release()
+
+
+def _stream_source(
+    lake: Lake,
+    writer: LakeWriter,
+    source: Source,
+    stop: threading.Event,
+    merge_every_seconds: float,
+    on_commit: CommitCallback | None,
+) -> SyncReport:
     started = time.monotonic()
-    writer = lake.writer(source.name)
     report = SyncReport(source.name)
     source.preflight()
     adopt_lake_schemas(lake, source)
     current = lake.current(source.name)
-    last_merge = time.monotonic()
+    last_merge = last_maintenance = time.monotonic()
 
     def committed(record: CommitRecord) -> None:
         nonlocal last_merge
@@ -214,6 +265,10 @@ def stream_source(
         if time.monotonic() - last_merge >= merge_every_seconds:
             report.merged.extend(current.merge(record))
             last_merge = time.monotonic()
+        nonlocal last_maintenance
+        if time.monotonic() - last_maintenance >= MAINTAIN_EVERY_SECONDS:
+            current.delete_orphans()  # files of expired snapshots, once their grace has passed
+            last_maintenance = time.monotonic()
 
     next_check = 0.0
     waiting = False
@@ -232,6 +287,8 @@ def stream_source(
             return False
         if not waiting and time.monotonic() >= next_check:
             next_check = time.monotonic() + REQUEST_CHECK_SECONDS
+            if writer.lease is not None:
+                writer.lease.ensure()  # a stream whose lease was taken over stops, even when idle
             requests.beat(lake.storage, source.name)
             pending = requests.pending(lake.storage, source.name)
             if pending and config is not None:
@@ -291,7 +348,7 @@ def stream_source(
         while not stop.is_set():
             between_commits()
             if requests_waiting():
-                _serve_backfill_requests(lake, source, report)
+                _serve_backfill_requests(lake, writer, source, report)
                 waiting = False
                 writer.reload()
                 adopt_lake_schemas(lake, source)
@@ -443,12 +500,12 @@ def _commit_staged_backfill(
     )  # fmt: skip
 
 
-def _serve_backfill_requests(lake: Lake, source: Source, report: SyncReport) -> None:
+def _serve_backfill_requests(lake: Lake, writer: LakeWriter, source: Source, report: SyncReport) -> None:
     """Run the backfills other processes asked this stream runner for, in line."""
     for request in requests.pending(lake.storage, source.name):
         try:
-            done = serve_backfill(lake, source, request)
-        except Exception as e:  # recorded for the requester by serve_backfill; the stream goes on
+            done = _serve_backfill(lake, writer, source, request)
+        except Exception as e:  # recorded for the requester by _serve_backfill; the stream goes on
             log.error("%s: backfill of %s failed: %s", source.name, request.tables, e)
             continue
         report.snapshot_tables.extend(done.snapshot_tables)
@@ -460,28 +517,35 @@ def serve_backfill(lake: Lake, source: Source, request: requests.BackfillRequest
     A request the lake has begun already (a run killed mid-way) is continued after its last
     committed chunk, never begun again; one it has finished is only recorded. A request that
     fails before it is begun gets the error as its outcome; one that fails later stays pending,
-    so serving it again continues it.
+    so serving it again continues it. Refused (`LeaseHeldError`) while another process writes
+    the source.
     """
-    writer = lake.writer(source.name)
+    with holding_lease(lake, source.name, "lakehouse backfill") as lease:
+        return _serve_backfill(lake, lake.writer(source.name, lease), source, request)
+
+
+def _serve_backfill(
+    lake: Lake, writer: LakeWriter, source: Source, request: requests.BackfillRequest
+) -> SyncReport:
     done = _begun(lake, writer, request)
     if done is not None and done.finished is not None:
         log.info(
             "%s: backfill request %s was finished already (commit %d)",
-            source.name,
-            request.request_id,
-            done.finished,
-        )
+            source.name, request.request_id, done.finished,
+        )  # fmt: skip
         return SyncReport(source.name)
     known = {t.name: t for t in source.tables()}
     if done is None and _refused(lake, source.name, request, known):
         raise SourceError(f"source {source.name!r} does not capture all of {list(request.tables)}")
     try:
-        report = backfill_tables(lake, source, [known[t] for t in request.tables], request.request_id)
+        report = _backfill_tables(
+            lake, writer, source, [known[t] for t in request.tables], request.request_id
+        )
     except Exception as e:
-        if _begun(lake, lake.writer(source.name), request) is None:
+        if _begun(lake, writer, request) is None:
             requests.finish(lake.storage, source.name, request.request_id, error=str(e), commit=None, rows=0)
         raise
-    latest = lake.commit_log(source.name).latest()
+    latest = writer.last_committed().record
     assert latest is not None
     done = latest.backfills.get(request.request_id)
     if done is not None:  # read in chunks: recorded when its last table's last chunk committed
@@ -505,8 +569,14 @@ def backfill_tables(
     committed chunk: running it again (or any later run of the source) finishes it. Otherwise the
     tables are snapshotted whole, in one commit.
     """
+    with holding_lease(lake, source.name, "lakehouse backfill") as lease:
+        return _backfill_tables(lake, lake.writer(source.name, lease), source, tables, request_id)
+
+
+def _backfill_tables(
+    lake: Lake, writer: LakeWriter, source: Source, tables: Sequence[TableId], request_id: str | None
+) -> SyncReport:
     started = time.monotonic()
-    writer = lake.writer(source.name)
     state = writer.last_committed()
     if state.offset is None:
         raise RuntimeError(
@@ -540,9 +610,14 @@ def backfill_tables(
 
 
 def resnapshot_source(lake: Lake, source: Source) -> SyncReport:
-    """Snapshot every table again and restart the stream from the snapshot's position."""
+    """Snapshot every table again and restart the stream from the snapshot's position.
+    Refused (`LeaseHeldError`) while another process writes the source."""
+    with holding_lease(lake, source.name, "lakehouse resnapshot") as lease:
+        return _resnapshot_source(lake, lake.writer(source.name, lease), source)
+
+
+def _resnapshot_source(lake: Lake, writer: LakeWriter, source: Source) -> SyncReport:
     started = time.monotonic()
-    writer = lake.writer(source.name)
     state = writer.last_committed()
     report = SyncReport(source.name, offset_before=state.offset.serialize() if state.offset else None)
     source.preflight()

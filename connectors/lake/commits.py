@@ -19,7 +19,7 @@ from connectors.config import FrozenModel
 from connectors.events import TableId
 from connectors.lake.storage import Storage
 
-CommitKind = Literal["stream", "snapshot", "backfill", "chunk"]
+CommitKind = Literal["stream", "snapshot", "backfill", "chunk", "fence"]
 
 
 class CommitConflictError(Exception):
@@ -133,6 +133,8 @@ class CommitRecord(FrozenModel):
     backfills: dict[str, BackfillProgress] = Field(default_factory=dict)
     committed_at: dt.datetime
     source_lag_seconds: float | None = None
+    # The epoch of the writer's lease (connectors/lake/lease.py); 0: written without a lease.
+    lease_epoch: int = 0
 
     @property
     def rows(self) -> int:

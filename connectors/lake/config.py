@@ -10,6 +10,39 @@ from connectors.config import FrozenModel, check_location
 from connectors.lake.storage import S3Options
 
 
+class SnapshotRetention(FrozenModel):
+    """How long a current-state table keeps superseded snapshots and their files for readers.
+
+    A query engine (Athena, Redshift Spectrum, DuckDB, Spark) plans a query from one snapshot and
+    then reads its files for as long as the query runs; deleting them meanwhile fails the query.
+    A snapshot is expired only when it is beyond the newest `keep_snapshots` of the table *and*
+    was superseded more than `max_snapshot_age_seconds` ago. Files that only expired snapshots
+    referenced are deleted by the maintenance pass (`lakehouse maintain`, or
+    `CurrentState.delete_orphans`), no earlier than `orphan_grace_seconds` after the expiry.
+    """
+
+    keep_snapshots: int = Field(
+        3, ge=1, description="Snapshots of main always kept, newest first, whatever their age."
+    )
+    max_snapshot_age_seconds: float = Field(
+        3600.0,
+        ge=0,
+        description=(
+            "Keep every snapshot superseded less than this long ago (readable by snapshot id or "
+            "through an old metadata.json, e.g. a Glue pointer). Default 1 h: longer than Athena's "
+            "default 30-minute DML timeout."
+        ),
+    )
+    orphan_grace_seconds: float = Field(
+        3600.0,
+        ge=0,
+        description=(
+            "After a snapshot expires, how long its unreferenced files (and superseded metadata "
+            "files) stay, for queries planned before the expiry that still read them."
+        ),
+    )
+
+
 class LakeConfig(FrozenModel):
     """The lake: a local directory (the embedded default) or an S3 prefix, plus an Iceberg catalog."""
 
@@ -22,7 +55,13 @@ class LakeConfig(FrozenModel):
         ),
     )
     catalog: Literal["sqlite", "glue"] = Field(
-        "sqlite", description="Iceberg catalog for current-state tables: 'sqlite' (local file) or 'glue'."
+        "sqlite",
+        description=(
+            "Iceberg catalog for current-state tables: 'glue' in production (each merge moves the "
+            "pointer Athena and Spectrum read, atomically); 'sqlite' (a local file) for a single "
+            "machine, where Glue sees a copy of the pointer only when `lakehouse publish` runs "
+            "(docs/decisions.md §15)."
+        ),
     )
     catalog_uri: str = Field(
         "", description="SQLAlchemy URI of the SQLite catalog; default sqlite:///<local root>/catalog.db."
@@ -35,8 +74,22 @@ class LakeConfig(FrozenModel):
         None,
         description="Region of the Glue Data Catalog; default: the lake bucket's region.",
     )
+    retention: SnapshotRetention = Field(
+        default_factory=SnapshotRetention,
+        description="Snapshot retention of current-state tables and the grace before orphan files go.",
+    )
     merge_every_seconds: float = Field(
         5.0, ge=0, description="In `stream` mode, how often current state is merged."
+    )
+    lease_ttl_seconds: float = Field(
+        30.0,
+        gt=0,
+        le=3600,
+        description=(
+            "One writer per source: how long a writer's lease lasts without renewal (it renews every "
+            "third of it) before another process may take it over. A holder on the same host whose "
+            "process has ended is taken over at once."
+        ),
     )
 
     @field_validator("root")

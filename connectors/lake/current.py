@@ -12,9 +12,12 @@ latest versions (deletes excluded) as one data file, and commits both in one sna
 (`connectors.lake.iceberg_commit`). When the table has too many files or too many deleted rows
 (`connectors.lake.compaction`), or a snapshot commit replaces the table, the merge instead
 rewrites the whole table copy-on-write into well-sized data files, still in one snapshot. Each
-commit also expires snapshots beyond the newest few, and the pipeline deletes the files only they
-referenced (pyiceberg's expiry deletes none). The commit requires the table to still be at the
-snapshot the merge read, so a racing merger fails with `MergeConflictError` and changes nothing.
+commit also expires the snapshots the lake's `SnapshotRetention` no longer keeps (beyond the newest
+few *and* superseded more than an hour ago, by default) and records the files only they referenced
+(`connectors.lake.orphans`); the maintenance pass, `delete_orphans`, deletes them after a grace
+period, so a query planned on an old snapshot keeps its files. The commit requires the table to
+still be at the snapshot the merge read, so a racing merger fails with `MergeConflictError` and
+changes nothing.
 
 Memory stays bounded by about one change-log file plus the merge's key columns, however large the
 transaction: pass 1 reads only the key columns, ``_seq`` and ``Op`` of every change file and picks
@@ -29,7 +32,8 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Iterator, Sequence
+import time
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -49,22 +53,26 @@ from pyiceberg.table import Table as IcebergTable
 from connectors.lake.changeset import ChangeFiles, ChangeIndex, conform, in_set, state_schema
 from connectors.lake.commits import CommitLog, CommitRecord
 from connectors.lake.compaction import CompactionPolicy, TableShape
+from connectors.lake.config import SnapshotRetention
 from connectors.lake.iceberg_commit import commit_snapshot
 from connectors.lake.iceberg_deletes import POSITION_DELETE_SCHEMA, write_position_deletes
+from connectors.lake.iceberg_expiry import Expiry, dropped_metadata_files
 from connectors.lake.iceberg_files import delete_files, write_chunks
 from connectors.lake.live_rows import LiveFiles, live_files, live_row_chunks
+from connectors.lake.orphans import OrphanLedger, OrphanReport, delete_orphans
 from connectors.lake.row_locator import RowLocator, key_array
-from connectors.lake.storage import Storage
+from connectors.lake.storage import Storage, StorageError
 
 log = logging.getLogger(__name__)
 
 COMMIT_SEQ_PROPERTY = "lakehouse.commit-seq"
 KEY_PROPERTY = "lakehouse.key"
-KEEP_SNAPSHOTS = 3
-# Table properties set at creation: pyiceberg then deletes metadata.json files beyond the last few
-# after each commit (Iceberg's own "write.metadata.delete-after-commit.enabled").
+# Table properties set at creation. The metadata log keeps the last few metadata.json files; the
+# ones it drops are recorded as orphans (deleted after the retention age plus the grace period), not
+# deleted by pyiceberg at once ("write.metadata.delete-after-commit.enabled"): an old metadata.json
+# is what a pinned reader (DuckDB's iceberg_scan of a path, a Glue pointer copy) opens.
 _TABLE_PROPERTIES = {
-    "write.metadata.delete-after-commit.enabled": "true",
+    "write.metadata.delete-after-commit.enabled": "false",
     "write.metadata.previous-versions-max": "8",
 }
 
@@ -89,12 +97,21 @@ class CurrentState:
     """The current-state tables of one source."""
 
     def __init__(
-        self, storage: Storage, catalog: Catalog, source: str, compaction: CompactionPolicy | None = None
+        self,
+        storage: Storage,
+        catalog: Catalog,
+        source: str,
+        compaction: CompactionPolicy | None = None,
+        retention: SnapshotRetention | None = None,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self.storage = storage
         self.catalog = catalog
         self.source = source
         self.compaction = compaction or CompactionPolicy()
+        self.retention = retention or SnapshotRetention()
+        self._clock = clock  # seconds since the epoch: snapshot timestamps, retention, grace
+        self.orphans = OrphanLedger(storage, source)
         # Manifests are immutable: their decoded entries are kept between merges (only those of
         # the latest snapshot read, so the cache stays as small as the table's manifest list).
         self._manifest_cache: dict[str, list[ManifestEntry]] = {}
@@ -263,18 +280,58 @@ class CurrentState:
                 keep_existing=bool(live.data) and not replace,
             )
             removed = live.all
-        orphans = commit_snapshot(
+        now_ms = self._now_ms()
+        expiry = commit_snapshot(
             table,
             added=added,
             removed=removed,
             removes_all=bool(removed),
             properties=properties,
-            keep_snapshots=KEEP_SNAPSHOTS,
+            retention=self.retention,
+            now_ms=now_ms,
         )
-        delete_files(table, orphans)
+        self._record_orphans(lake_table, expiry, now_ms)
         rows = _live_rows(table)
         log.info("%s: merged up to commit %d (%d rows)", self.identifier(lake_table), head, rows)
         return MergeResult(lake_table, head, upserts, deletes, rows, replace)
+
+    # -- retention -----------------------------------------------------------------------------
+    def delete_orphans(self) -> list[OrphanReport]:
+        """The maintenance pass: delete every table's recorded orphans whose grace has passed.
+
+        Only files no snapshot in the table's metadata references are deleted (see
+        `connectors.lake.orphans`); safe beside a running merge and re-runnable after a crash."""
+        now_ms = self._now_ms()
+        reports = []
+        for lake_table in sorted({r.lake_table for r in self.orphans.records()}):
+            table = self.load(lake_table)
+            if table is None:
+                continue  # dropped: its records wait (nothing reads the files, nothing to check)
+            report = delete_orphans(table, self.orphans, lake_table, now_ms)
+            if report.deleted:
+                log.info("%s: deleted %d orphan file(s)", self.identifier(lake_table), report.deleted)
+            reports.append(report)
+        return reports
+
+    def _now_ms(self) -> int:
+        return int(self._clock() * 1000)
+
+    def _record_orphans(self, lake_table: str, expiry: Expiry, now_ms: int) -> None:
+        """Record what a commit made unreferenced; the commit stands even if this fails."""
+        grace_ms = int(self.retention.orphan_grace_seconds * 1000)
+        # A dropped metadata.json stopped being current some commits ago; it may still be the
+        # pointer a reader holds (a Glue copy), so it gets the whole retention age on top.
+        age_ms = int(self.retention.max_snapshot_age_seconds * 1000)
+        try:
+            self.orphans.record(lake_table, expiry.files, now_ms + grace_ms)
+            self.orphans.record(lake_table, expiry.metadata_files, now_ms + age_ms + grace_ms)
+        except StorageError as e:
+            log.warning(
+                "%s: %d unreferenced file(s) left unrecorded, so never deleted (%s)",
+                self.identifier(lake_table),
+                len(expiry.files) + len(expiry.metadata_files),
+                e,
+            )
 
     # -- merge-on-read -------------------------------------------------------------------------
     def _write_and_locate(
@@ -346,8 +403,11 @@ class CurrentState:
             for name in schema.names
         ):
             return current
+        base, base_location = table.metadata, table.metadata_location
         with table.update_schema() as update:
             update.union_by_name(schema)
+        dropped = dropped_metadata_files(base, base_location, table.metadata, table.metadata_location)
+        self._record_orphans(table.name()[-1], Expiry(metadata_files=tuple(dropped)), self._now_ms())
         return table.schema().as_arrow()
 
 

@@ -1,4 +1,4 @@
-"""Committing a merge's files as one Iceberg snapshot, expiring old snapshots, finding orphans.
+"""Committing a merge's files as one Iceberg snapshot and expiring old snapshots in it.
 
 pyiceberg reads position-delete files in scans but has no public API to *add* them, and its own
 snapshot producers retry a conflicting commit against the refreshed table (re-basing a change we
@@ -16,7 +16,7 @@ each listing what it relies on. Here, checked against pyiceberg 0.12.0:
 - ``pyiceberg.table.Table._do_commit`` (one catalog commit, then the old-metadata cleanup that the
   ``write.metadata.delete-after-commit.enabled`` property asks for);
 - ``pyiceberg.table.update``: `AddSnapshotUpdate`, `SetSnapshotRefUpdate`, `RemoveSnapshotsUpdate`,
-  `AssertRefSnapshotId`, `AssertTableUUID`; ``pyiceberg.table.snapshots``: `Snapshot`, `Summary`,
+  `SetPropertiesUpdate`, `AssertRefSnapshotId`, `AssertTableUUID`; ``pyiceberg.table.snapshots``: `Snapshot`, `Summary`,
   `SnapshotSummaryCollector`, `update_snapshot_summaries`.
 """
 
@@ -55,11 +55,14 @@ from pyiceberg.table.update import (
     AssertRefSnapshotId,
     AssertTableUUID,
     RemoveSnapshotsUpdate,
+    SetPropertiesUpdate,
     SetSnapshotRefUpdate,
     TableRequirement,
     TableUpdate,
 )
 
+from connectors.lake.config import SnapshotRetention
+from connectors.lake.iceberg_expiry import Expiry, dropped_metadata_files, orphaned_files, split_snapshots
 from connectors.lake.iceberg_files import delete_files
 
 MAIN_BRANCH = "main"
@@ -121,19 +124,23 @@ def commit_snapshot(
     removed: Sequence[ManifestEntry] = (),
     removes_all: bool = False,
     properties: dict[str, str],
-    keep_snapshots: int,
-) -> list[str]:
+    retention: SnapshotRetention,
+    now_ms: int,
+) -> Expiry:
     """Commit one snapshot that adds data/delete files and removes live ones; expire old snapshots.
 
     The commit requires main to still point at the snapshot `table` was loaded with, so a
     concurrent writer makes it fail with `CommitFailedException` (after this function deleted
     every file written for the attempt, `added` included). `removes_all` says `removed` is every
-    live file (a rewrite): then no manifest is carried over or read. Snapshots beyond the newest
-    `keep_snapshots` of main are removed in the same commit. Returns the paths of files only the
-    removed snapshots referenced, for the caller to delete once the commit has succeeded.
+    live file (a rewrite): then no manifest is carried over or read. Snapshots `retention` no
+    longer keeps (`iceberg_expiry.split_snapshots`, at `now_ms`, also the new snapshot's
+    timestamp) are removed in the same commit. Nothing is deleted here: the returned `Expiry`
+    names the files only the removed snapshots referenced and the metadata files the commit
+    dropped from the metadata log, for the caller to record and delete after a grace period.
     `table` is updated in place to the committed metadata.
     """
     meta = table.metadata
+    base_location = table.metadata_location
     parent = table.current_snapshot()
     snapshot_id = meta.new_snapshot_id()
     sequence_number = meta.next_sequence_number()
@@ -158,11 +165,12 @@ def commit_snapshot(
             snapshot_id=snapshot_id,
             parent_snapshot_id=parent.snapshot_id if parent else None,
             sequence_number=sequence_number,
+            timestamp_ms=now_ms,
             manifest_list=list_path,
             summary=summary,
             schema_id=meta.current_schema_id,
         )
-        retained, expired = _retention(table, snapshot, keep_snapshots)
+        retained, expired = split_snapshots(meta, snapshot, retention, now_ms)
         updates: tuple[TableUpdate, ...] = (
             AddSnapshotUpdate(snapshot=snapshot),
             SetSnapshotRefUpdate(
@@ -177,6 +185,13 @@ def commit_snapshot(
         )
         if expired:
             updates += (RemoveSnapshotsUpdate(snapshot_ids=[s.snapshot_id for s in expired]),)
+        if meta.properties.get(TableProperties.METADATA_DELETE_AFTER_COMMIT_ENABLED, "false") != "false":
+            # Tables created before time-based retention let pyiceberg delete superseded
+            # metadata.json files right after each commit (`Table._do_commit` reads the property
+            # from the *new* metadata, so this very commit already deletes none).
+            updates += (
+                SetPropertiesUpdate(updates={TableProperties.METADATA_DELETE_AFTER_COMMIT_ENABLED: "false"}),
+            )
         requirements: tuple[TableRequirement, ...] = (
             AssertTableUUID(uuid=meta.table_uuid),
             AssertRefSnapshotId(ref=MAIN_BRANCH, snapshot_id=parent.snapshot_id if parent else None),
@@ -187,7 +202,13 @@ def commit_snapshot(
         writer.discard()
         delete_files(table, [data_file.file_path for data_file in added])
         raise
-    return _orphaned_files(table, retained, manifests, expired)
+    return Expiry(
+        snapshot_ids=tuple(s.snapshot_id for s in expired),
+        files=tuple(orphaned_files(table.io, retained[1:], manifests, expired)),
+        metadata_files=tuple(
+            dropped_metadata_files(meta, base_location, table.metadata, table.metadata_location)
+        ),
+    )
 
 
 def _new_manifests(
@@ -262,54 +283,6 @@ def _summary(
         Summary(operation=operation, **collector.build(), **properties),
         previous_summary=parent.summary if parent else None,
     )
-
-
-def _retention(table: IcebergTable, new: Snapshot, keep: int) -> tuple[list[Snapshot], list[Snapshot]]:
-    """Split the table's snapshots into the newest `keep` of main's lineage (with `new`) and the rest."""
-    lineage = [new]
-    current = table.current_snapshot()
-    while current is not None and len(lineage) < keep:
-        lineage.append(current)
-        current = table.snapshot_by_id(current.parent_snapshot_id) if current.parent_snapshot_id else None
-    kept = {s.snapshot_id for s in lineage}
-    protected = {ref.snapshot_id for ref in table.metadata.refs.values()}  # tags/branches, if any
-    expired = [s for s in table.snapshots() if s.snapshot_id not in kept | protected]
-    return lineage, expired
-
-
-def _orphaned_files(
-    table: IcebergTable,
-    retained: Sequence[Snapshot],
-    new_manifests: Sequence[ManifestFile],
-    expired: Sequence[Snapshot],
-) -> list[str]:
-    """Files referenced only by expired snapshots: their manifest lists, manifests, data and deletes."""
-    if not expired:
-        return []
-    orphans = [s.manifest_list for s in expired]
-    kept_manifests: dict[str, ManifestFile] = {m.manifest_path: m for m in new_manifests}
-    for snapshot in retained[1:]:
-        kept_manifests.update((m.manifest_path, m) for m in snapshot.manifests(table.io))
-    gone: dict[str, ManifestFile] = {}
-    for snapshot in expired:
-        for m in snapshot.manifests(table.io):
-            if m.manifest_path not in kept_manifests:
-                gone[m.manifest_path] = m
-    if not gone:
-        return orphans
-    referenced = {
-        e.data_file.file_path
-        for m in kept_manifests.values()
-        for e in m.fetch_manifest_entry(table.io, discard_deleted=True)
-    }
-    for path, m in gone.items():
-        orphans.append(path)
-        orphans.extend(
-            e.data_file.file_path
-            for e in m.fetch_manifest_entry(table.io, discard_deleted=False)
-            if e.data_file.file_path not in referenced
-        )
-    return sorted(set(orphans))
 
 
 def _avro_codec(table: IcebergTable) -> Any:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from functools import cached_property
 
 import pyarrow as pa
@@ -12,8 +13,11 @@ from connectors.lake.catalog import open_catalog
 from connectors.lake.commits import CommitLog
 from connectors.lake.config import LakeConfig
 from connectors.lake.current import CurrentState
+from connectors.lake.lease import Lease
 from connectors.lake.storage import Storage
 from connectors.lake.writer import LakeWriter, changelog_prefix
+
+log = logging.getLogger(__name__)
 
 
 class Lake:
@@ -25,19 +29,32 @@ class Lake:
 
     @cached_property
     def catalog(self) -> Catalog:
+        if self.config.catalog == "sqlite" and self.storage.is_s3:
+            # docs/decisions.md §15: Glue is the production catalog. With SQLite, Athena and
+            # Spectrum read Glue's copy of the pointer, which only `lakehouse publish` moves.
+            log.warning(
+                "lake.catalog is 'sqlite' on an S3 lake: Glue sees current state only as of the "
+                "last `lakehouse publish` (its files stay for lake.retention's age + grace once superseded); "
+                "set lake.catalog = 'glue' in production"
+            )
         return open_catalog(self.config, self.storage)
 
-    def writer(self, source: str) -> LakeWriter:
+    def writer(self, source: str, lease: Lease | None = None) -> LakeWriter:
         """The source's writer. Opening one recovers the source (rolls the last commit forward and
-        empties its staging), so only the process that owns the source's commits opens it."""
-        return LakeWriter(self.storage, source)
+        empties its staging), so only the process that holds the source's lease opens it."""
+        return LakeWriter(self.storage, source, lease)
+
+    def lease(self, source: str, what: str) -> Lease:
+        """The source's lease, for this process (not yet taken: see `Lease.acquire`)."""
+        return Lease(self.storage, source, what=what, ttl=self.config.lease_ttl_seconds)
 
     def commit_log(self, source: str) -> CommitLog:
         """The source's commit records, read-only: what readers and checks use."""
         return CommitLog(self.storage, source)
 
     def current(self, source: str) -> CurrentState:
-        return CurrentState(self.storage, self.catalog, source)
+        """The source's current-state tables, with the lake's snapshot retention."""
+        return CurrentState(self.storage, self.catalog, source, retention=self.config.retention)
 
     def changelog_tables(self, source: str) -> list[str]:
         """Lake table names with a change log for `source`."""

@@ -11,6 +11,8 @@ locally, a hard link that fails when the target exists.
 from __future__ import annotations
 
 import contextlib
+import fcntl
+import hashlib
 import os
 import uuid
 from collections.abc import Iterator
@@ -135,6 +137,62 @@ class Storage:
             return False
         finally:
             os.unlink(tmp)
+
+    def read_versioned(self, path: str) -> tuple[bytes, str] | None:
+        """An object's bytes and version tag (S3: its ETag; locally: a digest of the bytes), or
+        None if it does not exist: what `put_if_match` compares against."""
+        if self.is_s3:
+            from botocore.exceptions import BotoCoreError, ClientError
+
+            key = self._key(path)
+            try:
+                got = self.s3_access.client.get_object(Bucket=self._bucket, Key=key)
+                return got["Body"].read(), str(got["ETag"])
+            except ClientError as e:
+                if e.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
+                    return None
+                raise StorageError(f"read of s3://{self._bucket}/{key} failed: {e}") from None
+            except BotoCoreError as e:
+                raise StorageError(f"read of s3://{self._bucket}/{key} failed: {e}") from None
+        try:
+            with open(self.full_path(path), "rb") as f:
+                data = f.read()
+        except FileNotFoundError:
+            return None
+        return data, hashlib.sha256(data).hexdigest()
+
+    def put_if_match(self, path: str, data: bytes, version: str) -> bool:
+        """Replace `path` with `data` only if its version tag is still `version`; True if replaced.
+
+        The compare-and-swap a lease renews with: of two writers holding the same version, one
+        wins. S3: a conditional PutObject (If-Match); locally: under an exclusive file lock.
+        """
+        if self.is_s3:
+            from botocore.exceptions import BotoCoreError, ClientError
+
+            key = self._key(path)
+            try:
+                self.s3_access.put(key, data, IfMatch=version)
+                return True
+            except ClientError as e:
+                if e.response.get("Error", {}).get("Code") in (
+                    "PreconditionFailed",
+                    "ConditionalRequestConflict",
+                    "NoSuchKey",
+                ):
+                    return False
+                raise StorageError(f"conditional write of s3://{self._bucket}/{key} failed: {e}") from None
+            except BotoCoreError as e:
+                raise StorageError(f"conditional write of s3://{self._bucket}/{key} failed: {e}") from None
+        full = self.full_path(path)
+        os.makedirs(os.path.dirname(full), exist_ok=True)
+        with open(f"{full}.lock", "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            current = self.read_versioned(path)
+            if current is None or current[1] != version:
+                return False
+            self.write_bytes(path, data)
+            return True
 
     def _key(self, path: str) -> str:
         return f"{self._prefix}/{path.lstrip('/')}".lstrip("/")

@@ -49,6 +49,7 @@ from connectors.lake.commits import (
     TableCommit,
     TableRef,
 )
+from connectors.lake.lease import Lease, LeaseLostError
 from connectors.lake.storage import Storage
 from connectors.offsets import Offset, parse_offset
 from connectors.snapshot_chunks import SnapshotChunk, SnapshotStart
@@ -141,9 +142,12 @@ def _file_tag(unit: _Unit) -> str:
 class LakeWriter:
     """Commits one source's batches into the lake's change log, exactly once."""
 
-    def __init__(self, storage: Storage, source: str) -> None:
+    def __init__(self, storage: Storage, source: str, lease: Lease | None = None) -> None:
+        """`lease`: the source's lease, held by this process; every commit checks it is still held
+        (and records its epoch), and recovery refuses to touch a lake a newer holder fenced."""
         self.storage = storage
         self.source = source
+        self.lease = lease
         self.log = CommitLog(storage, source)
         self._unit: _Unit | None = None
         self._state = self._recover()
@@ -165,12 +169,40 @@ class LakeWriter:
         `backfills`: also drop backfills staged beside the stream (at start-up only: a running
         stream may be staging one while it reloads)."""
         state = self._load_state()
+        lease = self.lease
+        if lease is not None and state.record is not None and state.record.lease_epoch > lease.epoch:
+            raise LeaseLostError(
+                f"source {self.source!r}: commit {state.seq} was made under lease epoch "
+                f"{state.record.lease_epoch}, newer than this writer's {lease.epoch}; it stops"
+            )
         if state.record is not None:
             self._publish(state.record)
+        if lease is not None and lease.took_over and state.record is not None:
+            state = self._fence(state)
         self.storage.delete_prefix(f"_staging/{self.source}")
         if backfills:
             self.storage.delete_prefix(f"{BACKFILL_STAGING}/{self.source}")
         return state
+
+    def _fence(self, state: LakeState) -> LakeState:
+        """Commit nothing but this writer's lease epoch, so a holder it took the lease from (maybe
+        only paused) can no longer commit: its next commit's seq is taken. Only after that may the
+        old holder's staged files be deleted."""
+        assert self.lease is not None
+        for _ in range(10):
+            assert state.offset is not None and state.record is not None
+            unit_id, seq = uuid.uuid4().hex, state.seq + 1
+            unit = _Unit(unit_id, seq, state.offset, f"_staging/{self.source}/{unit_id}", seq << 32)
+            self._state = state
+            try:
+                self._commit(unit, Batch(start=state.offset, end=state.offset), kind="fence")
+                self.lease.took_over = False
+                return self._state
+            except CommitConflictError:  # the old holder committed meanwhile: fence after it
+                state = self._load_state()
+                if state.record is not None:
+                    self._publish(state.record)
+        raise CommitConflictError(f"source {self.source!r}: could not fence the previous writer's commits")
 
     def reload(self) -> LakeState:
         """Drop anything staged and re-read the commit log (after a conflict)."""
@@ -543,7 +575,14 @@ class LakeWriter:
             backfills=backfills,
             committed_at=dt.datetime.now(dt.UTC),
             source_lag_seconds=batch.source_lag_seconds,
+            lease_epoch=self.lease.epoch if self.lease is not None else prev.lease_epoch if prev else 0,
         )
+        if self.lease is not None:
+            try:
+                self.lease.ensure()
+            except LeaseLostError:
+                self.storage.delete_prefix(unit.staging)
+                raise
         try:
             self.log.append(record)
         except CommitConflictError:

@@ -9,6 +9,7 @@ from typing import Any
 import dagster as dg
 import pytest
 
+from connectors.lake.lake import Lake
 from dagster_project.definitions import build_definitions
 from dagster_project.resources import password_env_var
 from pipelines.config import load_config, parse_config
@@ -190,6 +191,21 @@ def test_each_asset_group_materializes_with_metadata_and_passing_checks(
     assert [(e.check_name, e.passed) for e in checks_only.get_asset_check_evaluations()] == [
         ("no_duplicate_keys", True)
     ]
+    # While another process writes the source (a lease taken as `lakehouse stream` takes it), a
+    # run is refused with a message naming it, and commits nothing.
+    lake = Lake(config.lake)
+    holder = lake.lease(name, "lakehouse stream")
+    holder.acquire()
+    try:
+        before = lake.commit_log(name).latest_seq()
+        refused = job.execute_in_process(instance=dg.DagsterInstance.ephemeral(), raise_on_error=False)
+        assert not refused.success
+        [failure] = [e for e in refused.all_events if e.is_step_failure]
+        error = failure.step_failure_data.error.to_string()  # type: ignore[union-attr]
+        assert "LeaseHeldError" in error and "is being written by lakehouse stream on" in error
+        assert lake.commit_log(name).latest_seq() == before
+    finally:
+        holder.release()
     os.environ.pop(password_env_var(name), None)
 
 

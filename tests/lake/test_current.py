@@ -20,7 +20,7 @@ from connectors.events import Batch, Column, TableId, TableSchema
 from connectors.lake import iceberg_deletes
 from connectors.lake.commits import KEEP_FINISHED_BACKFILLS, CommitConflictError
 from connectors.lake.compaction import NEVER_REWRITE, CompactionPolicy
-from connectors.lake.config import LakeConfig
+from connectors.lake.config import LakeConfig, SnapshotRetention
 from connectors.lake.current import COMMIT_SEQ_PROPERTY, CurrentState, MergeConflictError
 from connectors.lake.lake import Lake
 from connectors.postgres.offset import Lsn
@@ -301,13 +301,18 @@ def test_composite_keys(lake: Lake) -> None:
     ]
 
 
+# Count-only retention with no grace: what these tests check (time-based: tests/lake/test_retention.py).
+KEEP_3_NOW = SnapshotRetention(keep_snapshots=3, max_snapshot_age_seconds=0, orphan_grace_seconds=0)
+
+
 def test_old_snapshots_and_their_files_are_expired(lake: Lake) -> None:
     w = lake.writer("src")
     w.write(snapshot_batch(10, changes([("I", 10, {"id": 1, "name": "a"})])))
-    current = lake.current("src")
+    current = CurrentState(lake.storage, lake.catalog, "src", retention=KEEP_3_NOW)
     for i in range(8):
         w.write(stream_batch(10 + i, 11 + i, changes([("U", 11 + i, {"id": 1, "name": f"v{i}"})])))
         current.merge()
+        current.delete_orphans()
     table = current.load(PATIENTS.lake_name)
     assert table is not None
     assert len(table.snapshots()) <= 3
@@ -350,8 +355,10 @@ def test_values_the_source_did_not_send_keep_the_lakes_value(lake: Lake) -> None
 
 
 # -- merge-on-read, compaction, concurrency, other readers -------------------------------------
-def current(lake: Lake, policy: CompactionPolicy | None = None) -> CurrentState:
-    return CurrentState(lake.storage, lake.catalog, "src", compaction=policy)
+def current(
+    lake: Lake, policy: CompactionPolicy | None = None, retention: SnapshotRetention | None = None
+) -> CurrentState:
+    return CurrentState(lake.storage, lake.catalog, "src", compaction=policy, retention=retention)
 
 
 def live(lake: Lake, table: str = PATIENTS.lake_name) -> iceberg_deletes.LiveFiles:
@@ -488,12 +495,13 @@ def test_random_batches_match_a_model_of_the_source(lake: Lake, policy: str) -> 
 def test_compaction_rewrites_the_table_and_expiry_deletes_replaced_files(lake: Lake) -> None:
     w = lake.writer("src")
     w.write(snapshot_batch(10, changes([("I", 10, {"id": i, "name": "a"}) for i in range(50)])))
-    state = current(lake, CompactionPolicy(max_delete_files=3))
+    state = current(lake, CompactionPolicy(max_delete_files=3), KEEP_3_NOW)
     state.merge()
     shapes = []
     for i in range(4):
         w.write(stream_batch(10 + i, 11 + i, changes([("U", 11 + i, {"id": i, "name": f"b{i}"})])))
         state.merge()
+        state.delete_orphans()
         files = live(lake)
         shapes.append((len(files.data), len(files.deletes)))
         assert not stray_files(lake)
@@ -508,6 +516,7 @@ def test_compaction_rewrites_the_table_and_expiry_deletes_replaced_files(lake: L
     for i in range(4, 8):
         w.write(stream_batch(10 + i, 11 + i, changes([("U", 11 + i, {"id": 40, "name": f"c{i}"})])))
         state.merge()
+        state.delete_orphans()
     parquet = [e for e in lake.storage.list_files(f"current/src/{PATIENTS.lake_name}/data")]
     assert len(parquet) <= 1 + 2 * 3 + 1  # live files + those of the 2 older retained snapshots
     assert not stray_files(lake)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 import random
+import signal
 import threading
 import time
 from collections import Counter
@@ -271,3 +272,88 @@ def test_a_backfill_killed_at_random_points_resumes_after_its_last_chunk(
     log = without_backfill_rows(lake, source, lake.read_changelog(source, table))
     streamed = log.filter(pc.greater_equal(log["_seq"], 2 << 32))
     assert dict(Counter(streamed["Op"].to_pylist())) == dict(writer.counts), runs
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("server", ["mariadb", "postgres"])
+def test_two_streams_and_bounded_runs_of_one_source_write_one_at_a_time(
+    server: str, request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    """Two `lakehouse stream` processes of one source run at once and are SIGKILLed at random
+    points (at the commit protocol's steps too) and restarted, while `sync --once` runs start
+    beside them. One holds the source's lease at a time: the other stands by and takes over when
+    the holder dies (a fence commit first); a bounded run is refused naming the holder. Nothing
+    wedges, the current state equals the source and every change is in the log once."""
+    db = request.getfixturevalue({"mariadb": "mysql_db", "postgres": "pg_db"}[server])
+    kind = "postgres" if server == "postgres" else "mysql"
+    admin = create_ledger(db, kind, 500)
+    config = write_config(tmp_path / "lakehouse.toml", db, tmp_path / "lake", kind)
+    env = {**os.environ, "CRASH_PW": db.cdc_password.get_secret_value(), "PYTHONPATH": str(REPO)}
+    source = f"crash_{kind}"
+    first = lakehouse(config, "sync", "--once", env=env)
+    _, err = first.communicate(timeout=120)
+    assert first.returncode == 0, err.decode()[-3000:]
+    writer = Writer(db.admin_connect, kind, first_id=501, seed=23)
+    writer.start()
+    rng = random.Random(5)
+    crash_env = {
+        **env,
+        "LAKEHOUSE_CRASH_AT": "staged,committed,published",
+        "LAKEHOUSE_CRASH_PROBABILITY": "0.05",
+    }
+    streams: list[tuple[Any, float]] = []
+    outputs: list[str] = []
+    bounded: Counter[str] = Counter()
+    deadline = time.monotonic() + float(os.environ.get("CRASH_TEST_SECONDS", "40"))
+    try:
+        while time.monotonic() < deadline:
+            for proc, until in list(streams):
+                if proc.poll() is None and time.monotonic() < until:
+                    continue
+                if proc.poll() is None:
+                    proc.send_signal(signal.SIGKILL)
+                _, err = proc.communicate(timeout=60)
+                assert proc.returncode in (-signal.SIGKILL, 0), err.decode()[-3000:]
+                outputs.append(err.decode())
+                streams.remove((proc, until))
+            while len(streams) < 2:
+                streams.append(
+                    (lakehouse(config, "stream", env=crash_env), time.monotonic() + rng.uniform(2, 6))
+                )
+            if rng.random() < 0.3:
+                run = lakehouse(config, "sync", "--once", env=env)
+                _, err = run.communicate(timeout=120)
+                text = err.decode()
+                assert run.returncode in (0, 2), text[-3000:]
+                if run.returncode == 2:
+                    assert f"source '{source}' is being written by lakehouse stream on" in text, text[-3000:]
+                bounded["refused" if run.returncode else "ran"] += 1
+            time.sleep(0.3)
+    finally:
+        for proc, _ in streams:
+            proc.send_signal(signal.SIGKILL)
+            proc.communicate(timeout=60)
+        writer.stop.set()
+        writer.join(timeout=30)
+    assert writer.error is None, writer.error
+    logs = "\n".join(outputs)
+    assert "standing by: the lease is held by lakehouse stream" in logs
+    assert "lease taken over from lakehouse stream" in logs
+    assert bounded["refused"] >= 1, bounded
+
+    catch_up(config, env)
+    lake = Lake(LakeConfig(root=str(tmp_path / "lake")))
+    commits = lake.commit_log(source)
+    records = [commits.read(n) for n in range(1, commits.latest_seq() + 1)]
+    epochs = [r.lease_epoch for r in records]
+    assert epochs == sorted(epochs), "two writers' commits interleaved"
+    assert [r for r in records if r.kind == "fence"], "no takeover was fenced"
+    table = f"{db.name if kind == 'mysql' else 'public'}__ledger"
+    with admin.cursor() as cur:
+        cur.execute("SELECT id, n, note, amount FROM ledger ORDER BY id")
+        expected = [tuple(r) for r in cur.fetchall()]
+    state = lake.current(source).read(table).sort_by("id")
+    assert list(zip(*(state[c].to_pylist() for c in ("id", "n", "note", "amount")), strict=True)) == expected
+    log = lake.read_changelog(source, table)
+    streamed = log.filter(pc.greater_equal(log["_seq"], 2 << 32))
+    assert dict(Counter(streamed["Op"].to_pylist())) == dict(writer.counts), bounded
