@@ -117,21 +117,21 @@ def manifests(io: FileIO, snapshot: Snapshot) -> tuple[ManifestFile, ...]:
 
 def live_paths(io: FileIO, manifest: ManifestFile) -> frozenset[str]:
     """Paths of the files a manifest lists as live (added or existing): what its readers open."""
-    cached = _LIVE_FILES.get(manifest.manifest_path)
-    if cached is None:
-        entries = manifest.fetch_manifest_entry(io, discard_deleted=True)
-        cached = frozenset(e.data_file.file_path for e in entries)
-        _LIVE_FILES.put(manifest.manifest_path, cached)
-    return cached
+    return _manifest_paths(io, manifest, deleted=False)
 
 
 def listed_paths(io: FileIO, manifest: ManifestFile) -> frozenset[str]:
     """Paths of every file a manifest lists, deleted entries included."""
-    cached = _ALL_FILES.get(manifest.manifest_path)
+    return _manifest_paths(io, manifest, deleted=True)
+
+
+def _manifest_paths(io: FileIO, manifest: ManifestFile, *, deleted: bool) -> frozenset[str]:
+    cache = _ALL_FILES if deleted else _LIVE_FILES
+    cached = cache.get(manifest.manifest_path)
     if cached is None:
-        entries = manifest.fetch_manifest_entry(io, discard_deleted=False)
+        entries = manifest.fetch_manifest_entry(io, discard_deleted=not deleted)
         cached = frozenset(e.data_file.file_path for e in entries)
-        _ALL_FILES.put(manifest.manifest_path, cached)
+        cache.put(manifest.manifest_path, cached)
     return cached
 
 
