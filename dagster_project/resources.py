@@ -20,8 +20,23 @@ from connectors.source import Source
 from pipelines.sources import open_source
 
 
+class LakeRetries(dg.Config):
+    """`AwsRetries` field for field: how the lake's S3 calls retry and time out."""
+
+    mode: Literal["standard", "adaptive"] = "standard"
+    max_attempts: int = 5
+    connect_timeout_seconds: float = 5.0
+    read_timeout_seconds: float = 60.0
+
+
 class LakeS3Settings(dg.Config):
-    """The lake's S3 settings, secrets excepted (see `S3Options` for what each means)."""
+    """`S3Options` field for field (see it for what each means), except the secrets, which travel
+    as `dg.EnvVar` on `LakeResource`.
+
+    Declared rather than generated from `S3Options` (a generated class is no type to mypy), so
+    tests/dagster/test_resources.py holds it, and `LakeRetries`, to the same names, types and
+    defaults as the models they mirror; the conversions go by field name.
+    """
 
     endpoint_url: str | None = None
     region: str | None = Field(default=None, description="Bucket region; unset: read from the bucket.")
@@ -29,42 +44,30 @@ class LakeS3Settings(dg.Config):
     role_arn: str | None = Field(
         default=None, description="Role to assume; unset: the credential chain's identity."
     )
-    role_session_name: str | None = None
+    role_session_name: str = "lakehouse-cdc"
     kms_key_id: str | None = Field(default=None, description="SSE-KMS key for every object written.")
     access_key_id: str | None = Field(
         default=None, description="Only with explicit keys; the secret is an EnvVar."
     )
-    retry_mode: Literal["standard", "adaptive"] = "standard"
-    max_attempts: int = 5
-    connect_timeout_seconds: float = 5.0
-    read_timeout_seconds: float = 60.0
+    retries: LakeRetries = Field(default_factory=LakeRetries)
 
     @classmethod
     def of(cls, s3: S3Options, *, explicit_keys: bool) -> LakeS3Settings:
-        identity = s3.model_dump(include={"endpoint_url", "region", "profile", "role_arn", "kms_key_id"})
-        return cls(
-            **identity,
-            role_session_name=s3.role_session_name if s3.role_arn else None,
-            access_key_id=s3.access_key_id if explicit_keys else None,
-            retry_mode=s3.retries.mode,
-            max_attempts=s3.retries.max_attempts,
-            connect_timeout_seconds=s3.retries.connect_timeout_seconds,
-            read_timeout_seconds=s3.retries.read_timeout_seconds,
-        )
+        """The settings of `s3`; its access key only with `explicit_keys` (then the secret is an EnvVar)."""
+        settings = s3.model_dump(include=set(cls.model_fields))
+        if not explicit_keys:
+            settings["access_key_id"] = None
+        return cls.model_validate(settings)
 
     def options(self, secret: str | None, token: str | None) -> S3Options:
-        fields = self.model_dump(exclude_none=True)
-        retries = {
-            "mode": fields.pop("retry_mode"),
-            "max_attempts": fields.pop("max_attempts"),
-            "connect_timeout_seconds": fields.pop("connect_timeout_seconds"),
-            "read_timeout_seconds": fields.pop("read_timeout_seconds"),
-        }
-        if secret:
-            fields["secret_access_key"] = SecretStr(secret)
-        if token:
-            fields["session_token"] = SecretStr(token)
-        return S3Options.model_validate({**fields, "retries": retries})
+        """The `S3Options` these settings stand for, with the secrets resolved at run time."""
+        return S3Options.model_validate(
+            {
+                **self.model_dump(),
+                "secret_access_key": SecretStr(secret) if secret else None,
+                "session_token": SecretStr(token) if token else None,
+            }
+        )
 
 
 class LakeResource(dg.ConfigurableResource):  # type: ignore[type-arg]

@@ -177,9 +177,8 @@ class CommitLog:
 
     def append(self, record: CommitRecord) -> None:
         """Create record `record.seq`; `CommitConflictError` if another runner created it first."""
-        if not self.storage.put_if_absent(
-            self._path(record.seq), record.model_dump_json(by_alias=True).encode()
-        ):
+        body = record.model_dump_json(by_alias=True).encode()
+        if self.storage.put_if_absent(self._path(record.seq), body) is None:
             raise CommitConflictError(
                 f"source {self.source!r}: commit {record.seq} was created by another runner; "
                 "this runner's batch was not committed"

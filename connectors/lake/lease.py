@@ -3,6 +3,8 @@
 ``_leases/<source>.json`` holds the owner (host, pid, what it runs, since when), an *epoch* and the
 TTL. It is taken with a create-if-absent write, renewed with a write conditional on the version
 the holder last wrote (S3: If-Match on its ETag), and released by writing it back marked free.
+Each conditional write answers with the version it made (S3: PutObject returns the ETag), so a
+renewal is one request and the holder never reads its own lease back.
 A contender takes a held lease over only after it saw the same version unchanged for the TTL on
 its *own* monotonic clock (no clock is compared across machines), or at once when the holder is
 a process of this host that no longer exists. Every take raises the epoch.
@@ -149,8 +151,9 @@ class Lease:
             self._since = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
             current = self.storage.read_versioned(self.path)
             if current is None:
-                if self.storage.put_if_absent(self.path, self._body(1)):
-                    self._took(1, took_over=False)
+                created = self.storage.put_if_absent(self.path, self._body(1))
+                if created is not None:
+                    self._took(1, created, took_over=False)
                     return None
                 current = self.storage.read_versioned(self.path)
                 if current is None:  # released and deleted between the two reads: try again later
@@ -161,9 +164,10 @@ class Lease:
             if not (holder.free or expired or _gone(holder)):
                 return holder
             epoch = holder.epoch + 1
-            if not self.storage.put_if_match(self.path, self._body(epoch), version):
+            taken = self.storage.put_if_match(self.path, self._body(epoch), version)
+            if taken is None:
                 return holder  # another contender took it first
-            self._took(epoch, took_over=not holder.free)
+            self._took(epoch, taken, took_over=not holder.free)
             if not holder.free:
                 log.warning(
                     "%s: lease taken over from %s (%s)",
@@ -179,10 +183,8 @@ class Lease:
             return False
         return now - self._seen[1] >= ttl
 
-    def _took(self, epoch: int, *, took_over: bool) -> None:
-        current = self.storage.read_versioned(self.path)
-        assert current is not None
-        self._version = current[1]
+    def _took(self, epoch: int, version: str, *, took_over: bool) -> None:
+        self._version = version
         self.epoch = epoch
         self.took_over = took_over
         self._renewed = time.monotonic()
@@ -216,14 +218,13 @@ class Lease:
         with self._lock:
             self._check()
             assert self._version is not None
-            if not self.storage.put_if_match(self.path, self._body(self.epoch), self._version):
+            # The write succeeds only over the version this process wrote last, so the lease
+            # is still ours: a contender's takeover would have changed that version.
+            version = self.storage.put_if_match(self.path, self._body(self.epoch), self._version)
+            if version is None:
                 self._lost = "it was taken over"
                 self._check()
-            current = self.storage.read_versioned(self.path)
-            if current is None or Holder.parse(current[0]).owner != self.owner:
-                self._lost = "it was taken over"
-                self._check()
-            self._version = current[1]  # type: ignore[index]
+            self._version = version
             self._renewed = time.monotonic()
 
     def ensure(self) -> None:

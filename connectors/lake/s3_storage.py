@@ -204,9 +204,13 @@ class S3Access:
             return {}
         return {"ServerSideEncryption": "aws:kms", "SSEKMSKeyId": self.options.kms_key_id}
 
-    def put(self, key: str, data: bytes, **conditions: str) -> None:
-        """One PutObject; `conditions` such as IfNoneMatch='*' go with it (ClientError raised as is)."""
-        self.client.put_object(Bucket=self.bucket, Key=key, Body=data, **conditions, **self.encryption)
+    def put(self, key: str, data: bytes, **conditions: str) -> str:
+        """One PutObject; `conditions` such as IfNoneMatch='*' go with it (ClientError raised as is).
+        Returns the new object's ETag, the one GetObject and If-Match then use."""
+        answer = self.client.put_object(
+            Bucket=self.bucket, Key=key, Body=data, **conditions, **self.encryption
+        )
+        return str(answer["ETag"])
 
     def upload(self, key: str, body: Any) -> None:
         """A whole object from a file object (in parts above MULTIPART_THRESHOLD)."""

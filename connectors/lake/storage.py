@@ -115,8 +115,9 @@ class Storage:
             os.fsync(f.fileno())
         os.replace(tmp, full)
 
-    def put_if_absent(self, path: str, data: bytes) -> bool:
-        """Create `path` with `data` unless it exists; True if this call created it.
+    def put_if_absent(self, path: str, data: bytes) -> str | None:
+        """Create `path` with `data` unless it exists: the new version tag (as `read_versioned`
+        reports it) if this call created it, None if it existed.
 
         This is the compare-and-swap the commit log relies on: of two writers racing for the same
         name exactly one wins, and the object is never visible half-written.
@@ -132,9 +133,9 @@ class Storage:
             os.fsync(f.fileno())
         try:
             os.link(tmp, full)  # atomic; fails with FileExistsError if another writer won
-            return True
+            return _local_version(data)
         except FileExistsError:
-            return False
+            return None
         finally:
             os.unlink(tmp)
 
@@ -159,28 +160,29 @@ class Storage:
                 data = f.read()
         except FileNotFoundError:
             return None
-        return data, hashlib.sha256(data).hexdigest()
+        return data, _local_version(data)
 
-    def put_if_match(self, path: str, data: bytes, version: str) -> bool:
-        """Replace `path` with `data` only if its version tag is still `version`; True if replaced.
+    def put_if_match(self, path: str, data: bytes, version: str) -> str | None:
+        """Replace `path` with `data` only if its version tag is still `version`: the new version
+        tag if replaced, None if not.
 
         The compare-and-swap a lease renews with: of two writers holding the same version, one
-        wins. S3: a conditional PutObject (If-Match); locally: under an exclusive file lock.
+        wins. S3: a conditional PutObject (If-Match), whose answer carries the new ETag, so the
+        writer needs no read to know what to match next; locally: under an exclusive file lock.
         """
         if self.is_s3:
             from botocore.exceptions import BotoCoreError, ClientError
 
             key = self._key(path)
             try:
-                self.s3_access.put(key, data, IfMatch=version)
-                return True
+                return self.s3_access.put(key, data, IfMatch=version)
             except ClientError as e:
                 if e.response.get("Error", {}).get("Code") in (
                     "PreconditionFailed",
                     "ConditionalRequestConflict",
                     "NoSuchKey",
                 ):
-                    return False
+                    return None
                 raise StorageError(f"conditional write of s3://{self._bucket}/{key} failed: {e}") from None
             except BotoCoreError as e:
                 raise StorageError(f"conditional write of s3://{self._bucket}/{key} failed: {e}") from None
@@ -190,20 +192,19 @@ class Storage:
             fcntl.flock(lock, fcntl.LOCK_EX)
             current = self.read_versioned(path)
             if current is None or current[1] != version:
-                return False
+                return None
             self.write_bytes(path, data)
-            return True
+            return _local_version(data)
 
     def _key(self, path: str) -> str:
         return f"{self._prefix}/{path.lstrip('/')}".lstrip("/")
 
-    def _s3_put_if_absent(self, path: str, data: bytes) -> bool:
+    def _s3_put_if_absent(self, path: str, data: bytes) -> str | None:
         from botocore.exceptions import BotoCoreError, ClientError
 
         key = self._key(path)
         try:
-            self.s3_access.put(key, data, IfNoneMatch="*")
-            return True
+            return self.s3_access.put(key, data, IfNoneMatch="*")
         except ClientError as e:
             # S3 answers 412 PreconditionFailed when the key exists, 409 ConditionalRequestConflict
             # when a concurrent conditional write is in flight; both mean another writer won.
@@ -211,7 +212,7 @@ class Storage:
                 "PreconditionFailed",
                 "ConditionalRequestConflict",
             ):
-                return False
+                return None
             raise StorageError(f"conditional write of s3://{self._bucket}/{key} failed: {e}") from None
         except BotoCoreError as e:
             raise StorageError(f"conditional write of s3://{self._bucket}/{key} failed: {e}") from None
@@ -268,3 +269,8 @@ class Storage:
 
     def read_parquet(self, path: str, columns: list[str] | None = None) -> pa.Table:
         return pq.read_table(self.full_path(path), columns=columns, filesystem=self.fs)
+
+
+def _local_version(data: bytes) -> str:
+    """The version tag of a local file's content: a digest, so any process computes the same one."""
+    return hashlib.sha256(data).hexdigest()

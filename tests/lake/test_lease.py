@@ -14,6 +14,7 @@ import pytest
 from connectors.lake.lease import Lease, LeaseHeldError, LeaseLostError, read_holder
 from connectors.lake.storage import Storage
 from connectors.lake.writer import LakeWriter
+from tests.conftest import S3Lake
 from tests.lake.helpers import changes, snapshot_batch, stream_batch
 
 
@@ -23,6 +24,36 @@ def storage(request: pytest.FixtureRequest, tmp_path) -> Storage:  # type: ignor
         return Storage(str(tmp_path / "lake"))
     s3 = request.getfixturevalue("s3_lake")
     return Storage(s3.root, s3.options)
+
+
+def test_a_conditional_write_answers_the_version_a_read_then_reports(storage: Storage) -> None:
+    """The lease matches each write against the version its previous write answered, never read."""
+    path = "_leases/src.json"
+    created = storage.put_if_absent(path, b"first")
+    assert created is not None and storage.read_versioned(path) == (b"first", created)
+    assert storage.put_if_absent(path, b"again") is None
+    replaced = storage.put_if_match(path, b"second", created)
+    assert replaced is not None and replaced != created
+    assert storage.read_versioned(path) == (b"second", replaced)
+    assert storage.put_if_match(path, b"stale", created) is None
+    assert storage.read_versioned(path) == (b"second", replaced)
+
+
+def test_taking_a_free_lease_is_two_requests_and_a_renewal_one(s3_lake: S3Lake) -> None:
+    """What S3 is asked (each request is a round trip a writer waits for): a renewal does not read
+    its own write back."""
+    storage = Storage(s3_lake.root, s3_lake.options)
+    sent: list[str] = []
+    storage.s3_access.client.meta.events.register(
+        "before-send.s3", lambda event_name, **_: sent.append(event_name.rsplit(".", 1)[1])
+    )
+    lease = Lease(storage, "src", what="stream", ttl=30)
+    lease.acquire()
+    assert sent == ["GetObject", "PutObject"]
+    sent.clear()
+    lease.renew()
+    lease.renew()
+    assert sent == ["PutObject", "PutObject"] and lease.held
 
 
 def test_a_held_lease_is_refused_naming_its_holder_until_released(storage: Storage) -> None:
