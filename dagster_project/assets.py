@@ -7,9 +7,11 @@ Each body is one call into `pipelines` plus the metadata it reports (`lake_metad
 Keys are `<source>/<table>_changelog` and `<source>/<table>_current`: the lineage graph labels a
 node with the last component of its key, so the table's name has to be in it.
 
-Both multi-assets write the source's part of the lake, so both are in the source's concurrency
-pool (`writer_pool`): with the pool's limit at 1 (README, "Dagster"), Dagster never runs two
-writers of one source at once, whichever runs, jobs or schedules they come from.
+The change logs are in the source's writer pool (`writer_pool`), the current state in its merge
+pool (`merge_pool`): with each pool's limit at 1 (README, "Dagster"), Dagster never runs two
+captures, or two merges, of one source at once, whichever runs, jobs or schedules they come from,
+while a long merge never holds up the next run's capture (capture and maintenance are coordinated
+only through the commit log; docs/decisions.md §16).
 """
 
 from collections.abc import Iterator
@@ -46,14 +48,20 @@ __all__ = [
     "changelog_key",
     "current_key",
     "lake_table_name",
+    "merge_pool",
     "table_key",
     "writer_pool",
 ]
 
 
 def writer_pool(source: str) -> str:
-    """The Dagster concurrency pool of everything that writes `source`'s part of the lake."""
+    """The Dagster concurrency pool of what captures `source` into its change log."""
     return f"lake_writer/{source}"
+
+
+def merge_pool(source: str) -> str:
+    """The Dagster concurrency pool of what merges `source`'s current state (maintenance)."""
+    return f"lake_merge/{source}"
 
 
 def table_key(source: str, table: str, kind: str) -> dg.AssetKey:
@@ -147,7 +155,7 @@ def build_source_assets(
         name=f"{source}_current",
         specs=current_specs,
         required_resource_keys={"lake"},
-        pool=writer_pool(source),
+        pool=merge_pool(source),
     )
     def current(context: dg.AssetExecutionContext) -> Iterator[dg.MaterializeResult]:
         """Merge the change logs' new commits into the current-state tables."""

@@ -17,7 +17,7 @@ import dagster as dg
 from connectors.lake.current import MergeConflictError
 from connectors.opensearch.client import open_client
 from connectors.opensearch.search import search
-from dagster_project.assets import table_key, writer_pool
+from dagster_project.assets import merge_pool, table_key
 from pipelines.config import LakehouseConfig
 from pipelines.search_docs import PeopleDocuments, PeopleSources
 from pipelines.search_index import PeopleIndexer
@@ -50,8 +50,8 @@ def build_search_definitions(config: LakehouseConfig) -> tuple[list[Any], list[A
         deps=[table_key(syn.source, synonyms_table, "current")] if syn.source in configured else [],
         required_resource_keys={"lake"},
         description="The synonyms table as a versioned dictionary, live in the search analyzers.",
-        # It merges the synonyms table's current state first: a writer of that source's lake.
-        pool=writer_pool(syn.source),
+        # It merges the synonyms table's current state first: maintenance of that source's lake.
+        pool=merge_pool(syn.source),
     )
     def synonyms(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
         lake = context.resources.lake.lake()

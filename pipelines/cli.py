@@ -80,8 +80,7 @@ def _cmd_maintain(args: argparse.Namespace) -> int:
 def _cmd_stream(args: argparse.Namespace) -> int:
     from connectors.lake.lake import Lake
     from pipelines.report import print_reports
-    from pipelines.runner import stream_source
-    from pipelines.sources import open_source
+    from pipelines.runner import stream_configured
 
     config = load_config(args.config)
     lake = Lake(config.lake)
@@ -91,16 +90,15 @@ def _cmd_stream(args: argparse.Namespace) -> int:
     errors: list[BaseException] = []
 
     def run(name: str) -> None:
-        source = open_source(config.source(name))
         try:
             reports.append(
-                stream_source(lake, source, stop=stop, merge_every_seconds=config.lake.merge_every_seconds)
+                stream_configured(
+                    lake, config.source(name), stop=stop, merge_every_seconds=config.lake.merge_every_seconds
+                )
             )
         except BaseException as e:  # surfaced below, after the other streams stop
             errors.append(e)
             stop.set()
-        finally:
-            source.close()
 
     threads = [
         threading.Thread(target=run, args=(n,), name=f"stream-{n}") for n in _selected(config, args.source)

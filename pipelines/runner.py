@@ -26,7 +26,8 @@ from connectors.offsets import Offset
 from connectors.source import Source, SourceError
 from pipelines import requests
 from pipelines.backfill_worker import BackfillWorker
-from pipelines.config import LakehouseConfig
+from pipelines.config import AnySourceConfig, LakehouseConfig
+from pipelines.maintenance import Maintainer
 from pipelines.snapshot_worker import ChunkWorker, ProgressMeter, chunked, commit_chunks
 from pipelines.sources import adopt_lake_schemas, open_source
 
@@ -34,7 +35,6 @@ log = logging.getLogger(__name__)
 
 CommitCallback = Callable[[CommitRecord], None]
 REQUEST_CHECK_SECONDS = 2.0
-MAINTAIN_EVERY_SECONDS = 60.0  # how often a stream deletes orphaned files whose grace has passed
 
 
 @dataclass
@@ -221,23 +221,52 @@ def stream_source(
     merge_every_seconds: float = 5.0,
     on_commit: CommitCallback | None = None,
 ) -> SyncReport:
-    """Stream until `stop` is set: commit each batch, merge current state every few seconds.
+    """Stream until `stop` is set: commit each batch; a maintenance thread merges the current
+    state every `merge_every_seconds` (`pipelines.maintenance`), so capture never waits for it.
 
     The source's lease is taken first: while another process holds it this one stands by, and
     takes over once it is released or expired. If another runner commits first (compare-and-swap
     lost), drop the staged batch, re-read the lake's position and resume from there: nothing is
     written twice. A stream whose lease was taken over stops (`LeaseLostError`).
     """
-    lease = lake.lease(source.name, "lakehouse stream")
-    try:
-        lease.acquire(wait=float("inf"), stop=stop)
-    except LeaseHeldError:  # stopped while standing by
-        return SyncReport(source.name)
-    lease.start_renewing()
-    try:
+    with _stream_lease(lake, source.name, stop) as lease:
+        if lease is None:  # stopped while standing by
+            return SyncReport(source.name)
         return _stream_source(
             lake, lake.writer(source.name, lease), source, stop, merge_every_seconds, on_commit
         )
+
+
+def stream_configured(
+    lake: Lake, config: AnySourceConfig, *, stop: threading.Event, merge_every_seconds: float = 5.0
+) -> SyncReport:
+    """`lakehouse stream` for one configured source: as `stream_source`, but the source is opened
+    only once the lease is held, so a standby holds no database connection or replication slot
+    (which would time out or pin WAL while it waits, possibly for days)."""
+    with _stream_lease(lake, config.name, stop) as lease:
+        if lease is None:
+            return SyncReport(config.name)
+        source = open_source(config)
+        try:
+            return _stream_source(
+                lake, lake.writer(config.name, lease), source, stop, merge_every_seconds, None
+            )
+        finally:
+            source.close()
+
+
+@contextmanager
+def _stream_lease(lake: Lake, source: str, stop: threading.Event) -> Iterator[Lease | None]:
+    """The lease of a stream: waited for until `stop` (then None), renewed while the block runs."""
+    lease = lake.lease(source, "lakehouse stream")
+    try:
+        lease.acquire(wait=float("inf"), stop=stop)
+    except LeaseHeldError:  # stopped while standing by
+        yield None
+        return
+    lease.start_renewing()
+    try:
+        yield lease
     finally:
         lease.release()
 
@@ -255,20 +284,14 @@ def _stream_source(
     source.preflight()
     adopt_lake_schemas(lake, source)
     current = lake.current(source.name)
-    last_merge = last_maintenance = time.monotonic()
+    # Merges and orphan deletion run in their own thread: capture never waits for them.
+    maintainer = Maintainer(current, merge_every_seconds=merge_every_seconds)
 
     def committed(record: CommitRecord) -> None:
-        nonlocal last_merge
         _record_finished_backfills(lake, record)
         if on_commit:
             on_commit(record)
-        if time.monotonic() - last_merge >= merge_every_seconds:
-            report.merged.extend(current.merge(record))
-            last_merge = time.monotonic()
-        nonlocal last_maintenance
-        if time.monotonic() - last_maintenance >= MAINTAIN_EVERY_SECONDS:
-            current.delete_orphans()  # files of expired snapshots, once their grace has passed
-            last_maintenance = time.monotonic()
+        maintainer.notify(record)
 
     next_check = 0.0
     waiting = False
@@ -344,6 +367,7 @@ def _stream_source(
         chunker = ChunkWorker(writer, _twin_opener(source, config), progress, report.snapshot_progress)
         chunker.start()
 
+    maintainer.start()
     try:
         while not stop.is_set():
             between_commits()
@@ -384,6 +408,8 @@ def _stream_source(
         if chunker is not None:  # the lake's progress says where the next run continues
             chunker.cancel()
         requests.clear_beat(lake.storage, source.name)
+        maintainer.stop()  # after the merge under way; the last commits are merged below
+    report.merged.extend(maintainer.merged)
     report.merged.extend(current.merge())
     report.seconds = time.monotonic() - started
     return report
@@ -421,9 +447,7 @@ def _begun(lake: Lake, writer: LakeWriter, request: requests.BackfillRequest) ->
     latest = writer.last_committed().record
     done = latest.backfills.get(request.request_id) if latest is not None else None
     if done is not None and done.finished is not None:
-        requests.finish(
-            lake.storage, writer.source, request.request_id, error=None, commit=done.finished, rows=done.rows
-        )
+        _finished(lake, writer.source, request.request_id, done.finished, done.rows)
     return done
 
 
@@ -431,13 +455,13 @@ def _record_finished_backfills(lake: Lake, record: CommitRecord) -> None:
     """Record the outcome of the backfill requests `record` finished."""
     for request_id, done in record.backfills.items():
         if done.finished == record.seq:
-            requests.finish(
-                lake.storage, record.source, request_id, error=None, commit=record.seq, rows=done.rows
-            )
-            log.info(
-                "%s: backfill request %s finished with commit %d (%d rows)",
-                record.source, request_id, record.seq, done.rows,
-            )  # fmt: skip
+            _finished(lake, record.source, request_id, record.seq, done.rows)
+
+
+def _finished(lake: Lake, source: str, request_id: str, commit: int, rows: int) -> None:
+    """The one place a successful backfill's outcome is recorded for its requester."""
+    requests.finish(lake.storage, source, request_id, error=None, commit=commit, rows=rows)
+    log.info("%s: backfill request %s finished with commit %d (%d rows)", source, request_id, commit, rows)
 
 
 def _start_worker(
@@ -491,13 +515,7 @@ def _commit_staged_backfill(
     crash_point("published")
     report.add(record)
     committed(record)
-    requests.finish(
-        lake.storage, writer.source, request.request_id, error=None, commit=record.seq, rows=staged.rows
-    )
-    log.info(
-        "%s: backfill of %s committed as commit %d (%d rows), the stream having gone on meanwhile",
-        writer.source, request.tables, record.seq, staged.rows,
-    )  # fmt: skip
+    _finished(lake, writer.source, request.request_id, record.seq, staged.rows)
 
 
 def _serve_backfill_requests(lake: Lake, writer: LakeWriter, source: Source, report: SyncReport) -> None:
@@ -545,17 +563,8 @@ def _serve_backfill(
         if _begun(lake, writer, request) is None:
             requests.finish(lake.storage, source.name, request.request_id, error=str(e), commit=None, rows=0)
         raise
-    latest = writer.last_committed().record
-    assert latest is not None
-    done = latest.backfills.get(request.request_id)
-    if done is not None:  # read in chunks: recorded when its last table's last chunk committed
-        requests.finish(
-            lake.storage, source.name, request.request_id, error=None, commit=done.finished, rows=done.rows
-        )
-    else:  # snapshotted whole, in the last commit
-        requests.finish(
-            lake.storage, source.name, request.request_id, error=None, commit=latest.seq, rows=report.rows
-        )
+    if _begun(lake, writer, request) is None:  # snapshotted whole, in the last commit
+        _finished(lake, source.name, request.request_id, writer.last_committed().seq, report.rows)
     return report
 
 

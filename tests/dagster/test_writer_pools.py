@@ -1,7 +1,9 @@
-"""One writer per source in Dagster: every asset that writes a source's lake is in its pool.
+"""One writer per source in Dagster: every asset that captures a source is in its writer pool,
+every asset that merges its current state in its merge pool.
 
-With the pool's limit at 1 (`concurrency: pools: default_limit: 1` in dagster.yaml, as the README
-says), a second run's step that writes the same source waits until the first one's is done.
+With each pool's limit at 1 (`concurrency: pools: default_limit: 1` in dagster.yaml, as the README
+says), a second run's step that captures (or merges) the same source waits until the first one's
+is done; a capture never waits for a merge.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import pytest
 
 from connectors.lake.config import LakeConfig
 from connectors.lake.lake import Lake
-from dagster_project.assets import writer_pool
+from dagster_project.assets import merge_pool, writer_pool
 from dagster_project.definitions import build_definitions
 from dagster_project.resources import aws_secret_env_var, password_env_var
 from dagster_project.search_assets import SYNONYMS_KEY
@@ -33,10 +35,12 @@ def test_every_asset_that_writes_a_source_is_in_that_sources_pool(monkeypatch: p
     sources = {s.name for s in config.sources}
     for key in graph.get_all_asset_keys():
         node = graph.get(key)
-        if node.group_name in sources:  # change logs and current-state tables
+        if node.group_name in sources and key.path[-1].endswith("_changelog"):
             assert node.pools == {writer_pool(node.group_name)}, key
+        elif node.group_name in sources:  # current-state tables: maintenance, apart from capture
+            assert node.pools == {merge_pool(node.group_name)}, key
         elif key == SYNONYMS_KEY:  # merges the synonyms table's current state first
-            assert node.pools == {writer_pool(config.search.synonyms.source)}
+            assert node.pools == {merge_pool(config.search.synonyms.source)}
         else:  # publishing and search read the lake only
             assert not node.pools, key
     # As Dagster records them on a run (what its run queue and executors enforce): each source's
@@ -47,7 +51,7 @@ def test_every_asset_that_writes_a_source_is_in_that_sources_pool(monkeypatch: p
     instance = dg.DagsterInstance.ephemeral()
     run = instance.create_run_for_job(defs.resolve_job_def("micro_batches"))
     assert run.run_op_concurrency is not None
-    assert run.run_op_concurrency.all_pools == {writer_pool(s) for s in sources}
+    assert run.run_op_concurrency.all_pools == {p(s) for s in sources for p in (writer_pool, merge_pool)}
     assert instance.create_run_for_job(defs.resolve_job_def("reconcile_sources")).run_op_concurrency is None
 
 

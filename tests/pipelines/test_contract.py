@@ -383,6 +383,58 @@ def test_the_stream_keeps_committing_while_a_backfill_is_read(
     assert world.lake_rows("visits", "id, note") == world.source_rows("visits", "id, note")
 
 
+@pytest.mark.parametrize("world", ["mariadb", "postgres"], indirect=True)
+def test_the_stream_keeps_committing_while_a_merge_is_held(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Capture never waits for maintenance: with every current-state merge held, the stream goes
+    on committing and acknowledging; once merges run again the current state catches up, and a
+    stopped stream leaves it at its last commit."""
+    import threading
+    import time
+
+    from connectors.lake.current import CurrentState
+
+    world.sync()
+    merging, release = threading.Event(), threading.Event()
+    original = CurrentState.merge
+
+    def held(self: CurrentState, *args: Any, **kwargs: Any) -> Any:
+        merging.set()
+        assert release.wait(60), "the test never released the merge"
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(CurrentState, "merge", held)
+    log = world.lake.commit_log(world.config.name)
+    try:
+        with running_stream(world.lake, world.config, merge_every_seconds=0.2) as stream:
+            stream.wait_alive(nudge=lambda: world.touch(900, "wake"))
+            world.touch(901, "first")
+            assert merging.wait(30), "no merge started"
+            at_hold = log.latest_seq()
+            for i in range(1, 6):
+                world.sql(f"UPDATE accounts SET score = {-i} WHERE id = {i}")
+                world.touch(910 + i, "while the merge is held")
+            deadline = time.monotonic() + 30
+            while "while the merge is held" not in world.changelog("visits")["note"].to_pylist()[-1:]:
+                assert time.monotonic() < deadline and not stream.errors, stream.errors
+                time.sleep(0.2)
+            assert not release.is_set() and log.latest_seq() > at_hold
+            assert 915 not in [r[0] for r in world.lake_rows("visits", "id")]  # not merged yet
+            release.set()
+            while 915 not in [r[0] for r in world.lake_rows("visits", "id")]:  # merged beside the stream
+                assert time.monotonic() < deadline and not stream.errors, stream.errors
+                time.sleep(0.2)
+            world.sql("UPDATE accounts SET score = 99 WHERE id = 98")  # committed, not merged before stop
+            while 99 not in world.changelog("accounts")["score"].to_pylist():
+                assert time.monotonic() < deadline and not stream.errors, stream.errors
+                time.sleep(0.1)
+    finally:
+        release.set()
+    assert world.lake_rows("accounts", COLS) == world.source_rows("accounts", COLS)
+    assert world.lake_rows("visits", "id, note") == world.source_rows("visits", "id, note")
+
+
 def test_a_stream_stopped_while_idle_restarts_where_it_was(world: World) -> None:
     """Only an uncaptured table changes while the stream runs (WAL moves, nothing for the lake),
     past PostgreSQL's and psycopg2's feedback intervals; stopped and started again, the stream
