@@ -24,20 +24,19 @@ import sys
 import tempfile
 import threading
 import time
-import uuid
 from pathlib import Path
 from typing import Any
 
 import pymysql
+from mariadb_big import big_and_small  # bench/, the script's own directory
 
 from connectors.lake.commits import CommitRecord
 from connectors.lake.config import LakeConfig
 from connectors.lake.lake import Lake
 from connectors.mysql.config import MySQLSourceConfig
-from devstack.settings import load_settings
-from pipelines import requests
-from pipelines.runner import stream_source, sync_source
-from pipelines.sources import open_source
+from pipelines.capture import requests
+from pipelines.capture.runner import stream_source, sync_source
+from pipelines.capture.sources import open_source
 
 ROWS = int(sys.argv[1]) if len(sys.argv) > 1 else 300_000
 
@@ -125,20 +124,7 @@ def run(config: MySQLSourceConfig, admin: Any, lake_root: Path, *, variant: int)
 
 
 def main() -> None:
-    stack = load_settings()
-    admin = {
-        "host": stack.host, "port": stack.mariadb_port, "user": stack.admin_user,
-        "password": stack.admin_password.get_secret_value(),
-    }  # fmt: skip
-    database = f"bench_{uuid.uuid4().hex[:8]}"
-    conn = pymysql.connect(**admin, autocommit=True)
-    with conn.cursor() as cur:
-        cur.execute(f"CREATE DATABASE `{database}`")
-        conn.select_db(database)  # the SEQUENCE engine's seq_1_to_N resolves in the current database
-        cur.execute("CREATE TABLE big (id BIGINT PRIMARY KEY, note VARCHAR(64), amount DECIMAL(12,2))")
-        cur.execute(f"INSERT INTO big SELECT seq, CONCAT('row ', seq), seq / 100 FROM seq_1_to_{ROWS}")
-        cur.execute("CREATE TABLE small (id BIGINT PRIMARY KEY, note VARCHAR(20))")
-    try:
+    with big_and_small(ROWS) as db:
         print(f"backfill of {ROWS:,} rows inside `lakehouse stream`, other table written every 50 ms:")
         variants = (
             "ours: chunks beside the stream",
@@ -146,20 +132,12 @@ def main() -> None:
             "baseline: served in line",
         )
         for variant, label in enumerate(variants):
-            config = MySQLSourceConfig(
-                name=f"bf_{variant}", host=stack.host, port=stack.mariadb_port, user=stack.cdc_user,
-                password=stack.cdc_password, database=database, tables=("big", "small"), server_id=0,
-            )  # fmt: skip
             with tempfile.TemporaryDirectory() as tmp:
-                took, stall = run(config, admin, Path(tmp) / "lake", variant=variant)
+                took, stall = run(db.config(f"bf_{variant}"), db.admin, Path(tmp) / "lake", variant=variant)
             print(
                 f"  {label:34s} backfill {took:6.1f} s ({ROWS / took:9,.0f} rows/s)   "
                 f"longest gap between `small` commits {stall:6.2f} s"
             )
-    finally:
-        with conn.cursor() as cur:
-            cur.execute(f"DROP DATABASE IF EXISTS `{database}`")
-        conn.close()
 
 
 if __name__ == "__main__":

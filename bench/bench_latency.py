@@ -34,8 +34,8 @@ from connectors.mysql.config import MySQLSourceConfig
 from connectors.offsets import Offset
 from connectors.postgres.config import PostgresSourceConfig
 from devstack.settings import load_settings
-from pipelines.runner import stream_source
-from pipelines.sources import open_source
+from pipelines.capture.runner import stream_source
+from pipelines.capture.sources import open_source
 
 SECONDS = float(sys.argv[1]) if len(sys.argv) > 1 else 30.0
 RATE = float(sys.argv[2]) if len(sys.argv) > 2 else 20.0

@@ -33,10 +33,10 @@ from connectors.opensearch.bulk import BulkIndexer  # noqa: E402
 from connectors.opensearch.client import open_client  # noqa: E402
 from connectors.opensearch.config import OpenSearchConfig  # noqa: E402
 from connectors.opensearch.indices import IndexManager, load_template  # noqa: E402
-from pipelines.runner import sync_source  # noqa: E402
-from pipelines.search_docs import PeopleDocuments, PeopleSources  # noqa: E402
-from pipelines.search_index import PeopleIndexer  # noqa: E402
-from pipelines.sources import open_source  # noqa: E402
+from pipelines.capture.runner import sync_source  # noqa: E402
+from pipelines.capture.sources import open_source  # noqa: E402
+from pipelines.search.docs import PeopleDocuments, PeopleSources  # noqa: E402
+from pipelines.search.index import PeopleIndexer  # noqa: E402
 from pipelines.world import create_world  # noqa: E402
 
 PATIENTS = int(sys.argv[1]) if len(sys.argv) > 1 else 10_000

@@ -14,7 +14,7 @@ logical columns and values on each server. After one untimed read to warm the ca
   '/dev/null'` and psycopg2 `copy_expert` into a discarding file object: the faster is the baseline.
   TLS as each client negotiates by default, as our source does (MySQL 9.7: TLS; MariaDB and the
   local PostgreSQL: none).
-* ours: `pipelines.runner.sync_source(lake, source, merge=False)` on a fresh local lake, the source
+* ours: `pipelines.capture.runner.sync_source(lake, source, merge=False)` on a fresh local lake, the source
   opened from its config with `open_source` (snapshot, Parquet change-log files, commits, the
   empty catch-up stream), in a child process, timed around `sync_source`; peak RSS of the child
   from `wait4`. Three times: with `snapshot_reader = "arrow"` (the default: chunks read straight into
@@ -259,8 +259,8 @@ def child(spec: dict[str, Any]) -> None:
     from connectors.lake.lake import Lake
     from connectors.mysql.config import MySQLSourceConfig
     from connectors.postgres.config import PostgresSourceConfig
-    from pipelines.runner import sync_source
-    from pipelines.sources import open_source
+    from pipelines.capture.runner import sync_source
+    from pipelines.capture.sources import open_source
 
     logging.basicConfig(level=logging.WARNING)
     stack = load_settings()
@@ -310,7 +310,7 @@ def child(spec: dict[str, Any]) -> None:
 def _snapshot_only(lake: Any, source: Any) -> tuple[int, int]:
     """`sync_source`'s first phase on an empty lake: preflight, the snapshot's first commit and
     every chunk committed as the runner does; no catch-up stream afterwards."""
-    from pipelines.runner import SyncReport, _finish_chunks, _initial_snapshot
+    from pipelines.capture.runner import SyncReport, _finish_chunks, _initial_snapshot
 
     source.preflight()
     writer = lake.writer(source.name)

@@ -25,7 +25,7 @@ from dagster_project.lake_metadata import (
     lake_kinds,
     lake_table_name,
 )
-from pipelines.runner import SyncReport, sync_source
+from pipelines.capture.runner import SyncReport, sync_source
 
 RECORDS_CHECK = "records_read_match_committed"
 RECORDS_DESCRIPTION = (

@@ -1,5 +1,5 @@
 """Publishing as Dagster assets: the lake in Glue, the Athena views, the Redshift schemas and views,
-and the local DuckDB warehouse. Each asset is one call into `pipelines.publish`; its metadata shows
+and the local DuckDB warehouse. Each asset is one call into `pipelines.publish.catalogs`; its metadata shows
 the plan it applied, and a check per asset re-plans (a dry run) and passes only when nothing is left
 to change, i.e. every published object matches its declaration.
 
@@ -15,7 +15,7 @@ import dagster as dg
 
 from dagster_project.assets import changelog_key, current_key
 from pipelines.config import LakehouseConfig
-from pipelines.publish import (
+from pipelines.publish.catalogs import (
     glue_enabled,
     open_warehouse,
     publish_athena_views,

@@ -25,7 +25,12 @@ from connectors.lake.current import KEY_PROPERTY
 from connectors.offsets import parse_offset
 from dagster_project.assets import changelog_key, current_key, lake_table_name
 from dagster_project.lake_metadata import describe_position, md_table
-from pipelines.row_counts import ESTIMATE_ORIGINS, RowTolerance, count_source_rows, estimate_source_rows
+from pipelines.capture.row_counts import (
+    ESTIMATE_ORIGINS,
+    RowTolerance,
+    count_source_rows,
+    estimate_source_rows,
+)
 
 MAX_LAG_SECONDS = 300.0
 ROW_TOLERANCE = RowTolerance()

@@ -25,7 +25,7 @@ from connectors.lake.lake import Lake
 from dagster_project.assets import changelog_key, current_key
 from dagster_project.checks import RECONCILIATION_JOB
 from dagster_project.lake_metadata import COMMIT_SEQ, changelog_metadata, current_metadata, lake_table_name
-from pipelines.runner import SyncReport
+from pipelines.capture.runner import SyncReport
 
 SENSOR_NAME = "lake_commits"
 # At most this many commits are read per source and tick (a first tick over a long history

@@ -21,8 +21,8 @@ from connectors.lake.current import CurrentState, MergeResult
 from connectors.lake.lake import Lake
 from connectors.lake.writer import changelog_prefix
 from connectors.offsets import OffsetError, parse_offset
+from pipelines.capture.runner import SyncReport
 from pipelines.report import short_position
-from pipelines.runner import SyncReport
 
 # Asset metadata key of the lake commit an event covers: the sensor compares it with the commit log.
 COMMIT_SEQ = "lake_commit_seq"

@@ -17,7 +17,7 @@ from connectors.lake.storage import S3Options
 from connectors.mysql.config import MySQLSourceConfig
 from connectors.postgres.config import PostgresSourceConfig
 from connectors.source import Source
-from pipelines.sources import open_source
+from pipelines.capture.sources import open_source
 
 
 class LakeRetries(dg.Config):

@@ -19,9 +19,9 @@ from connectors.opensearch.client import open_client
 from connectors.opensearch.search import search
 from dagster_project.assets import merge_pool, table_key
 from pipelines.config import LakehouseConfig
-from pipelines.search_docs import PeopleDocuments, PeopleSources
-from pipelines.search_index import PeopleIndexer
-from pipelines.synonym_publish import merge_synonyms_table, publish_synonyms, synonyms_path
+from pipelines.search.docs import PeopleDocuments, PeopleSources
+from pipelines.search.index import PeopleIndexer
+from pipelines.search.synonym_publish import merge_synonyms_table, publish_synonyms, synonyms_path
 
 SYNONYMS_KEY = dg.AssetKey(["search", "synonyms"])
 PEOPLE_KEY = dg.AssetKey(["search", "people"])

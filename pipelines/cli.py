@@ -44,8 +44,8 @@ def _selected(config: LakehouseConfig, names: Sequence[str] | None) -> list[str]
 
 
 def _cmd_sync(args: argparse.Namespace) -> int:
+    from pipelines.capture.runner import sync_all
     from pipelines.report import print_reports
-    from pipelines.runner import sync_all
 
     config = load_config(args.config)
     reports = sync_all(config, _selected(config, args.source), merge=not args.no_merge)
@@ -79,8 +79,8 @@ def _cmd_maintain(args: argparse.Namespace) -> int:
 
 def _cmd_stream(args: argparse.Namespace) -> int:
     from connectors.lake.lake import Lake
+    from pipelines.capture.runner import stream_configured
     from pipelines.report import print_reports
-    from pipelines.runner import stream_configured
 
     config = load_config(args.config)
     lake = Lake(config.lake)
@@ -135,10 +135,10 @@ def _backfill_progress(lake: Lake, source: str, request_id: str) -> None:
 
 def _cmd_backfill(args: argparse.Namespace) -> int:
     from connectors.lake.lake import Lake
-    from pipelines import requests
+    from pipelines.capture import requests
+    from pipelines.capture.runner import serve_backfill
+    from pipelines.capture.sources import open_source
     from pipelines.report import print_reports
-    from pipelines.runner import serve_backfill
-    from pipelines.sources import open_source
 
     config = load_config(args.config)
     source_config = config.source(args.source)
@@ -188,9 +188,9 @@ def _cmd_backfill(args: argparse.Namespace) -> int:
 
 def _cmd_resnapshot(args: argparse.Namespace) -> int:
     from connectors.lake.lake import Lake
+    from pipelines.capture.runner import resnapshot_source
+    from pipelines.capture.sources import open_source
     from pipelines.report import print_reports
-    from pipelines.runner import resnapshot_source
-    from pipelines.sources import open_source
 
     config = load_config(args.config)
     source = open_source(config.source(args.source))
@@ -213,7 +213,7 @@ def _cmd_show(args: argparse.Namespace) -> int:
 
 
 def _cmd_preflight(args: argparse.Namespace) -> int:
-    from pipelines.sources import open_source
+    from pipelines.capture.sources import open_source
 
     config = load_config(args.config)
     for name in _selected(config, args.source):
@@ -230,7 +230,7 @@ def _cmd_search(args: argparse.Namespace) -> int:
     from opensearchpy.exceptions import ConnectionError as OpenSearchConnectionError
 
     from connectors.opensearch.search import IndexNotFoundError
-    from pipelines.search import Searcher, format_hits
+    from pipelines.search.query import Searcher, format_hits
 
     config = load_config(args.config)
     searcher = Searcher.from_config(config)
@@ -268,9 +268,9 @@ def _follow(every: float, step: Callable[[], None]) -> None:
 def _cmd_index(args: argparse.Namespace) -> int:
     from connectors.lake.lake import Lake
     from connectors.opensearch.client import open_client
-    from pipelines.search_docs import PeopleSources
-    from pipelines.search_index import PeopleIndexer
-    from pipelines.synonym_publish import synonyms_path
+    from pipelines.search.docs import PeopleSources
+    from pipelines.search.index import PeopleIndexer
+    from pipelines.search.synonym_publish import synonyms_path
 
     config = load_config(args.config)
     search = config.search
@@ -309,7 +309,7 @@ def _cmd_synonyms(args: argparse.Namespace) -> int:
     from connectors.lake.current import MergeConflictError
     from connectors.lake.lake import Lake
     from connectors.opensearch.client import open_client
-    from pipelines.synonym_publish import merge_synonyms_table, publish_synonyms
+    from pipelines.search.synonym_publish import merge_synonyms_table, publish_synonyms
 
     config = load_config(args.config)
     lake = Lake(config.lake)
@@ -343,7 +343,7 @@ def _cmd_publish(args: argparse.Namespace) -> int:
     from connectors.catalog.glue_plan import CatalogError
     from connectors.catalog.redshift_publish import RedshiftPublishError
     from connectors.catalog.warehouse import WarehouseError
-    from pipelines.publish import publish
+    from pipelines.publish.catalogs import publish
 
     try:
         report = publish(load_config(args.config), dry_run=args.dry_run, parts=args.only or None)
@@ -355,8 +355,8 @@ def _cmd_publish(args: argparse.Namespace) -> int:
 
 def _cmd_query(args: argparse.Namespace) -> int:
     from connectors.catalog.warehouse import WarehouseError, query
-    from pipelines.analytics import UseCaseError, load_use_cases, render, run
-    from pipelines.publish import open_warehouse, published_schemas, warehouse_path
+    from pipelines.publish.analytics import UseCaseError, load_use_cases, render, run
+    from pipelines.publish.catalogs import open_warehouse, published_schemas, warehouse_path
     from pipelines.report import format_table
 
     config = load_config(args.config)
@@ -526,7 +526,7 @@ def build_parser() -> argparse.ArgumentParser:
         "and Spectrum schemas and the views of [redshift]",
     )
     s.add_argument("sql", nargs="*", help="SQL (DuckDB); none and no --use-case lists the use cases")
-    s.add_argument("--use-case", help="run a named use case (pipelines/usecases/<name>.sql)")
+    s.add_argument("--use-case", help="run a named use case (pipelines/publish/usecases/<name>.sql)")
     s.add_argument(
         "--render", choices=["redshift", "athena"], help="print the use case's SQL for that engine"
     )

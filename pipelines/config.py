@@ -21,7 +21,7 @@ from connectors.dynamodb.config import DynamoDBReplayConfig, DynamoDBSourceConfi
 from connectors.lake.config import LakeConfig
 from connectors.mysql.config import MySQLSourceConfig
 from connectors.postgres.config import PostgresSourceConfig
-from pipelines.search_config import SearchConfig
+from pipelines.search.config import SearchConfig
 
 AnySourceConfig = MySQLSourceConfig | PostgresSourceConfig | DynamoDBSourceConfig | DynamoDBReplayConfig
 SourceConfig = Annotated[AnySourceConfig, Field(discriminator="kind")]

@@ -152,7 +152,7 @@ def _store_federated_secrets(config: LakehouseConfig) -> None:
     """
     import json
 
-    from pipelines.publish import secrets_client
+    from pipelines.publish.catalogs import secrets_client
 
     if not config.redshift.federated or config.redshift.aws.secrets_endpoint_url is None:
         return
@@ -233,8 +233,8 @@ def run_workload_from_config(
 def run_demo(config_path: str | None, *, seconds: float, rate: float) -> None:
     """World -> snapshot -> workload -> bounded sync -> show."""
     from connectors.lake.lake import Lake
+    from pipelines.capture.runner import sync_all
     from pipelines.report import count_source_rows, print_lake, print_reports
-    from pipelines.runner import sync_all
 
     config = load_config(config_path)
     print(
@@ -342,10 +342,10 @@ def _search_demo(config: LakehouseConfig) -> None:
     """Publish the synonyms, index the changed 360° documents, and run one search."""
     from connectors.lake.lake import Lake
     from connectors.opensearch.client import open_client
-    from pipelines.search import Searcher, format_hits
-    from pipelines.search_docs import PeopleSources
-    from pipelines.search_index import PeopleIndexer
-    from pipelines.synonym_publish import publish_synonyms, synonyms_path
+    from pipelines.search.docs import PeopleSources
+    from pipelines.search.index import PeopleIndexer
+    from pipelines.search.query import Searcher, format_hits
+    from pipelines.search.synonym_publish import publish_synonyms, synonyms_path
 
     search = config.search
     lake = Lake(config.lake)
@@ -375,8 +375,8 @@ def _search_demo(config: LakehouseConfig) -> None:
 
 def _analytics_demo(config: LakehouseConfig) -> None:
     """Publish, then query a cross-source view and a use case in the local warehouse."""
-    from pipelines.analytics import run
-    from pipelines.publish import open_warehouse, publish
+    from pipelines.publish.analytics import run
+    from pipelines.publish.catalogs import open_warehouse, publish
     from pipelines.report import format_table
 
     report = publish(config)

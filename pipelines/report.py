@@ -17,7 +17,7 @@ from connectors.mysql.offset import MariaGtidPosition, MySQLGtidSet
 from connectors.offsets import parse_offset
 from connectors.postgres.offset import Lsn
 from connectors.source import SourceError
-from pipelines.runner import SyncReport
+from pipelines.capture.runner import SyncReport
 
 if TYPE_CHECKING:
     from pipelines.config import LakehouseConfig
@@ -196,7 +196,7 @@ def count_source_rows(config: LakehouseConfig, names: Sequence[str] | None = Non
     A source that cannot be counted (unreachable, or a replay source with no live table) is
     reported with its error instead of failing the whole report.
     """
-    from pipelines.sources import open_source
+    from pipelines.capture.sources import open_source
 
     out: dict[str, SourceRows] = {}
     for source_config in config.sources:

@@ -19,7 +19,7 @@ import pyarrow.compute as pc
 import pytest
 
 from connectors.lake.lake import Lake
-from pipelines import requests
+from pipelines.capture import requests
 
 REPO = Path(__file__).resolve().parents[1]
 # The commit protocol's named steps (connectors/faults.py): files staged but not committed; commit

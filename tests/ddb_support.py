@@ -15,8 +15,8 @@ import pyarrow as pa
 from connectors.dynamodb.config import DynamoDBSourceConfig
 from connectors.lake.config import LakeConfig
 from connectors.lake.lake import Lake
-from pipelines.runner import SyncReport, sync_source
-from pipelines.sources import open_source
+from pipelines.capture.runner import SyncReport, sync_source
+from pipelines.capture.sources import open_source
 
 
 def create_table(client: Any, name: str, *, range_key: bool = True) -> str:

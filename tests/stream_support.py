@@ -10,9 +10,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from connectors.lake.lake import Lake
-from pipelines import requests
-from pipelines.runner import stream_source
-from pipelines.sources import open_source
+from pipelines.capture import requests
+from pipelines.capture.runner import stream_source
+from pipelines.capture.sources import open_source
 
 
 @dataclass

@@ -19,8 +19,8 @@ from connectors.dynamodb.config import DynamoDBReplayConfig
 from connectors.lake.config import LakeConfig
 from connectors.lake.lake import Lake
 from connectors.source import SourceError
-from pipelines.runner import sync_source
-from pipelines.sources import open_source
+from pipelines.capture.runner import sync_source
+from pipelines.capture.sources import open_source
 from tests.ddb_support import DdbWorld
 
 

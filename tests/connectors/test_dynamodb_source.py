@@ -22,9 +22,9 @@ import pytest
 from connectors.dynamodb import snapshot as snapshots
 from connectors.dynamodb.offset import StreamPositions
 from connectors.source import PreflightError, SourceError
+from pipelines.capture.runner import backfill_tables
+from pipelines.capture.sources import open_source
 from pipelines.config import ConfigError, parse_config
-from pipelines.runner import backfill_tables
-from pipelines.sources import open_source
 from tests.ddb_support import DdbWorld
 
 BIG = "12345678901234567890123456789012345678"  # 38 digits: exact as decimal(38, 0)
@@ -286,7 +286,7 @@ def test_a_backfill_requested_from_a_running_stream_is_staged_beside_it(
     made later, keeps the changes the stream committed meanwhile."""
     import time
 
-    from pipelines import requests
+    from pipelines.capture import requests
     from tests.stream_support import running_stream
 
     ddb = DdbWorld(aws_client_kwargs, tmp_path / "lake", tables=2)

@@ -111,7 +111,7 @@ def test_publish_from_the_configuration(
     setup: tuple[Lake, Any, str], aws_client_kwargs: dict[str, str]
 ) -> None:
     from pipelines.config import parse_config
-    from pipelines.publish import publish_changelogs
+    from pipelines.publish.catalogs import publish_changelogs
 
     lake, glue, source = setup
     patients = _table(source, "patients")

@@ -18,7 +18,7 @@ from connectors.mysql.config import MySQLSourceConfig
 from connectors.mysql.offset import MySQLGtid, MySQLGtidSet
 from connectors.mysql.position import position_error_1236
 from connectors.source import PositionAheadError, PositionPurgedError
-from pipelines.runner import sync_source
+from pipelines.capture.runner import sync_source
 from tests.conftest import TestDatabase
 from tests.connectors.test_mysql_source import execute, make_source, rows_of, stream_all
 

@@ -23,8 +23,8 @@ from connectors.catalog.warehouse_federation import (
 from connectors.lake.config import LakeConfig
 from connectors.lake.lake import Lake
 from connectors.mysql.config import MySQLSourceConfig
-from pipelines.runner import sync_source
-from pipelines.sources import open_source
+from pipelines.capture.runner import sync_source
+from pipelines.capture.sources import open_source
 
 ROLE = "arn:aws:iam::123456789012:role/federated"
 

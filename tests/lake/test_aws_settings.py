@@ -370,9 +370,9 @@ def test_every_client_factory_uses_the_one_botocore_config(
     from connectors.dynamodb.client import AwsClients
     from connectors.dynamodb.config import DynamoDBSourceConfig
     from pipelines.config import parse_config
-    from pipelines.publish import glue_client as publish_glue_client
-    from pipelines.search_config import SynonymsConfig
-    from pipelines.synonym_publish import opensearch_service_client, s3_client
+    from pipelines.publish.catalogs import glue_client as publish_glue_client
+    from pipelines.search.config import SynonymsConfig
+    from pipelines.search.synonym_publish import opensearch_service_client, s3_client
 
     retries = AwsRetries(mode="adaptive", max_attempts=7, connect_timeout_seconds=3, read_timeout_seconds=20)
     s3 = S3Options(

@@ -19,8 +19,8 @@ from connectors.lake.config import LakeConfig
 from connectors.lake.lake import Lake
 from connectors.mysql.config import MySQLSourceConfig
 from connectors.postgres.config import PostgresSourceConfig
-from pipelines.runner import backfill_tables, sync_source
-from pipelines.sources import open_source
+from pipelines.capture.runner import backfill_tables, sync_source
+from pipelines.capture.sources import open_source
 from tests.mysql_support import seq_table
 from tests.stream_support import running_stream
 
@@ -223,7 +223,7 @@ def test_a_killed_backfill_resumes_after_its_last_committed_chunk(
 ) -> None:
     """A backfill stopped after two of its chunks continues after them when run again: no key is
     read twice into it, and the stream's changes meanwhile rank above its rows."""
-    from pipelines import snapshot_worker
+    from pipelines.capture import snapshot_worker
 
     world.config = world.config.model_copy(update={"chunk_rows": 30})
     world.sync()
@@ -292,7 +292,7 @@ def test_one_million_row_transaction(world: World) -> None:
 def test_backfill_requested_from_another_process_runs_inside_the_stream(world: World) -> None:
     import time
 
-    from pipelines import requests
+    from pipelines.capture import requests
 
     world.sync()
     with running_stream(world.lake, world.config, wake=lambda: world.touch(999, "stop")) as stream:
@@ -328,7 +328,7 @@ def test_the_stream_keeps_committing_while_a_backfill_is_read(
     import threading
     import time
 
-    from pipelines import requests, snapshot_worker
+    from pipelines.capture import requests, snapshot_worker
 
     world.config = world.config.model_copy(update={"chunk_rows": 30})
     first_chunk, changes_made = threading.Event(), threading.Event()
@@ -476,7 +476,7 @@ def test_the_same_pipeline_on_an_s3_lake(
 
 
 def test_resnapshot_replaces_every_table_and_streaming_resumes(world: World) -> None:
-    from pipelines.runner import resnapshot_source
+    from pipelines.capture.runner import resnapshot_source
 
     world.sync()
     world.sql("UPDATE accounts SET score = 0 WHERE id < 50", "DELETE FROM visits WHERE id > 40")

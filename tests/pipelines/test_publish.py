@@ -15,10 +15,10 @@ import pytest
 
 from connectors.catalog.athena_views import AthenaNameError
 from connectors.catalog.redshift_publish import RedshiftPublishError, offline_plan
+from pipelines.capture.runner import sync_all
 from pipelines.cli import main
 from pipelines.config import ConfigError, LakehouseConfig, load_config, parse_config
-from pipelines.publish import open_warehouse, publish, publish_redshift
-from pipelines.runner import sync_all
+from pipelines.publish.catalogs import open_warehouse, publish, publish_redshift
 from tests.fakes.redshift_data import FakeRedshiftCatalog, FakeRedshiftData, RedshiftDataServer
 
 ROLE = "arn:aws:iam::123456789012:role/lakehouse"
@@ -277,7 +277,7 @@ def test_dry_run_without_a_cluster_prints_the_whole_redshift_ddl_offline(
     secrets = {var: f"s3cr3t-{uuid.uuid4().hex}" for var in SHIPPED_SECRET_VARS}
     for var, value in secrets.items():
         monkeypatch.setenv(var, value)
-    monkeypatch.setattr("pipelines.publish.boto3.client", _no_aws)  # offline: no cluster, no AWS
+    monkeypatch.setattr("pipelines.publish.catalogs.boto3.client", _no_aws)  # offline: no cluster, no AWS
     config = load_config(SHIPPED_CONFIG)
     redshift = config.redshift
     assert redshift.target is None and redshift.federated and redshift.spectrum and redshift.views
@@ -361,7 +361,7 @@ def test_a_name_athena_cannot_query_stops_publish_before_anything_changes(
     }  # fmt: skip
     config = parse_config(raw)
     published: list[str] = []
-    monkeypatch.setattr("pipelines.publish.publish_changelogs", lambda *a, **k: published.append("glue"))
+    monkeypatch.setattr("pipelines.publish.catalogs.publish_changelogs", lambda *a, **k: published.append("glue"))
     with pytest.raises(AthenaNameError):
         publish(config, dry_run=False)
     assert published == []  # refused before the Glue step ran

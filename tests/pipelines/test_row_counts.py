@@ -9,7 +9,7 @@ from pydantic import SecretStr
 
 from connectors.dynamodb.config import AwsConnection, DynamoDBSourceConfig
 from connectors.postgres.config import PostgresSourceConfig
-from pipelines.row_counts import RowTolerance, count_source_rows, estimate_source_rows
+from pipelines.capture.row_counts import RowTolerance, count_source_rows, estimate_source_rows
 from tests.mysql_support import make_config, seq_table
 
 

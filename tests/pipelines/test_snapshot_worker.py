@@ -18,7 +18,7 @@ from connectors.lake.lake import Lake
 from connectors.offsets import Offset
 from connectors.postgres.offset import Lsn
 from connectors.snapshot_chunks import SnapshotChunk, SnapshotStart
-from pipelines.snapshot_worker import ChunkWorker, ProgressMeter
+from pipelines.capture.snapshot_worker import ChunkWorker, ProgressMeter
 from tests.lake.helpers import PATIENTS, changes, stream_batch
 
 ROWS, CHUNK = 60, 10

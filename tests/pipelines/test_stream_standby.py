@@ -12,7 +12,7 @@ import pytest
 from connectors.lake.config import LakeConfig
 from connectors.lake.lake import Lake
 from connectors.mysql.config import MySQLSourceConfig
-from pipelines import runner
+from pipelines.capture import runner
 
 
 def test_a_standby_stream_opens_its_source_only_once_it_holds_the_lease(

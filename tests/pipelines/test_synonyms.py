@@ -20,9 +20,9 @@ import pytest
 from connectors.lake.config import LakeConfig
 from connectors.lake.lake import Lake
 from connectors.mysql.config import MySQLSourceConfig
-from pipelines.runner import sync_source
-from pipelines.sources import open_source
-from pipelines.synonyms import (
+from pipelines.capture.runner import sync_source
+from pipelines.capture.sources import open_source
+from pipelines.search.synonyms import (
     MAX_TERM_CHARS,
     Dictionary,
     SynonymRow,
@@ -31,7 +31,12 @@ from pipelines.synonyms import (
     read_synonym_rows,
     render_dictionary,
 )
-from pipelines.synonyms_store import PublishConflictError, StoredDictionary, SynonymStore, SynonymStoreError
+from pipelines.search.synonyms_store import (
+    PublishConflictError,
+    StoredDictionary,
+    SynonymStore,
+    SynonymStoreError,
+)
 
 SCENARIO = [
     SynonymRow(1, ("danish", "croissant", "pastry")),

@@ -18,9 +18,9 @@ from connectors.catalog.warehouse import connect, register_lake
 from connectors.lake.config import LakeConfig
 from connectors.lake.lake import Lake
 from connectors.mysql.config import MySQLSourceConfig
-from pipelines.analytics import UseCaseError, load_use_cases, render, run
-from pipelines.runner import sync_source
-from pipelines.sources import open_source
+from pipelines.capture.runner import sync_source
+from pipelines.capture.sources import open_source
+from pipelines.publish.analytics import UseCaseError, load_use_cases, render, run
 from pipelines.world import create_world
 
 TABLES = ("patients", "plan_enrollments", "fitness_plans", "insurance_claims", "health_preferences")
@@ -110,7 +110,7 @@ def test_every_use_case_renders_for_redshift_and_athena() -> None:
 
 def test_renderings_read_the_lake_through_the_declared_spectrum_schemas() -> None:
     from pipelines.config import load_config
-    from pipelines.publish import published_schemas
+    from pipelines.publish.catalogs import published_schemas
 
     config = load_config(Path(__file__).resolve().parents[2] / "lakehouse.toml")
     spectrum = {s.glue_database: s.name for s in config.redshift.spectrum}

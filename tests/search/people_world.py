@@ -12,10 +12,10 @@ from connectors.lake.lake import Lake
 from connectors.mysql.config import MySQLSourceConfig
 from connectors.opensearch.client import open_client
 from connectors.opensearch.config import OpenSearchConfig
-from pipelines.runner import sync_source
-from pipelines.search_docs import PeopleSources
-from pipelines.search_index import PeopleIndexer
-from pipelines.sources import open_source
+from pipelines.capture.runner import sync_source
+from pipelines.capture.sources import open_source
+from pipelines.search.docs import PeopleSources
+from pipelines.search.index import PeopleIndexer
 from pipelines.world import create_world
 
 TABLES = (

@@ -12,7 +12,8 @@ import pytest
 
 from connectors.opensearch.bulk import BulkIndexer, Document
 from connectors.opensearch.indices import IndexManager, IndexTemplate, load_template
-from pipelines import search_docs, search_index
+from pipelines.search import docs as search_docs
+from pipelines.search import index as search_index
 from tests.search.people_world import TABLES, World
 
 

@@ -20,10 +20,10 @@ import pytest
 from connectors.lake.storage import S3Options
 from connectors.mysql.config import MySQLSourceConfig
 from connectors.opensearch.config import OpenSearchConfig
-from pipelines.runner import sync_source
-from pipelines.search_config import SearchConfig, SynonymsConfig
-from pipelines.sources import open_source
-from pipelines.synonym_publish import publish_synonyms
+from pipelines.capture.runner import sync_source
+from pipelines.capture.sources import open_source
+from pipelines.search.config import SearchConfig, SynonymsConfig
+from pipelines.search.synonym_publish import publish_synonyms
 from tests.search.test_people_index import World
 
 REPO = Path(__file__).resolve().parents[2]

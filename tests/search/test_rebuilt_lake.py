@@ -15,9 +15,9 @@ from connectors.lake.config import LakeConfig
 from connectors.lake.lake import Lake
 from connectors.opensearch.bulk import BulkIndexer, Document
 from connectors.opensearch.indices import IndexManager, load_template
-from pipelines.runner import resnapshot_source
-from pipelines.search_versions import SECOND, VERSION_SCHEME, TableClock, advance, commit_clock
-from pipelines.sources import open_source
+from pipelines.capture.runner import resnapshot_source
+from pipelines.capture.sources import open_source
+from pipelines.search.versions import SECOND, VERSION_SCHEME, TableClock, advance, commit_clock
 from tests.search.people_world import World
 
 

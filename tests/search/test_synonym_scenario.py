@@ -24,11 +24,11 @@ from connectors.opensearch.client import open_client
 from connectors.opensearch.config import OpenSearchConfig
 from connectors.opensearch.indices import IndexManager
 from connectors.opensearch.search import search
-from pipelines.runner import sync_source
-from pipelines.search_config import SearchConfig, SynonymsConfig
-from pipelines.sources import open_source
-from pipelines.synonym_publish import publish_synonyms
-from pipelines.synonyms_store import SynonymStore
+from pipelines.capture.runner import sync_source
+from pipelines.capture.sources import open_source
+from pipelines.search.config import SearchConfig, SynonymsConfig
+from pipelines.search.synonym_publish import publish_synonyms
+from pipelines.search.synonyms_store import SynonymStore
 from tests.search.titles import TITLES
 
 DOCUMENTS = ["tennis shoe", "hightop", "croissant", "ice cream"]

@@ -15,8 +15,8 @@ import boto3
 import pytest
 from botocore.exceptions import ClientError
 
-from pipelines.search_config import SynonymsConfig
-from pipelines.synonym_publish import publish_synonyms, synonyms_path
+from pipelines.search.config import SynonymsConfig
+from pipelines.search.synonym_publish import publish_synonyms, synonyms_path
 from tests.fakes.opensearch_packages import FakeOpenSearchPackages, OpenSearchPackagesServer
 from tests.search.test_synonym_scenario import Scenario
 

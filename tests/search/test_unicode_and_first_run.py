@@ -16,8 +16,8 @@ from connectors.opensearch.client import open_client
 from connectors.opensearch.config import OpenSearchConfig
 from connectors.opensearch.indices import IndexManager
 from connectors.opensearch.search import search
-from pipelines.search_tables import json_words
-from pipelines.synonyms import SynonymRow, render_dictionary
+from pipelines.search.synonyms import SynonymRow, render_dictionary
+from pipelines.search.tables import json_words
 from tests.search.titles import TITLES
 
 NFD_CAFE = "cafe\u0301"  # "e" + COMBINING ACUTE ACCENT: what macOS and some keyboards send

@@ -8,7 +8,7 @@ its current state and renders it in the Solr synonyms format, which OpenSearch's
 
 The rendering is a pure function of the rows: lines sorted by row id, terms normalised, no
 timestamps. Its SHA-256 therefore changes exactly when the dictionary's content does, which is
-what lets the store (`pipelines.synonyms_store`) skip publishing an unchanged dictionary.
+what lets the store (`pipelines.search.synonyms_store`) skip publishing an unchanged dictionary.
 A row that would break the file or the analyzer is left out and reported with its row id,
 rather than failing the whole dictionary: one bad row must not block everybody else's synonyms.
 """

@@ -24,12 +24,12 @@ from connectors.lake.lease import Lease, LeaseHeldError
 from connectors.lake.writer import LakeWriter
 from connectors.offsets import Offset
 from connectors.source import Source, SourceError
-from pipelines import requests
-from pipelines.backfill_worker import BackfillWorker
+from pipelines.capture import requests
+from pipelines.capture.backfill_worker import BackfillWorker
+from pipelines.capture.maintenance import Maintainer
+from pipelines.capture.snapshot_worker import ChunkWorker, ProgressMeter, chunked, commit_chunks
+from pipelines.capture.sources import adopt_lake_schemas, open_source
 from pipelines.config import AnySourceConfig, LakehouseConfig
-from pipelines.maintenance import Maintainer
-from pipelines.snapshot_worker import ChunkWorker, ProgressMeter, chunked, commit_chunks
-from pipelines.sources import adopt_lake_schemas, open_source
 
 log = logging.getLogger(__name__)
 
@@ -222,7 +222,7 @@ def stream_source(
     on_commit: CommitCallback | None = None,
 ) -> SyncReport:
     """Stream until `stop` is set: commit each batch; a maintenance thread merges the current
-    state every `merge_every_seconds` (`pipelines.maintenance`), so capture never waits for it.
+    state every `merge_every_seconds` (`pipelines.capture.maintenance`), so capture never waits for it.
 
     The source's lease is taken first: while another process holds it this one stands by, and
     takes over once it is released or expired. If another runner commits first (compare-and-swap

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from connectors.dynamodb.config import DynamoDBSourceConfig
 from connectors.mysql.config import MySQLSourceConfig
 from connectors.postgres.config import PostgresSourceConfig
-from pipelines.sources import open_source
+from pipelines.capture.sources import open_source
 
 CountableConfig = MySQLSourceConfig | PostgresSourceConfig | DynamoDBSourceConfig
 

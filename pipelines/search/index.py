@@ -26,8 +26,8 @@ import pyarrow as pa
 from connectors.lake.lake import Lake
 from connectors.opensearch.bulk import BulkIndexer, BulkResult, Document, Failure
 from connectors.opensearch.indices import IndexManager, load_template
-from pipelines.search_docs import PeopleDocuments, PeopleSources
-from pipelines.search_versions import SECOND, VERSION_SCHEME, TableClock, version_of
+from pipelines.search.docs import PeopleDocuments, PeopleSources
+from pipelines.search.versions import SECOND, VERSION_SCHEME, TableClock, version_of
 
 log = logging.getLogger(__name__)
 
@@ -78,7 +78,7 @@ class IndexReport:
         """Why this run failed if too many documents were refused as stale, else None.
 
         A document is stale when the index holds a newer version of it. Versions come from source
-        time (`pipelines/search_versions.py`), so a rebuilt or new lake writes over the index as it
+        time (`pipelines/search/versions.py`), so a rebuilt or new lake writes over the index as it
         should; racing runs refuse a few. Most or all of them refused means the index holds newer
         source state than this lake: a lake restored from an older copy that has not caught up yet
         (it does, as capture goes on), or another lake writing to the same alias. Either way

@@ -6,7 +6,7 @@ events, flags from the daily summaries). Built for a set of patient ids at a tim
 those rows (filters pushed down to the Iceberg scans), so incremental indexing stays cheap.
 
 The document's external version is the sum of the source clocks of every table it is made of
-(`pipelines/search_versions.py`): each merge moves one of them forward, so a document built from
+(`pipelines/search/versions.py`): each merge moves one of them forward, so a document built from
 newer lake state always has a higher version — in this lake or in a rebuilt, restored or new one —
 and one rebuilt from the same state has the same version. OpenSearch refuses a late or replayed
 write of an older document (see connectors/opensearch/bulk.py).
@@ -29,8 +29,8 @@ from pyiceberg.expressions import And, BooleanExpression, GreaterThanOrEqual, Le
 from connectors.lake.lake import Lake
 from connectors.opensearch.bulk import Document
 from connectors.opensearch.text import NORMAL_FORM
-from pipelines import search_tables as tables
-from pipelines.search_versions import SourceClocks, version_of
+from pipelines.search import tables
+from pipelines.search.versions import SourceClocks, version_of
 
 RECENT_DAYS = 7
 # Only what the document uses is read (claims' scanned attachments are not).

@@ -22,9 +22,9 @@ from connectors.aws import AwsIdentity, aws_session, encrypt_writes, make_client
 from connectors.lake.lake import Lake
 from connectors.lake.storage import S3Options
 from connectors.opensearch.local_package import LocalPackage
-from pipelines.search_config import SearchConfig, SynonymsConfig
-from pipelines.synonyms import Rejected, read_synonym_rows, render_dictionary
-from pipelines.synonyms_store import SynonymStore
+from pipelines.search.config import SearchConfig, SynonymsConfig
+from pipelines.search.synonyms import Rejected, read_synonym_rows, render_dictionary
+from pipelines.search.synonyms_store import SynonymStore
 
 log = logging.getLogger(__name__)
 

@@ -22,8 +22,8 @@ from connectors.lake.lake import Lake
 from connectors.lake.writer import LakeWriter, StagedBackfill
 from connectors.offsets import Offset
 from connectors.source import Source
-from pipelines.requests import BackfillRequest
-from pipelines.sources import adopt_lake_schemas
+from pipelines.capture.requests import BackfillRequest
+from pipelines.capture.sources import adopt_lake_schemas
 
 log = logging.getLogger(__name__)
 

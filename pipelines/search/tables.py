@@ -4,7 +4,7 @@ Building a document per patient in Python cost more than indexing it; here each 
 per column (names joined, plans listed, claims aggregated, the latest assessment picked) and the
 parts are aligned on the patients' ids with `index_in` + `take` — a left join that, unlike Acero's
 hash join, carries list columns. Only the preferences' words and the device aggregates stay in
-Python (see `pipelines/search_docs.py`).
+Python (see `pipelines/search/docs.py`).
 """
 
 from __future__ import annotations

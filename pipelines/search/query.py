@@ -1,6 +1,6 @@
 """Search as a small Python API (and what `lakehouse search` prints): ranked hits with highlights.
 
-from pipelines.search import Searcher
+from pipelines.search.query import Searcher
 for hit in Searcher.from_config(load_config()).search("coffee shop"):
     print(hit.score, hit.source["name"], hit.highlights)
 """

@@ -1,4 +1,4 @@
-"""Named, versioned analytics queries (`pipelines/usecases/*.sql`): run locally, rendered elsewhere.
+"""Named, versioned analytics queries (`pipelines/publish/usecases/*.sql`): run locally, rendered elsewhere.
 
 Each file starts with `-- name:`, `-- version:` and `-- audience:` lines, then the query written
 for DuckDB against the local warehouse's schemas (`<source>` current state, `<source>_changelog`).
@@ -35,7 +35,7 @@ class UseCase:
 
 def load_use_cases() -> dict[str, UseCase]:
     cases = {}
-    for file in sorted(resources.files("pipelines.usecases").iterdir(), key=lambda f: f.name):
+    for file in sorted(resources.files("pipelines.publish.usecases").iterdir(), key=lambda f: f.name):
         if not file.name.endswith(".sql"):
             continue
         text = file.read_text()

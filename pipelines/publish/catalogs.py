@@ -31,8 +31,8 @@ from connectors.catalog.redshift_publish import RedshiftPlan, offline_plan
 from connectors.lake.catalog import glue_client as lake_glue_client
 from connectors.lake.lake import Lake
 from connectors.lake.storage import Storage
+from pipelines.capture.sources import open_source
 from pipelines.config import LakehouseConfig
-from pipelines.sources import open_source
 
 log = logging.getLogger(__name__)
 

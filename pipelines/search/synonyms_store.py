@@ -19,7 +19,7 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from pipelines.synonyms import Dictionary
+from pipelines.search.synonyms import Dictionary
 
 SHA256_METADATA = "sha256"  # stored as x-amz-meta-sha256
 ROWS_METADATA = "rows"  # stored as x-amz-meta-rows
