@@ -33,7 +33,7 @@ import pymysql
 from mariadb_big import big_and_small  # bench/, the script's own directory
 
 from connectors.lake.commits import CommitRecord
-from connectors.lake.compaction import CompactionPolicy
+from connectors.lake.compaction import ALWAYS_REWRITE
 from connectors.lake.config import LakeConfig
 from connectors.lake.current import CurrentState
 from connectors.lake.lake import Lake
@@ -44,8 +44,6 @@ from pipelines.capture.sources import open_source
 
 ROWS = int(sys.argv[1]) if len(sys.argv) > 1 else 10_000_000
 WINDOW = float(sys.argv[2]) if len(sys.argv) > 2 else 60.0
-# Compact on every merge: the heaviest maintenance a merge can do (a whole-table rewrite).
-ALWAYS = CompactionPolicy(max_data_files=0, max_delete_files=0, max_deleted_ratio=0.0)
 
 
 class RewritingLake(Lake):
@@ -55,7 +53,7 @@ class RewritingLake(Lake):
 
     def current(self, source: str) -> CurrentState:
         state = super().current(source)
-        state.compaction = ALWAYS
+        state.compaction = ALWAYS_REWRITE  # the heaviest maintenance a merge can do
         merge = state.merge
 
         def noted(*args: Any, **kwargs: Any) -> Any:

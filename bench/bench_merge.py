@@ -4,9 +4,10 @@ Both sides start from the same 1M-row Iceberg table (SQLite catalog, local wareh
 same batches of changed rows (updates of existing keys and inserts of new ones). Ours goes the
 whole way: change log commit (staged Parquet + commit record) and then the Iceberg merge; the
 baseline is `Table.upsert(batch, join_cols=["id"])` on the same data. Our merge is merge-on-read
-(one data file and one position-delete file per merge) and compacts the table copy-on-write, inside
-the timed loop, whenever the default `CompactionPolicy` asks for it (more than 16 data or delete
-files, or more than 20 % of rows deleted) — run more batches to see that cost amortised. The key
+(one data file and one position-delete file per merge) and compacts, inside the timed loop, the
+files the default `CompactionPolicy` picks (a full size tier of small files, data files over 20 %
+deleted, delete files past 16) — run more batches to see that cost amortised; how the merge cost
+grows with the table is `bench_merge_scale.py`. The key
 column cache of `CurrentState` is warm after the first merge, as in a streaming run. Run by hand:
 
     .venv/bin/python bench/bench_merge.py [--rows 1000000] [--batches 5] [--batch-rows 20000]
@@ -128,7 +129,7 @@ def run_ours(base: pa.Table, batches: list[tuple[pa.Table, pa.Table]], workdir: 
 
 
 class _CompactionCounter(logging.Handler):
-    """Counts the merges that rewrote the table (the merge logs "compacting (...)")."""
+    """Counts the merges that compacted (the merge logs "compacting (...)")."""
 
     def __init__(self) -> None:
         super().__init__(logging.INFO)

@@ -7,11 +7,16 @@ latest change per key, and commits the result as one Iceberg snapshot together w
 seq — so the merge is atomic and re-running it is a no-op.
 
 Merge-on-read: a merge finds the live rows of the changed keys by reading only the key columns of
-the table's data files, writes their positions to one position-delete file, appends the keys'
-latest versions (deletes excluded) as one data file, and commits both in one snapshot
-(`connectors.lake.iceberg_commit`). When the table has too many files or too many deleted rows
-(`connectors.lake.compaction`), or a snapshot commit replaces the table, the merge instead
-rewrites the whole table copy-on-write into well-sized data files, still in one snapshot. Each
+the table's data files (cached between merges, `connectors.lake.row_locator`), writes their
+positions to position-delete files, appends the keys' latest versions (deletes excluded) as one
+data file, and commits them in one snapshot (`connectors.lake.iceberg_commit`). In the same
+snapshot it bin-packs (`connectors.lake.compaction` decides, `connectors.lake.bin_packing`
+rewrites): a full size tier of small data files is rewritten into one file, a data file with over
+20 % of its rows deleted is rewritten alone, and delete files that held positions in rewritten
+files are replaced, others folded in size tiers — never the whole table because of a file count,
+so the cost of a merge follows its change, not the table (`bench/bench_merge_scale.py`). Only a
+snapshot commit (replacing the table), the first merge into an empty table, or `ALWAYS_REWRITE`
+rewrite the whole table copy-on-write into well-sized data files, still in one snapshot. Each
 commit also expires the snapshots the lake's `SnapshotRetention` no longer keeps (beyond the newest
 few *and* superseded more than an hour ago, by default) and records the files only they referenced
 (`connectors.lake.orphans`); the maintenance pass, `delete_orphans`, deletes them after a grace
@@ -24,8 +29,9 @@ transaction: pass 1 reads only the key columns, ``_seq`` and ``Op`` of every cha
 each key's latest change; pass 2 reads the change files again one at a time
 (`connectors.lake.changeset`) and writes their winning rows chunk by chunk
 (`iceberg_files.DataFileWriter`). A copy-on-write rewrite streams the table's live rows one data
-file at a time too (`live_rows.live_row_chunks`). Data files written by a merge that then fails
-are deleted, and nothing is visible before the one commit.
+file at a time too (`live_rows.live_row_chunks`); a compaction holds its small files' rows (about
+4 x 32 MB on disk at most, by default) to sort them by key, or one delete-heavy file's. Data files
+written by a merge that then fails are deleted, and nothing is visible before the one commit.
 """
 
 from __future__ import annotations
@@ -50,9 +56,10 @@ from pyiceberg.expressions import AlwaysTrue, BooleanExpression
 from pyiceberg.manifest import DataFile, ManifestEntry
 from pyiceberg.table import Table as IcebergTable
 
+from connectors.lake.bin_packing import compact
 from connectors.lake.changeset import ChangeFiles, ChangeIndex, conform, in_set, state_schema
 from connectors.lake.commits import CommitLog, CommitRecord
-from connectors.lake.compaction import CompactionPolicy, TableShape
+from connectors.lake.compaction import CompactionPolicy
 from connectors.lake.config import SnapshotRetention
 from connectors.lake.iceberg_commit import commit_snapshot
 from connectors.lake.iceberg_deletes import POSITION_DELETE_SCHEMA, write_position_deletes
@@ -236,39 +243,30 @@ class CurrentState:
         added: list[DataFile] = []
         removed: Sequence[ManifestEntry] = ()
         reason = "snapshot replaces the table" if replace else None if live.data else "empty table"
-        if reason is None:
-            # Already past a threshold before this merge's own files? Then skip locating rows.
-            reason = self.compaction.reason(
-                TableShape(
-                    data_files=len(live.data) + (1 if upserts else 0),
-                    delete_files=len(live.deletes),
-                    data_rows=live.data_rows + upserts,
-                    deleted_rows=live.deleted_rows,
-                )
-            )
-            if reason is not None:
-                log.info("%s: compacting (%s)", self.identifier(lake_table), reason)
+        if reason is None and self.compaction.rewrite_always:
+            reason = "the policy rewrites on every merge"
         if reason is None:
             chunks = self._changes.upsert_chunks(changes, key, target_schema, patched, sort=True)
             changed = changes.changed if changes is not None and changes.keys else None
             added, positions = self._write_and_locate(table, target_schema, live, chunks, changed, key)
-            shape = TableShape(
-                data_files=len(live.data) + len(added),
-                delete_files=len(live.deletes) + (1 if positions.num_rows else 0),
-                data_rows=live.data_rows + upserts,
-                deleted_rows=live.deleted_rows + positions.num_rows,
-            )
-            reason = self.compaction.reason(shape)
-            if reason is None and positions.num_rows:
-                added.append(write_position_deletes(table, positions))
-            elif reason is not None:
-                log.info("%s: compacting (%s)", self.identifier(lake_table), reason)
+            try:
+                compacted = compact(
+                    table, self.compaction, self._locator, target_schema, live, positions, changed, key
+                )
+                if compacted.reason:
+                    log.info("%s: compacting (%s)", self.identifier(lake_table), compacted.reason)
+                added += compacted.written
+                removed, delete_parts = compacted.removed, compacted.positions
+                for part in delete_parts:
+                    added.append(write_position_deletes(table, part))
+            except BaseException:
                 delete_files(table, [f.file_path for f in added])
-        if reason is not None:
+                raise
+        else:
             # A table loaded from a snapshot is written sorted by key (chunk by chunk: a snapshot
             # arrives in key order, so the chunks follow each other), so merges can binary-search
-            # its keys; a compaction keeps file order (re-sorting a large table costs more than
-            # the hash lookups it would save before the next compaction).
+            # its keys; a whole-table rewrite keeps file order otherwise.
+            log.info("%s: rewriting the table (%s)", self.identifier(lake_table), reason)
             sort = replace or not live.data
             added = self._rewrite(
                 table,
@@ -285,7 +283,7 @@ class CurrentState:
             table,
             added=added,
             removed=removed,
-            removes_all=bool(removed),
+            removes_all=reason is not None,
             properties=properties,
             retention=self.retention,
             now_ms=now_ms,

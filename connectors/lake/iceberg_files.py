@@ -75,14 +75,7 @@ class DataFileWriter:
         )
         self._file_schema = sanitize_column_names(meta.schema())
         self._format = FileFormatFactory.get(FileFormat.PARQUET)
-        self._target = (
-            property_as_int(
-                meta.properties,
-                TableProperties.WRITE_TARGET_FILE_SIZE_BYTES,
-                TableProperties.WRITE_TARGET_FILE_SIZE_BYTES_DEFAULT,
-            )
-            or TableProperties.WRITE_TARGET_FILE_SIZE_BYTES_DEFAULT
-        )
+        self._target = target_file_size(table)
         self._uuid = uuid.uuid4()
         self._writer: FileFormatWriter | None = None
         self._path = ""
@@ -159,6 +152,18 @@ class DataFileWriter:
         for path in self._paths:
             _delete_quietly(self._table, path)
         self._paths, self.files = [], []
+
+
+def target_file_size(table: IcebergTable) -> int:
+    """The table's target data file size (``write.target-file-size-bytes``, pyiceberg's default)."""
+    return (
+        property_as_int(
+            table.metadata.properties,
+            TableProperties.WRITE_TARGET_FILE_SIZE_BYTES,
+            TableProperties.WRITE_TARGET_FILE_SIZE_BYTES_DEFAULT,
+        )
+        or TableProperties.WRITE_TARGET_FILE_SIZE_BYTES_DEFAULT
+    )
 
 
 def write_chunks(table: IcebergTable, target: pa.Schema, chunks: Iterator[pa.Table]) -> list[DataFile]:

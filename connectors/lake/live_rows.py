@@ -6,7 +6,7 @@ pyiceberg internals relied on, checked against pyiceberg 0.12.0: ``pyiceberg.io.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from dataclasses import dataclass, field
 
 import pyarrow as pa
@@ -90,8 +90,9 @@ def read_columns_by_id(table: IcebergTable, path: str, field_ids: Sequence[int])
         return pf.read(columns=[by_id[i] for i in field_ids])
 
 
-def live_row_chunks(table: IcebergTable) -> Iterator[pa.Table]:
-    """The table's live rows in the current schema, one data file at a time (deletes applied).
+def live_row_chunks(table: IcebergTable, data_files: Collection[str] | None = None) -> Iterator[pa.Table]:
+    """The table's live rows in the current schema, one data file at a time (deletes applied);
+    with `data_files`, only those files' rows (a compaction's input).
 
     `Table.scan().to_arrow()` and its batch reader read every file concurrently and hold them
     all; this reads the scan's file tasks one by one, so memory holds one data file.
@@ -99,6 +100,8 @@ def live_row_chunks(table: IcebergTable) -> Iterator[pa.Table]:
     scan = table.scan()
     reader = ArrowScan(table.metadata, table.io, scan.projection(), scan.row_filter, scan.case_sensitive)
     for task in scan.plan_files():
+        if data_files is not None and task.file.file_path not in data_files:
+            continue
         batches = list(reader.to_record_batches([task]))
         if batches:
             yield pa.Table.from_batches(batches)

@@ -6,6 +6,12 @@ key bounds (from the manifests) cannot hold a changed key — and rows that exis
 files already removed are left out, so no row is ever deleted twice and deleted-row counts stay
 exact. Data and delete files never change once written, so their key columns and deleted
 positions are kept between merges of a long-running process (bounded; see `RowLocator`).
+
+With a batch of random keys every data file (and every row group, up to a million rows) holds
+some changed key, so key bounds prune only clustered changes; what keeps a streaming merge's cost
+bounded by the change is that the key columns stay cached. A fresh process (`sync --once`, a
+Dagster run) reads every key column once: about 50 ms per million integer keys on the benchmark
+machine (`bench/bench_merge_scale.py`).
 """
 
 from __future__ import annotations
@@ -21,9 +27,10 @@ from pyiceberg.types import NestedField
 from connectors.lake.iceberg_deletes import POSITION_DELETE_SCHEMA, read_position_deletes
 from connectors.lake.live_rows import LiveFiles, key_bounds, read_columns_by_id
 
-# At most this many key values are cached (8 bytes each for integer keys): a few tables of a few
-# million rows. Beyond it, key columns are simply read again on each merge.
-MAX_CACHED_KEYS = 8_000_000
+# At most this many bytes of key values are cached (8 bytes per row for integer keys): a few tables
+# of tens of millions of rows. Beyond it, the smallest files' key columns are read again on each
+# merge. (A count of 8M keys before: a 10M-row table then re-read a 5M-row file's keys per merge.)
+MAX_CACHED_KEY_BYTES = 512 * 2**20
 
 
 def key_array(table: pa.Table, key: Sequence[str]) -> pa.Array:
@@ -80,8 +87,8 @@ class _FileKeys:
 class RowLocator:
     """Locates rows by key, caching immutable files' key columns and deleted positions."""
 
-    def __init__(self, max_cached_keys: int = MAX_CACHED_KEYS) -> None:
-        self.max_cached_keys = max_cached_keys
+    def __init__(self, max_cached_bytes: int = MAX_CACHED_KEY_BYTES) -> None:
+        self.max_cached_bytes = max_cached_bytes
         self._keys: dict[tuple[str, tuple[pa.DataType, ...]], _FileKeys] = {}
         self._deleted: dict[str, dict[str, pa.Array]] = {}
 
@@ -100,7 +107,7 @@ class RowLocator:
         lo = hi = None
         if len(key_fields) == 1 and pa.types.is_integer(changed.type) and len(changed):
             lo, hi = pc.min(changed).as_py(), pc.max(changed).as_py()
-        deleted = self._deleted_positions(table, live)
+        deleted = self._merged_positions(self.deleted_positions(table, live))
         needles = pc.unique(changed).sort()
         cached = {}
         paths: list[pa.Array] = []
@@ -114,7 +121,11 @@ class RowLocator:
             hits = keys.find(needles)
             gone = deleted.get(data_file.file_path)
             if gone is not None and len(hits):
-                hits = hits.filter(pc.invert(pc.is_in(hits, value_set=gone)))
+                # Hash the few hits, not the deleted positions (up to a fifth of a large file's
+                # rows: hashing those on every merge made the cost follow the table's size).
+                again = gone.filter(pc.is_in(gone, value_set=hits))
+                if len(again):
+                    hits = hits.filter(pc.invert(pc.is_in(hits, value_set=again)))
             if len(hits):
                 positions.append(hits)
                 paths.append(pa.array([data_file.file_path] * len(hits), pa.string()))
@@ -148,15 +159,15 @@ class RowLocator:
         live_paths = {e.data_file.file_path for e in live.data}
         keep = {k: v for k, v in self._keys.items() if k[0] in live_paths}
         keep.update(used)
-        budget = self.max_cached_keys
+        budget = self.max_cached_bytes
         self._keys = {}
-        for k, v in sorted(keep.items(), key=lambda kv: -len(kv[1].keys)):
-            if len(v.keys) <= budget:
+        for k, v in sorted(keep.items(), key=lambda kv: -kv[1].keys.nbytes):
+            if v.keys.nbytes <= budget:
                 self._keys[k] = v
-                budget -= len(v.keys)
+                budget -= v.keys.nbytes
 
-    def _deleted_positions(self, table: IcebergTable, live: LiveFiles) -> dict[str, pa.Array]:
-        """Deleted positions per data file, from the live delete files (each read once)."""
+    def deleted_positions(self, table: IcebergTable, live: LiveFiles) -> dict[str, dict[str, pa.Array]]:
+        """Per live delete file, the positions it deletes per data file (each file read once)."""
         current: dict[str, dict[str, pa.Array]] = {}
         for entry in live.deletes:
             path = entry.data_file.file_path
@@ -165,8 +176,13 @@ class RowLocator:
                 per_file = read_position_deletes(table, [entry])
             current[path] = per_file
         self._deleted = current
+        return current
+
+    @staticmethod
+    def _merged_positions(by_delete_file: dict[str, dict[str, pa.Array]]) -> dict[str, pa.Array]:
+        """Deleted positions per data file, over all delete files."""
         merged: dict[str, list[pa.Array]] = {}
-        for per_file in current.values():
+        for per_file in by_delete_file.values():
             for data_path, pos in per_file.items():
                 merged.setdefault(data_path, []).append(pos)
         return {p: a[0] if len(a) == 1 else pa.concat_arrays(a) for p, a in merged.items()}

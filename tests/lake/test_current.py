@@ -19,7 +19,7 @@ from pyiceberg.manifest import DataFileContent
 from connectors.events import Batch, Column, TableId, TableSchema
 from connectors.lake import iceberg_deletes
 from connectors.lake.commits import KEEP_FINISHED_BACKFILLS, CommitConflictError
-from connectors.lake.compaction import NEVER_REWRITE, CompactionPolicy
+from connectors.lake.compaction import ALWAYS_REWRITE, NEVER_REWRITE, CompactionPolicy
 from connectors.lake.config import LakeConfig, SnapshotRetention
 from connectors.lake.current import COMMIT_SEQ_PROPERTY, CurrentState, MergeConflictError
 from connectors.lake.lake import Lake
@@ -492,7 +492,7 @@ def test_random_batches_match_a_model_of_the_source(lake: Lake, policy: str) -> 
     assert not stray_files(lake)
 
 
-def test_compaction_rewrites_the_table_and_expiry_deletes_replaced_files(lake: Lake) -> None:
+def test_compaction_bin_packs_small_files_and_expiry_deletes_replaced_files(lake: Lake) -> None:
     w = lake.writer("src")
     w.write(snapshot_batch(10, changes([("I", 10, {"id": i, "name": "a"}) for i in range(50)])))
     state = current(lake, CompactionPolicy(max_delete_files=3), KEEP_3_NOW)
@@ -505,8 +505,10 @@ def test_compaction_rewrites_the_table_and_expiry_deletes_replaced_files(lake: L
         files = live(lake)
         shapes.append((len(files.data), len(files.deletes)))
         assert not stray_files(lake)
-    # Three merges on read, then the fourth would make four delete files: rewritten into one file.
-    assert shapes == [(2, 1), (3, 2), (4, 3), (1, 0)]
+    # Three merges on read, then the fourth finds four small data files of one size tier: they
+    # are rewritten into one file, beside the merge's own, and the delete files that only held
+    # positions in them are dropped.
+    assert shapes == [(2, 1), (3, 2), (4, 3), (2, 0)]
     expected = {i: ("b" + str(i) if i < 4 else "a") for i in range(50)}
     assert {r["id"]: r["name"] for r in plain(state.read(PATIENTS.lake_name))} == expected
     assert plain(duckdb_scan(lake)) == plain(state.read(PATIENTS.lake_name))
@@ -646,7 +648,7 @@ def test_a_merge_of_many_change_files_and_commits_matches_a_model(
     keys changed again across files and commits, merged at once: the rows are read file by file
     (and written in several data files), yet the result is the latest change of every key."""
     lake = Lake(LakeConfig(root=str(tmp_path / "lake")))
-    policies = {"default": None, "never": NEVER_REWRITE, "always": CompactionPolicy(0, 0, 0.0)}
+    policies = {"default": None, "never": NEVER_REWRITE, "always": ALWAYS_REWRITE}
     rng = random.Random(7)
     w = lake.writer("src")
     model = {i: f"s-{i}" for i in range(0, 400, 2)}
