@@ -1,6 +1,6 @@
-"""`dagster dev` serves the project: its GraphQL API lists every asset and asset check of the config.
+"""`dagster dev` and `dg dev` serve the project: the GraphQL API lists every asset and asset check.
 
-It runs with no arguments in the repository root: pyproject.toml's `[tool.dg]` names the project."""
+Both run with no arguments in the repository root: pyproject.toml's `[tool.dg]` names the project."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ import sys
 import time
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -25,26 +26,28 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _graphql(port: int, query: str) -> dict[str, object]:
+def _graphql(port: int, query: str) -> dict[str, Any]:
     req = urllib.request.Request(
         f"http://127.0.0.1:{port}/graphql",
         data=json.dumps({"query": query}).encode(),
         headers={"Content-Type": "application/json"},
     )
     with urllib.request.urlopen(req, timeout=10) as resp:
-        result: dict[str, object] = json.loads(resp.read())
+        result: dict[str, Any] = json.loads(resp.read())
         return result
 
 
-def test_dagster_dev_serves_assets_and_checks(tmp_path: Path) -> None:
+@pytest.mark.parametrize("cli", ["dagster", "dg"])
+def test_dev_serves_assets_and_checks(tmp_path: Path, cli: str) -> None:
     home = tmp_path / "dagster_home"
     home.mkdir()
     (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
     port = _free_port()
     env = {**os.environ, "DAGSTER_HOME": str(home), "LAKEHOUSE_LAKE_ROOT": str(tmp_path / "lake")}
-    dagster = Path(sys.executable).parent / "dagster"
+    # `dg dev` serves a project with the Python it runs on (dagster_dg_cli/cli/utils.py): this venv's.
+    executable = Path(sys.executable).parent / cli
     proc = subprocess.Popen(
-        [str(dagster), "dev", "-h", "127.0.0.1", "-p", str(port)],
+        [str(executable), "dev", "-h", "127.0.0.1", "-p", str(port)],
         cwd=REPO,
         env=env,
         stdout=subprocess.DEVNULL,
@@ -61,22 +64,25 @@ def test_dagster_dev_serves_assets_and_checks(tmp_path: Path) -> None:
                 pass
             if proc.poll() is not None or time.monotonic() > deadline:
                 err = proc.stderr.read().decode()[-3000:] if proc.stderr else ""
-                pytest.fail(f"dagster dev did not come up: {err}")
+                pytest.fail(f"{cli} dev did not come up: {err}")
             time.sleep(1)
-        nodes: list[dict[str, object]] = []
+        nodes: list[dict[str, Any]] = []
         while time.monotonic() < deadline:  # the code location may still be loading
-            data = _graphql(port, "{ assetNodes { assetKey { path } assetChecksOrError { ... on AssetChecks { checks { name } } } } }")
-            nodes = data.get("data", {}).get("assetNodes") or []  # type: ignore[union-attr]
+            data = _graphql(
+                port,
+                "{ assetNodes { assetKey { path } assetChecksOrError { ... on AssetChecks { checks { name } } } } }",
+            )
+            nodes = data.get("data", {}).get("assetNodes") or []
             if nodes:
                 break
             time.sleep(1)
-        keys = {"/".join(n["assetKey"]["path"]) for n in nodes}  # type: ignore[index]
+        keys = {"/".join(n["assetKey"]["path"]) for n in nodes}
         assert "aurora_mysql/patients_changelog" in keys
         assert "aurora_postgres/care_providers_current" in keys
         checks = {
-            ("/".join(n["assetKey"]["path"]), c["name"])  # type: ignore[index]
+            ("/".join(n["assetKey"]["path"]), c["name"])
             for n in nodes
-            for c in (n.get("assetChecksOrError") or {}).get("checks", [])  # type: ignore[union-attr]
+            for c in (n.get("assetChecksOrError") or {}).get("checks", [])
         }
         assert ("aurora_mysql/insurance_claims_changelog", "lag_behind_source") in checks
         assert ("aurora_mysql/insurance_claims_current", "no_duplicate_keys") in checks
