@@ -234,9 +234,13 @@ def test_replaying_from_an_old_position_commits_nothing(harness: Harness) -> Non
     harness.drain()
     writer = harness.lake.writer("fake")
     assert first.offset is not None
+    # Both drains read the shard (two readers) within the service's 1 s window when the puts
+    # between them are quick, so the replay, a third reader, is throttled until one of them ages
+    # out: it needs a retry budget longer than that window (the harness's is 0.03 s; the default
+    # config's is 15 s), as a restarted process has.
+    replayer = harness.new_source(retry={"attempts": 6, "initial_seconds": 0.2, "max_seconds": 1.0})
     replayed = [
-        writer.write(b)
-        for b in harness.new_source().stream(first.offset, {}, until=StreamTip(dt.datetime.now(dt.UTC)))
+        writer.write(b) for b in replayer.stream(first.offset, {}, until=StreamTip(dt.datetime.now(dt.UTC)))
     ]
     assert replayed and all(r is None for r in replayed)
     harness.check()
