@@ -123,7 +123,7 @@ class Storage:
         name exactly one wins, and the object is never visible half-written.
         """
         if self.is_s3:
-            return self._s3_put_if_absent(path, data)
+            return self._s3_conditional_put(path, data, IfNoneMatch="*")
         full = self.full_path(path)
         os.makedirs(os.path.dirname(full), exist_ok=True)
         tmp = f"{full}.tmp-{uuid.uuid4().hex}"
@@ -171,21 +171,7 @@ class Storage:
         writer needs no read to know what to match next; locally: under an exclusive file lock.
         """
         if self.is_s3:
-            from botocore.exceptions import BotoCoreError, ClientError
-
-            key = self._key(path)
-            try:
-                return self.s3_access.put(key, data, IfMatch=version)
-            except ClientError as e:
-                if e.response.get("Error", {}).get("Code") in (
-                    "PreconditionFailed",
-                    "ConditionalRequestConflict",
-                    "NoSuchKey",
-                ):
-                    return None
-                raise StorageError(f"conditional write of s3://{self._bucket}/{key} failed: {e}") from None
-            except BotoCoreError as e:
-                raise StorageError(f"conditional write of s3://{self._bucket}/{key} failed: {e}") from None
+            return self._s3_conditional_put(path, data, IfMatch=version)
         full = self.full_path(path)
         os.makedirs(os.path.dirname(full), exist_ok=True)
         with open(f"{full}.lock", "a") as lock:
@@ -199,18 +185,21 @@ class Storage:
     def _key(self, path: str) -> str:
         return f"{self._prefix}/{path.lstrip('/')}".lstrip("/")
 
-    def _s3_put_if_absent(self, path: str, data: bytes) -> str | None:
+    def _s3_conditional_put(self, path: str, data: bytes, **condition: str) -> str | None:
+        """PutObject with `condition` (IfNoneMatch / IfMatch); the new ETag, or None if it lost."""
         from botocore.exceptions import BotoCoreError, ClientError
 
         key = self._key(path)
         try:
-            return self.s3_access.put(key, data, IfNoneMatch="*")
+            return self.s3_access.put(key, data, **condition)
         except ClientError as e:
-            # S3 answers 412 PreconditionFailed when the key exists, 409 ConditionalRequestConflict
-            # when a concurrent conditional write is in flight; both mean another writer won.
+            # 412 PreconditionFailed: the key exists (IfNoneMatch) or changed (IfMatch); 409
+            # ConditionalRequestConflict: a concurrent conditional write is in flight; NoSuchKey:
+            # an IfMatch key was deleted. Each means another writer won.
             if e.response.get("Error", {}).get("Code") in (
                 "PreconditionFailed",
                 "ConditionalRequestConflict",
+                "NoSuchKey",
             ):
                 return None
             raise StorageError(f"conditional write of s3://{self._bucket}/{key} failed: {e}") from None

@@ -49,7 +49,6 @@ class Maintainer:
         self.merge_every_seconds = merge_every_seconds
         self.maintain_every_seconds = maintain_every_seconds
         self.merged: list[MergeResult] = []
-        self.last_error: BaseException | None = None
         self._latest: CommitRecord | None = None
         self._merged_seq = 0
         self._wake = threading.Condition()
@@ -72,11 +71,6 @@ class Maintainer:
             self._wake.notify_all()
         if self._thread.is_alive():
             self._thread.join(timeout)
-
-    @property
-    def merged_seq(self) -> int:
-        """The newest commit this maintainer merged every table up to (0: none yet)."""
-        return self._merged_seq
 
     def _run(self) -> None:
         next_merge = time.monotonic() + self.merge_every_seconds
@@ -104,15 +98,13 @@ class Maintainer:
         except MergeConflictError as e:  # another merger (a Dagster run, `lakehouse merge`) went first
             log.info("%s: %s; merging again next time", self.current.source, e)
             return None
-        except Exception as e:  # capture goes on; the current state lags until a merge succeeds
-            self.last_error = e
+        except Exception:  # capture goes on; the current state lags until a merge succeeds
             log.exception(
                 "%s: merge up to commit %d failed; capture goes on, retrying in %.0f s",
                 self.current.source, latest.seq, RETRY_AFTER_FAILURE_SECONDS,
             )  # fmt: skip
             return RETRY_AFTER_FAILURE_SECONDS
         self._merged_seq = latest.seq
-        self.last_error = None
         return None
 
     def _delete_orphans(self) -> float | None:

@@ -420,14 +420,12 @@ def _begin_backfill(
 ) -> CommitRecord | None:
     """Commit the start of `request`'s chunked backfill at the stream's offset (None: refused, or
     no stream position yet); its chunks are then read and committed beside the stream."""
-    known = {t.name: t for t in source.tables()}
-    if _refused(lake, source.name, request, known):
+    servable = _servable(lake, writer, source, request)
+    if servable is None:
         return None
-    state = writer.last_committed()
-    if state.offset is None:
-        return None  # no stream position yet: served once the initial snapshot is committed
+    tables, offset, _ = servable
     try:
-        start = chunked(source).begin_backfill([known[t] for t in request.tables], state.offset)  # type: ignore[union-attr]
+        start = chunked(source).begin_backfill(tables, offset)  # type: ignore[union-attr]
     except Exception as e:  # reported to the requester; the stream goes on
         requests.finish(lake.storage, source.name, request.request_id, error=str(e), commit=None, rows=0)
         log.error("%s: backfill of %s refused: %s", source.name, request.tables, e)
@@ -468,18 +466,28 @@ def _start_worker(
     lake: Lake, writer: LakeWriter, source: Source, config: object, request: requests.BackfillRequest
 ) -> BackfillWorker | None:
     """A worker staging `request` from the stream's last commit (None: the request was refused)."""
+    servable = _servable(lake, writer, source, request)
+    if servable is None:
+        return None
+    tables, offset, seq = servable
+    worker = BackfillWorker(lake, writer, _twin_opener(source, config), request, tables, offset, seq)
+    worker.start()
+    return worker
+
+
+def _servable(
+    lake: Lake, writer: LakeWriter, source: Source, request: requests.BackfillRequest
+) -> tuple[list[TableId], Offset, int] | None:
+    """The tables of a request a stream can serve now, and the lake's offset and seq to serve it
+    from; None if the request was refused, or if there is no stream position yet (it is served
+    once the initial snapshot is committed)."""
     known = {t.name: t for t in source.tables()}
     if _refused(lake, source.name, request, known):
         return None
     state = writer.last_committed()
     if state.offset is None:
-        return None  # no stream position yet: served once the initial snapshot is committed
-    worker = BackfillWorker(
-        lake, writer, _twin_opener(source, config), request, [known[t] for t in request.tables], state.offset,
-        state.seq,
-    )  # fmt: skip
-    worker.start()
-    return worker
+        return None
+    return [known[t] for t in request.tables], state.offset, state.seq
 
 
 def _refused(
