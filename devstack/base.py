@@ -114,6 +114,10 @@ class Service(Protocol):
 # --------------------------------------------------------------------------- commands
 
 
+PORT_RELEASE_TIMEOUT_S = 10.0
+"""How long a start waits for a killed predecessor's listening socket to close."""
+
+
 class PidFileService:
     """A service that is one process named by a pid file: which live process is ours, its clean
     stop, and its status row.
@@ -145,6 +149,16 @@ class PidFileService:
 
     def _stopped_note(self) -> str:
         return ""
+
+    def _claim_port(self) -> None:
+        """Raise unless this service's port is free, waiting out a just-killed predecessor.
+
+        After a kill -9 the old process's main thread is a zombie (its pid counts as dead) while its
+        other threads may still hold the listening socket for a moment.
+        """
+        host, port = self.settings.host, self._port()
+        if not wait_for_port_free(host, port, timeout=PORT_RELEASE_TIMEOUT_S):
+            raise ServiceStartError(f"port {host}:{port} is already used by another process")
 
     def _pid(self) -> int | None:
         pid = read_pid(self.pid_file)

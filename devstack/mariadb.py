@@ -11,7 +11,6 @@ from devstack.base import (
     PidFileService,
     ServiceStartError,
     ensure_apt_packages,
-    port_open,
     run_command,
     start_detached,
     tail,
@@ -87,8 +86,7 @@ class MariaDBService(PidFileService):
             return
         self.pid_file.unlink(missing_ok=True)  # stale: the process is gone
         host, port = self.settings.host, self.settings.mariadb_port
-        if port_open(host, port):
-            raise ServiceStartError(f"mariadb: port {host}:{port} is already used by another process")
+        self._claim_port()
         self.socket.unlink(missing_ok=True)
         pid = start_detached([MARIADBD, f"--defaults-file={self.cnf}"], log_path=self.out_log, cwd=self.base)
         try:

@@ -14,7 +14,6 @@ from devstack.base import (
     PidFileService,
     ServiceStartError,
     pid_alive,
-    port_open,
     run_command,
     start_detached,
     tail,
@@ -77,8 +76,7 @@ class MotoService(PidFileService):
             return
         self.pid_file.unlink(missing_ok=True)
         host, port = self.settings.host, self.settings.moto_port
-        if port_open(host, port):
-            raise ServiceStartError(f"moto: port {host}:{port} is already used by another process")
+        self._claim_port()
         pid = start_detached(
             [self.python, "-m", "moto.server", "-H", host, "-p", str(port)], log_path=self.log, cwd=self.base
         )

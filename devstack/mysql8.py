@@ -34,7 +34,6 @@ from devstack.base import (
     tail,
     terminate,
     wait_for_port,
-    wait_for_port_free,
 )
 from devstack.private_apt import AptSource, PrivateApt, system_mirror
 from devstack.settings import StackSettings
@@ -55,7 +54,6 @@ _ARCHES = {
 START_TIMEOUT_S = 120.0
 STOP_TIMEOUT_S = 120.0
 INIT_TIMEOUT_S = 300.0
-PORT_RELEASE_TIMEOUT_S = 10.0
 # sockaddr_un.sun_path holds 108 bytes; longer stack paths put the socket in the temp dir.
 MAX_SOCKET_PATH = 100
 
@@ -200,8 +198,7 @@ class MySQL8Service(PidFileService):
             return
         self.pid_file.unlink(missing_ok=True)  # stale: the process is gone
         host, port = self.settings.host, self.settings.mysql8_port
-        if not wait_for_port_free(host, port, timeout=PORT_RELEASE_TIMEOUT_S):
-            raise ServiceStartError(f"mysql8: port {host}:{port} is already used by another process")
+        self._claim_port()
         self._make_private_dirs()
         self._write_config()
         # A kill -9 leaves the socket and its lock file (holding the dead pid) behind.

@@ -33,7 +33,6 @@ from devstack.base import (
     start_detached,
     tail,
     terminate,
-    wait_for_port_free,
 )
 from devstack.settings import StackSettings
 
@@ -46,7 +45,6 @@ START_TIMEOUT_S = 120.0
 RED_GRACE_S = 20.0
 # SIGTERM runs the launcher's shutdown hook (node.close(), bounded at 20 s inside); then SIGKILL.
 STOP_TIMEOUT_S = 30.0
-PORT_RELEASE_TIMEOUT_S = 10.0
 BUILD_STEP_TIMEOUT_S = 1200.0
 # 2 cores / 24 GB machines run this beside MariaDB, PostgreSQL and moto: keep the heap modest.
 HEAP_OPTIONS = ("-Xms512m", "-Xmx768m")
@@ -154,9 +152,7 @@ class OpenSearchService(PidFileService):
         if self.is_running():
             return
         self.pid_file.unlink(missing_ok=True)  # stale after a kill -9; the data-dir lock died with it
-        host, port = self.settings.host, self.settings.opensearch_port
-        if not wait_for_port_free(host, port, timeout=PORT_RELEASE_TIMEOUT_S):
-            raise ServiceStartError(f"port {host}:{port} is already used by another process")
+        self._claim_port()
         pid = start_detached(self.command(), log_path=self.log, cwd=self.base)
         self.pid_file.write_text(f"{pid}\n")
         try:

@@ -12,7 +12,6 @@ from devstack.base import (
     ServiceStopError,
     ensure_apt_packages,
     pid_alive,
-    port_open,
     read_pid,
     run_command,
     tail,
@@ -91,9 +90,7 @@ class PostgresService(PidFileService):
         if self.is_running():
             return
         self._clear_stale_pid()
-        host, port = self.settings.host, self.settings.postgres_port
-        if port_open(host, port):
-            raise ServiceStartError(f"postgres: port {host}:{port} is already used by another process")
+        self._claim_port()
         try:
             # pg_ctl forks the postmaster; a new session keeps it clear of the caller's signals.
             self._as_postgres(

@@ -63,7 +63,11 @@ class Harness:
             "poll_min_seconds": 0.01,
             "poll_max_seconds": 0.05,
             "discover_seconds": 0.2,
-            "retry": {"attempts": 2, "initial_seconds": 0.01, "max_seconds": 0.05},
+            # Throttles must be outlasted as a restarted process outlasts them: a new source (or a
+            # renewed iterator) is a new reader, and two readers seen in the service's last second
+            # throttle a third until one ages out. 0.05+0.1+0.2+0.4+0.4 s outlasts that window; the
+            # default config's budget is longer still.
+            "retry": {"attempts": 5, "initial_seconds": 0.05, "max_seconds": 0.4},
         }  # fmt: skip
         config = DynamoDBSourceConfig(**(settings | overrides))
         source = DynamoDBSource(config)
@@ -185,7 +189,7 @@ def test_expired_iterators_are_recreated_from_the_last_sequence_number(harness: 
 
 def test_throttling_backs_off_and_carries_on(harness: Harness) -> None:
     _writes(harness, 80)
-    harness.model.throttle("GetRecords", 5)  # more than botocore's own retries (2 attempts)
+    harness.model.throttle("GetRecords", 8)  # more than botocore's own attempts (5): the reader backs off
     harness.drain()
     assert harness.source.reader_stats.throttled >= 1
     harness.check()
@@ -234,11 +238,9 @@ def test_replaying_from_an_old_position_commits_nothing(harness: Harness) -> Non
     harness.drain()
     writer = harness.lake.writer("fake")
     assert first.offset is not None
-    # Both drains read the shard (two readers) within the service's 1 s window when the puts
-    # between them are quick, so the replay, a third reader, is throttled until one of them ages
-    # out: it needs a retry budget longer than that window (the harness's is 0.03 s; the default
-    # config's is 15 s), as a restarted process has.
-    replayer = harness.new_source(retry={"attempts": 6, "initial_seconds": 0.2, "max_seconds": 1.0})
+    # Both drains read the shard within the service's 1 s window, so the replay is a third reader,
+    # throttled until one of them ages out (the harness's retry budget outlasts that).
+    replayer = harness.new_source()
     replayed = [
         writer.write(b) for b in replayer.stream(first.offset, {}, until=StreamTip(dt.datetime.now(dt.UTC)))
     ]
