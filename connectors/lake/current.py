@@ -64,7 +64,7 @@ from connectors.lake.config import SnapshotRetention
 from connectors.lake.iceberg_commit import commit_snapshot
 from connectors.lake.iceberg_deletes import POSITION_DELETE_SCHEMA, write_position_deletes
 from connectors.lake.iceberg_expiry import Expiry, dropped_metadata_files
-from connectors.lake.iceberg_files import delete_files, write_chunks
+from connectors.lake.iceberg_files import KEY_PROPERTY, delete_files, write_chunks
 from connectors.lake.live_rows import LiveFiles, live_files, live_row_chunks
 from connectors.lake.orphans import OrphanLedger, OrphanReport, delete_orphans
 from connectors.lake.row_locator import RowLocator, key_array
@@ -73,7 +73,6 @@ from connectors.lake.storage import Storage, StorageError
 log = logging.getLogger(__name__)
 
 COMMIT_SEQ_PROPERTY = "lakehouse.commit-seq"
-KEY_PROPERTY = "lakehouse.key"
 # Table properties set at creation. The metadata log keeps the last few metadata.json files; the
 # ones it drops are recorded as orphans (deleted after the retention age plus the grace period), not
 # deleted by pyiceberg at once ("write.metadata.delete-after-commit.enabled"): an old metadata.json

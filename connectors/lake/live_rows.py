@@ -87,7 +87,9 @@ def read_columns_by_id(table: IcebergTable, path: str, field_ids: Sequence[int])
             for fld in pf.schema_arrow
             if fld.metadata and b"PARQUET:field_id" in fld.metadata
         }
-        return pf.read(columns=[by_id[i] for i in field_ids])
+        # One thread: a threaded read of one column decodes no faster, and in a fresh process it
+        # was 10x slower (new per-thread allocator heaps; bench/bench_merge_scale.py, cold merges).
+        return pf.read(columns=[by_id[i] for i in field_ids], use_threads=False)
 
 
 def live_row_chunks(table: IcebergTable, data_files: Collection[str] | None = None) -> Iterator[pa.Table]:
