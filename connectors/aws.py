@@ -156,7 +156,9 @@ def make_client(
     }
     if endpoint_url:
         kwargs["endpoint_url"] = endpoint_url
-    return session.client(service, **kwargs)
+    from connectors.usage import instrument
+
+    return instrument(session.client(service, **kwargs))
 
 
 # The S3 calls that create an object; a bucket policy requiring SSE-KMS checks each of them.

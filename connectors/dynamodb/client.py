@@ -24,6 +24,7 @@ import orjson
 
 from connectors.aws import AwsRetries, client_config
 from connectors.dynamodb.config import DynamoDBSourceConfig
+from connectors.usage import instrument
 
 _RAW_KEY = "LakehouseRawBody"
 _EMPTY_BODY = b"{}"
@@ -80,7 +81,7 @@ class AwsClients:
         kwargs["config"] = client_config(
             AwsRetries(max_attempts=retry.attempts, read_timeout_seconds=30), max_pool_connections=pool
         )
-        return boto3.session.Session().client(service, **kwargs)
+        return instrument(boto3.session.Session().client(service, **kwargs))
 
     def _client(self, service: str) -> Any:
         with self._lock:

@@ -30,6 +30,7 @@ import pyarrow.fs as pafs
 from pydantic import Field, SecretStr
 
 from connectors.aws import AwsIdentity, AwsRetries, aws_session, make_client
+from connectors.usage import record_pyarrow_info, record_pyarrow_list, record_pyarrow_read
 
 if TYPE_CHECKING:
     import boto3
@@ -334,10 +335,15 @@ class LakeS3Handler(pafs.FileSystemHandler):
         return path
 
     def get_file_info(self, paths: list[str]) -> list[pafs.FileInfo]:
-        return self._access.native().get_file_info(paths)  # type: ignore[no-any-return]
+        infos: list[pafs.FileInfo] = self._access.native().get_file_info(paths)
+        for info in infos:
+            record_pyarrow_info(self._access.key_of(info.path), found=info.type != pafs.FileType.NotFound)
+        return infos
 
     def get_file_info_selector(self, selector: pafs.FileSelector) -> list[pafs.FileInfo]:
-        return self._access.native().get_file_info(selector)  # type: ignore[no-any-return]
+        infos: list[pafs.FileInfo] = self._access.native().get_file_info(selector)
+        record_pyarrow_list(self._access.key_of(selector.base_dir), len(infos))
+        return infos
 
     def create_dir(self, path: str, recursive: bool) -> None:
         pass  # S3 has no directories; writing a key is enough (no empty "dir/" marker objects)
@@ -368,10 +374,24 @@ class LakeS3Handler(pafs.FileSystemHandler):
 
     def open_input_stream(self, path: str) -> pa.NativeFile:
         # The PyFileSystem around this handler applies compression and buffering itself.
-        return self._access.native().open_input_stream(path, compression=None)
+        key = self._access.key_of(path)
+        try:
+            stream = self._access.native().open_input_stream(path, compression=None)
+        except FileNotFoundError:
+            record_pyarrow_read(key, None, found=False)
+            raise
+        record_pyarrow_read(key, None)
+        return stream
 
     def open_input_file(self, path: str) -> pa.NativeFile:
-        return self._access.native().open_input_file(path)
+        key = self._access.key_of(path)
+        try:
+            file = self._access.native().open_input_file(path)
+        except FileNotFoundError:
+            record_pyarrow_read(key, None, found=False)
+            raise
+        record_pyarrow_read(key, file.size())
+        return file
 
     def open_output_stream(self, path: str, metadata: Any) -> pa.NativeFile:
         return pa.PythonFile(_Upload(self._access, self._access.key_of(path)), mode="w")

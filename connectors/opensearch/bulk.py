@@ -29,6 +29,7 @@ from opensearchpy.exceptions import ConnectionError as OpenSearchConnectionError
 from opensearchpy.exceptions import TransportError
 
 from connectors.config import RetryConfig
+from connectors.usage import METER
 
 log = logging.getLogger(__name__)
 
@@ -125,6 +126,7 @@ class BulkIndexer:
         while pending:
             body = b"".join(lines for _, lines in pending)
             try:
+                METER.record("opensearch", "Bulk", self.index, requests=1, sent=len(body))
                 response = self.client.bulk(body=body, refresh=self.refresh)
                 result.requests += 1
             except (OpenSearchConnectionError, TransportError) as exc:

@@ -31,6 +31,7 @@ from connectors.catalog.redshift_publish import RedshiftPlan, offline_plan
 from connectors.lake.catalog import glue_client as lake_glue_client
 from connectors.lake.lake import Lake
 from connectors.lake.storage import Storage
+from connectors.usage import instrument
 from pipelines.capture.sources import open_source
 from pipelines.config import LakehouseConfig
 
@@ -50,7 +51,7 @@ def glue_enabled(config: LakehouseConfig) -> bool:
 
 def secrets_client(config: LakehouseConfig) -> Any:
     aws = config.redshift.aws
-    return boto3.client("secretsmanager", **aws.client_kwargs(aws.secrets_endpoint_url))
+    return instrument(boto3.client("secretsmanager", **aws.client_kwargs(aws.secrets_endpoint_url)))
 
 
 def warehouse_path(config: LakehouseConfig) -> str:
@@ -140,7 +141,9 @@ def publish_redshift(config: LakehouseConfig, *, dry_run: bool = False, client: 
     if redshift.target is None:
         raise ValueError("redshift.target: not set (a cluster_identifier or workgroup_name to publish to)")
     if client is None:
-        client = boto3.client("redshift-data", **redshift.aws.client_kwargs(redshift.aws.endpoint_url))
+        client = instrument(
+            boto3.client("redshift-data", **redshift.aws.client_kwargs(redshift.aws.endpoint_url))
+        )
     return RedshiftPublisher(DataApiRunner(client, redshift.target), redshift).publish(dry_run=dry_run)
 
 
