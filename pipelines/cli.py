@@ -79,13 +79,31 @@ def _cmd_maintain(args: argparse.Namespace) -> int:
 
 def _cmd_stream(args: argparse.Namespace) -> int:
     from connectors.lake.lake import Lake
+    from pipelines.capture.health import HealthBoard, HealthServer
     from pipelines.capture.runner import stream_configured
     from pipelines.report import print_reports
 
     config = load_config(args.config)
     lake = Lake(config.lake)
+    names = _selected(config, args.source)
     stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    board = HealthBoard(stop)  # readiness is false as soon as `stop` is set
+    for name in names:
+        board.stream(name)
+
+    def on_sigterm(*_: object) -> None:
+        stop.set()
+        log.info("SIGTERM: not ready; stopping after the current batch")
+
+    signal.signal(signal.SIGTERM, on_sigterm)
+    server = None
+    if args.health_port is not None:
+        try:
+            server = HealthServer(board, args.health_host, args.health_port).start()
+        except OSError as e:
+            raise ConfigError(
+                f"cannot serve the health endpoints on {args.health_host}:{args.health_port}: {e}"
+            ) from None
     reports = []
     errors: list[BaseException] = []
 
@@ -93,16 +111,18 @@ def _cmd_stream(args: argparse.Namespace) -> int:
         try:
             reports.append(
                 stream_configured(
-                    lake, config.source(name), stop=stop, merge_every_seconds=config.lake.merge_every_seconds
+                    lake,
+                    config.source(name),
+                    stop=stop,
+                    merge_every_seconds=config.lake.merge_every_seconds,
+                    health=board.stream(name),
                 )
             )
         except BaseException as e:  # surfaced below, after the other streams stop
             errors.append(e)
             stop.set()
 
-    threads = [
-        threading.Thread(target=run, args=(n,), name=f"stream-{n}") for n in _selected(config, args.source)
-    ]
+    threads = [threading.Thread(target=run, args=(n,), name=f"stream-{n}") for n in names]
     for t in threads:
         t.start()
     try:
@@ -114,6 +134,9 @@ def _cmd_stream(args: argparse.Namespace) -> int:
         stop.set()
         for t in threads:
             t.join()
+    finally:
+        if server is not None:
+            server.close()
     print_reports(reports)
     if errors:
         raise errors[0]
@@ -464,6 +487,18 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("stream", help="stream continuously with low latency until Ctrl-C / SIGTERM")
     s.add_argument("--source", action="append", help="only this source (repeatable)")
+    # Off by default: a local `lakehouse stream` opens no listener unasked; deployments pass a port.
+    s.add_argument(
+        "--health-port",
+        type=int,
+        help="serve /healthz (liveness) and /readyz (readiness: holds the source's lease and is capturing) "
+        "on this port; 0 picks a free port (logged). Default: off",
+    )
+    s.add_argument(
+        "--health-host",
+        default="0.0.0.0",
+        help="address the health endpoints bind to (default: every interface)",
+    )
     s.set_defaults(func=_cmd_stream)
 
     s = sub.add_parser("backfill", help="re-snapshot some tables of a source")

@@ -26,6 +26,7 @@ from connectors.offsets import Offset
 from connectors.source import Source, SourceError
 from pipelines.capture import requests
 from pipelines.capture.backfill_worker import BackfillWorker
+from pipelines.capture.health import StreamHealth
 from pipelines.capture.maintenance import Maintainer
 from pipelines.capture.snapshot_worker import ChunkWorker, ProgressMeter, chunked, commit_chunks
 from pipelines.capture.sources import adopt_lake_schemas, open_source
@@ -80,8 +81,10 @@ def _commit_all(
     stop: threading.Event | None = None,
     pause: Callable[[], bool] | None = None,
     between: Callable[[], None] | None = None,
+    on_batch: Callable[[Batch], None] | None = None,
 ) -> None:
-    """Write every batch; acknowledge the source after each commit.
+    """Write every batch; acknowledge the source after each commit; `on_batch(batch)` after each
+    write (a stream's liveness and readiness, `pipelines.capture.health`).
 
     Between two commit units `between()` runs (it may commit something of its own, such as a
     staged backfill, without interrupting the source's stream). Returns early when `stop` is set
@@ -99,6 +102,8 @@ def _commit_all(
                 report.add(record)
                 if on_commit:
                     on_commit(record)
+            if on_batch is not None:
+                on_batch(batch)
             if batch.complete and between is not None:
                 between()
             if batch.complete and ((stop is not None and stop.is_set()) or (pause is not None and pause())):
@@ -171,12 +176,13 @@ def _initial_snapshot(
     report: SyncReport,
     on_commit: CommitCallback | None,
     stop: threading.Event | None = None,
+    on_batch: Callable[[Batch], None] | None = None,
 ) -> None:
     """Snapshot a source the lake holds nothing of: in chunks where the source can (only the start
     is committed here; see `_finish_chunks`), else whole."""
     source_chunks = chunked(source)
     if source_chunks is None:
-        _commit_all(writer, source, source.snapshot(), report, on_commit, stop)
+        _commit_all(writer, source, source.snapshot(), report, on_commit, stop, on_batch=on_batch)
         return
     start = source_chunks.begin_snapshot()
     record = writer.begin_snapshot(start)
@@ -238,25 +244,34 @@ def stream_source(
 
 
 def stream_configured(
-    lake: Lake, config: AnySourceConfig, *, stop: threading.Event, merge_every_seconds: float = 5.0
+    lake: Lake,
+    config: AnySourceConfig,
+    *,
+    stop: threading.Event,
+    merge_every_seconds: float = 5.0,
+    health: StreamHealth | None = None,
 ) -> SyncReport:
     """`lakehouse stream` for one configured source: as `stream_source`, but the source is opened
     only once the lease is held, so a standby holds no database connection or replication slot
-    (which would time out or pin WAL while it waits, possibly for days)."""
-    with _stream_lease(lake, config.name, stop) as lease:
+    (which would time out or pin WAL while it waits, possibly for days). `health` is told the
+    lease and every batch (the probes of `pipelines.capture.health`)."""
+    with _stream_lease(lake, config.name, stop, health) as lease:
         if lease is None:
             return SyncReport(config.name)
         source = open_source(config)
         try:
+            on_batch = health.batch_done if health is not None else None
             return _stream_source(
-                lake, lake.writer(config.name, lease), source, stop, merge_every_seconds, None
+                lake, lake.writer(config.name, lease), source, stop, merge_every_seconds, None, on_batch
             )
         finally:
             source.close()
 
 
 @contextmanager
-def _stream_lease(lake: Lake, source: str, stop: threading.Event) -> Iterator[Lease | None]:
+def _stream_lease(
+    lake: Lake, source: str, stop: threading.Event, health: StreamHealth | None = None
+) -> Iterator[Lease | None]:
     """The lease of a stream: waited for until `stop` (then None), renewed while the block runs."""
     lease = lake.lease(source, "lakehouse stream")
     try:
@@ -265,9 +280,13 @@ def _stream_lease(lake: Lake, source: str, stop: threading.Event) -> Iterator[Le
         yield None
         return
     lease.start_renewing()
+    if health is not None:
+        health.holding(lease)
     try:
         yield lease
     finally:
+        if health is not None:
+            health.released()  # not ready before the lease is free for the next stream
         lease.release()
 
 
@@ -278,6 +297,7 @@ def _stream_source(
     stop: threading.Event,
     merge_every_seconds: float,
     on_commit: CommitCallback | None,
+    on_batch: Callable[[Batch], None] | None = None,
 ) -> SyncReport:
     started = time.monotonic()
     report = SyncReport(source.name)
@@ -381,7 +401,7 @@ def _stream_source(
                 report.offset_before = state.offset.serialize()
             try:
                 if state.offset is None:
-                    _initial_snapshot(writer, source, report, committed, stop)
+                    _initial_snapshot(writer, source, report, committed, stop, on_batch)
                     continue
                 start_chunker()
                 batches = source.stream(state.offset, state.floors)
@@ -394,6 +414,7 @@ def _stream_source(
                     stop,
                     pause=requests_waiting,
                     between=between_commits,
+                    on_batch=on_batch,
                 )
             except CommitConflictError as e:
                 log.warning("%s; re-reading the lake's position and resuming", e)
