@@ -61,6 +61,28 @@ class Usage:
             diff(self.bytes_received, earlier.bytes_received),
         )
 
+    def plus(self, other: Usage) -> Usage:
+        def add(a: Mapping[UsageKey, int], b: Mapping[UsageKey, int]) -> dict[UsageKey, int]:
+            return {k: a.get(k, 0) + b.get(k, 0) for k in a.keys() | b.keys()}
+
+        return Usage(
+            add(self.requests, other.requests),
+            add(self.bytes_sent, other.bytes_sent),
+            add(self.bytes_received, other.bytes_received),
+        )
+
+    def of_source(self, source: str) -> Usage:
+        """The part of this usage on `source`'s tables and commit log (and its search index)."""
+
+        def keep(k: UsageKey) -> bool:
+            return k[2] == source or k[2].startswith(f"{source}.")
+
+        return Usage(
+            {k: v for k, v in self.requests.items() if keep(k)},
+            {k: v for k, v in self.bytes_sent.items() if keep(k)},
+            {k: v for k, v in self.bytes_received.items() if keep(k)},
+        )
+
     def only(self, *, service: str | None = None, table_prefix: str | None = None) -> Usage:
         """The part of this usage of one service and/or of the tables starting with a prefix."""
 
@@ -128,8 +150,9 @@ METER = Meter()
 def lake_table_of_key(key: str) -> str:
     """The table an object of the lake belongs to, from its key (any prefix before the layout).
 
-    ``.../changelog/<source>/<table>/...`` and ``.../current/<source>.db/<table>/...`` (Iceberg data,
-    deletes and metadata) give "source.table"; ``.../_commits/<source>/...`` and
+    ``.../changelog/<source>/<table>/...`` and ``.../current/<source>[.db]/<table>/...`` (Iceberg
+    data, deletes and metadata) give "source.table"; ``.../_commits/<source>/...``, ``_staging/<source>/``
+    (change-log files before their commit moves them), ``_usage/<source>/`` and
     ``.../_leases/<source>.json`` give the source; anything else "-".
     """
     parts = key.split("/")
@@ -137,10 +160,10 @@ def lake_table_of_key(key: str) -> str:
         rest = parts[i + 1 :]
         if part == "changelog" and len(rest) >= 3:
             return f"{rest[0]}.{rest[1]}"
-        if part == "current" and len(rest) >= 3 and rest[0].endswith(".db"):
-            return f"{rest[0][:-3]}.{rest[1]}"
-        if part == "_commits" and len(rest) >= 2:
-            return rest[0]
+        if part == "current" and len(rest) >= 3:  # Glue: <source>.db/; SQLite catalog: <source>/
+            return f"{rest[0].removesuffix('.db')}.{rest[1]}"
+        if part in ("_commits", "_staging", "_usage") and len(rest) >= 2:
+            return rest[0]  # staged change-log files count to their source until committed
         if part == "_leases" and rest:
             return rest[0].removesuffix(".json")
     return "-"

@@ -226,12 +226,15 @@ def _cmd_resnapshot(args: argparse.Namespace) -> int:
 
 def _cmd_show(args: argparse.Namespace) -> int:
     from connectors.lake.lake import Lake
-    from pipelines.report import count_source_rows, print_lake
+    from pipelines.report import count_source_rows, print_lake, print_usage
 
     config = load_config(args.config)
     names = _selected(config, args.source)
     counts = None if args.no_source_rows else count_source_rows(config, names)
-    print_lake(Lake(config.lake), names, sample=args.sample, source_rows=counts)
+    lake = Lake(config.lake)
+    print_lake(lake, names, sample=args.sample, source_rows=counts)
+    if args.usage_days > 0:
+        print_usage(lake, names, config.costs, args.usage_days)
     return 0
 
 
@@ -517,6 +520,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--no-source-rows",
         action="store_true",
         help="do not count the source tables' rows (a COUNT(*) per table, a Scan per DynamoDB table)",
+    )
+    s.add_argument(
+        "--usage-days",
+        type=float,
+        default=7.0,
+        help="also sum the requests, bytes and estimated cost of the runs of the last N days (0: off)",
     )
     s.set_defaults(func=_cmd_show)
 

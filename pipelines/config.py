@@ -21,6 +21,7 @@ from connectors.dynamodb.config import DynamoDBReplayConfig, DynamoDBSourceConfi
 from connectors.lake.config import LakeConfig
 from connectors.mysql.config import MySQLSourceConfig
 from connectors.postgres.config import PostgresSourceConfig
+from connectors.usage import Prices
 from pipelines.search.config import SearchConfig
 
 AnySourceConfig = MySQLSourceConfig | PostgresSourceConfig | DynamoDBSourceConfig | DynamoDBReplayConfig
@@ -46,6 +47,10 @@ class LakehouseConfig(FrozenModel):
     redshift: RedshiftConfig = Field(
         default_factory=RedshiftConfig,
         description="Federated and Spectrum schemas and cross-source views (Redshift and the local warehouse).",
+    )
+    costs: Prices = Field(
+        default_factory=Prices,
+        description="Price table and endpoint placement for the estimated cost of runs (`lakehouse show`).",
     )
 
     @model_validator(mode="after")

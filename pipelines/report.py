@@ -13,10 +13,13 @@ import pyarrow.compute as pc
 
 from connectors.dynamodb.offset import StreamPositions, StreamTip
 from connectors.lake.lake import Lake
+from connectors.lake.usage_log import read_runs
+from connectors.lake.usage_log import total as total_usage
 from connectors.mysql.offset import MariaGtidPosition, MySQLGtidSet
 from connectors.offsets import parse_offset
 from connectors.postgres.offset import Lsn
 from connectors.source import SourceError
+from connectors.usage import Prices, Usage, estimate
 from pipelines.capture.runner import SyncReport
 
 if TYPE_CHECKING:
@@ -166,12 +169,49 @@ def print_reports(reports: Sequence[SyncReport]) -> None:
             short_position(r.offset_after),
             f"{r.lag_seconds:.1f}" if r.lag_seconds is not None else "-",
             f"{r.seconds:.1f}",
+            r.usage.only(service="s3").total() if r.usage is not None else "-",
+            _kb(r.usage.only(service="s3").total("bytes_sent")) if r.usage is not None else "-",
         )
         for r in reports
     ]
+    headers = ["source", "commits", "rows", "quarantined", "snapshot", "position", "lag s", "took s"]
+    print(format_table([*headers, "S3 requests", "S3 kB sent"], rows))
+
+
+def _kb(n: int) -> str:
+    return f"{n / 1e3:.1f}"
+
+
+def print_usage(lake: Lake, sources: Sequence[str], prices: Prices, days: float) -> None:
+    """Per table, what the runs of the last `days` days used, and an estimated cost."""
+    since = dt.datetime.now(dt.UTC) - dt.timedelta(days=days)
+    rows: list[list[object]] = []
+    runs_seen = 0
+    for source in sources:
+        runs = read_runs(lake.storage, source, since)
+        runs_seen += len(runs)
+        if not runs:
+            continue
+        used = total_usage(runs)
+        for table in sorted({k[2] for k in used.requests} | {k[2] for k in used.bytes_sent}):
+            part = Usage(
+                {k: v for k, v in used.requests.items() if k[2] == table},
+                {k: v for k, v in used.bytes_sent.items() if k[2] == table},
+                {k: v for k, v in used.bytes_received.items() if k[2] == table},
+            )
+            s3, glue = part.only(service="s3"), part.only(service="glue")
+            cost = sum(estimate(part, prices).values())
+            rows.append(
+                [table, len(runs), s3.total(), _kb(s3.total("bytes_sent")), _kb(s3.total("bytes_received")),
+                 glue.total(), f"{cost:.6f}"]
+            )  # fmt: skip
+    if not rows:
+        print(f"\nusage: {runs_seen} run(s) in the last {days:g} days, no AWS request (a local lake)")
+        return
+    print(f"\nusage of the last {days:g} days (est. USD from [costs]; pyarrow's ranged GETs not counted):")
     print(
         format_table(
-            ["source", "commits", "rows", "quarantined", "snapshot", "position", "lag s", "took s"], rows
+            ["table", "runs", "S3 requests", "S3 kB sent", "S3 kB received", "Glue requests", "est. $"], rows
         )
     )
 

@@ -8,6 +8,7 @@ re-reads at most the uncommitted batch, and the lake's compare-and-swap makes th
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import threading
 import time
@@ -21,9 +22,11 @@ from connectors.lake.commits import BackfillProgress, CommitConflictError, Commi
 from connectors.lake.current import MergeResult
 from connectors.lake.lake import Lake
 from connectors.lake.lease import Lease, LeaseHeldError
+from connectors.lake.usage_log import RunUsage, record_run
 from connectors.lake.writer import LakeWriter
 from connectors.offsets import Offset
 from connectors.source import Source, SourceError
+from connectors.usage import METER, Usage
 from pipelines.capture import requests
 from pipelines.capture.backfill_worker import BackfillWorker
 from pipelines.capture.health import StreamHealth
@@ -58,6 +61,8 @@ class SyncReport:
     snapshot_progress: ProgressMeter = field(default_factory=ProgressMeter)
     # The seq of the last commit this run made (None: it committed nothing).
     last_seq: int | None = None
+    # Requests and bytes of this run on the source's tables and commit log (connectors.usage).
+    usage: Usage | None = None
 
     def add(self, record: CommitRecord) -> None:
         self.commits += 1
@@ -140,7 +145,11 @@ def sync_source(
     """One bounded run: snapshot if the lake has nothing, else stream up to the position of now.
     Refused (`LeaseHeldError`, naming the holder) while another process writes the source."""
     with holding_lease(lake, source.name, what) as lease:
-        return _sync_source(lake, lake.writer(source.name, lease), source, merge, on_commit)
+        before, started = METER.snapshot(), dt.datetime.now(dt.UTC)
+        report = _sync_source(lake, lake.writer(source.name, lease), source, merge, on_commit)
+        report.usage = METER.snapshot().minus(before).of_source(source.name)
+        record_run(lake.storage, RunUsage(source.name, what, started, report.seconds, report.usage))
+        return report
 
 
 def _sync_source(

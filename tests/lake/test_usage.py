@@ -159,7 +159,11 @@ def test_tables_are_read_off_the_lake_layout() -> None:
     assert lake_table_of_key("lake/current/crm.db/health__patients/metadata/v3.metadata.json") == (
         "crm.health__patients"
     )
+    assert lake_table_of_key("lake/current/crm/health__patients/data/00000-0-x.parquet") == (
+        "crm.health__patients"
+    )  # the SQLite catalog's layout
     assert lake_table_of_key("lake/_commits/crm/00000000000000000042.json") == "crm"
+    assert lake_table_of_key("lake/_staging/crm/unit/00000.parquet") == "crm"
     assert lake_table_of_key("_leases/crm.json") == "crm"
     assert lake_table_of_key("lake/_runners/x.json") == "-"
 

@@ -185,3 +185,44 @@ def test_show_prints_values_positions_and_source_rows_as_an_analyst_reads_them(
     assert cells[5] == "2" and cells[-1] == "3"  # current rows (as of the sync), source rows (now)
     quiet = lakehouse("--config", str(cfg), "show", "--no-source-rows", env=env)
     assert quiet.returncode == 0 and "source rows" not in quiet.stdout
+
+
+def test_show_sums_the_usage_and_cost_of_runs_on_an_s3_lake(
+    tmp_path: Path, mysql_db: Any, moto_endpoint: str, aws_client_kwargs: dict[str, str]
+) -> None:
+    import boto3
+
+    conn = mysql_db.admin_connect()
+    with conn.cursor() as cur:
+        cur.execute("CREATE TABLE people (id INT PRIMARY KEY, name VARCHAR(40))")
+        cur.execute("INSERT INTO people VALUES (1, 'Zoë'), (2, 'Søren')")
+    conn.commit()
+    bucket = f"lake-{os.urandom(4).hex()}"
+    boto3.client("s3", **aws_client_kwargs).create_bucket(Bucket=bucket)
+    cfg = write_config(tmp_path / "c.toml", mysql_db, Path("unused"))
+    text = cfg.read_text().replace(
+        'root = "unused"',
+        f'root = "s3://{bucket}/lake"\ncatalog_uri = "sqlite:///{tmp_path}/catalog.db"\n'
+        f'[lake.s3]\nendpoint_url = "{moto_endpoint}"\naccess_key_id = "testing"\nsecret_access_key = "testing"',
+    )
+    # The lake in another Region than the worker: its bytes are priced as cross-Region transfer.
+    text += '\n[costs]\nworker = {region = "eu-west-1"}\nendpoints = {lake = {region = "us-east-1"}}\n'
+    cfg.write_text(text)
+    env = {"T_PW": mysql_db.cdc_password.get_secret_value()}
+    for _ in range(2):
+        out = lakehouse("--config", str(cfg), "sync", "--once", env=env)
+        assert out.returncode == 0, out.stderr
+    assert "S3 requests" in out.stdout
+    shown = lakehouse("--config", str(cfg), "show", "--no-source-rows", env=env)
+    assert shown.returncode == 0, shown.stderr
+    usage = shown.stdout.split("usage of the last 7 days", 1)[1]
+    table = f"cli_mysql.{mysql_db.name.lower()}__people"
+    [line] = [row for row in usage.splitlines() if row.strip().startswith(table)]
+    name, runs, requests, sent, _received, _glue, cost = line.split()
+    assert name == table and runs == "2" and int(requests) > 0 and float(sent) > 0 and float(cost) > 0
+    [source_line] = [row for row in usage.splitlines() if row.split() and row.split()[0] == "cli_mysql"]
+    assert int(source_line.split()[2]) > 0  # its commit log, staging and usage records
+    listed = boto3.client("s3", **aws_client_kwargs).list_objects_v2(
+        Bucket=bucket, Prefix="lake/_usage/cli_mysql/"
+    )
+    assert listed["KeyCount"] == 2
