@@ -19,9 +19,10 @@ import datetime as dt
 from collections.abc import Iterator
 
 import dagster as dg
+import pyarrow as pa
 import pyarrow.compute as pc
 
-from connectors.lake.current import KEY_PROPERTY
+from connectors.lake.current import KEY_PROPERTY, CurrentState
 from connectors.offsets import parse_offset
 from dagster_project.assets import changelog_key, current_key, lake_table_name
 from dagster_project.lake_metadata import describe_position, md_table
@@ -158,16 +159,9 @@ def build_source_checks(
             rows_key = dg.AssetCheckKey(current_key(source, t), "rows_match_source")
             if dupes_key not in selected and rows_key not in selected:
                 continue
-            name = lake_table_name(schema, t)
-            table = current.load(name)
-            key = table.properties.get(KEY_PROPERTY, "").split(",") if table is not None else []
-            # The key columns are all these checks need; the rest of the table is not read.
-            rows = table.scan(selected_fields=tuple(key)).to_arrow() if table is not None else None
+            rows, key = read_keys(current, lake_table_name(schema, t))
             if dupes_key in selected:
-                dupes = 0
-                if rows is not None and rows.num_rows:
-                    counts = rows.group_by(key).aggregate([(key[0], "count")])
-                    dupes = pc.sum(pc.greater(counts[f"{key[0]}_count"], 1)).as_py() or 0
+                dupes = count_duplicate_keys(rows, key)
                 yield dg.AssetCheckResult(
                     asset_key=dupes_key.asset_key,
                     check_name=dupes_key.name,
@@ -196,6 +190,25 @@ def build_source_checks(
     if kind == "dynamodb":
         return [_shard_lag_check(source, tables, resource_key), *checks]
     return [lag, *checks]
+
+
+def read_keys(current: CurrentState, lake_table: str) -> tuple[pa.Table | None, list[str]]:
+    """Every row's key columns of a current-state table (None: no table yet), and their names.
+
+    The key columns are all the duplicate and row-count checks need; the rest is not read."""
+    table = current.load(lake_table)
+    if table is None:
+        return None, []
+    key = table.properties.get(KEY_PROPERTY, "").split(",")
+    return table.scan(selected_fields=tuple(key)).to_arrow(), key
+
+
+def count_duplicate_keys(rows: pa.Table | None, key: list[str]) -> int:
+    """How many keys occur in more than one row."""
+    if rows is None or not rows.num_rows:
+        return 0
+    counts = rows.group_by(key).aggregate([(key[0], "count")])
+    return int(pc.sum(pc.greater(counts[f"{key[0]}_count"], 1)).as_py() or 0)
 
 
 def _estimate_check(

@@ -17,17 +17,26 @@ from dagster_project.assets import build_source_assets
 from dagster_project.catalog_assets import build_catalog_definitions
 from dagster_project.checks import RECONCILIATION_CHECKS, RECONCILIATION_JOB, build_source_checks
 from dagster_project.lake_events import LakeSource, build_lake_commits_sensor
+from dagster_project.merge_sensor import build_merge_sensor
 from dagster_project.resources import dynamodb_resource, lake_resource, replay_resource, source_resource
 from dagster_project.search_assets import build_search_definitions
+from dagster_project.stream_observations import build_stream_sensor, build_stream_specs
+from dagster_project.table_assets import build_table_definitions
 from pipelines.config import LakehouseConfig, load_config
 
 
 def build_definitions(config: LakehouseConfig) -> dg.Definitions:
-    """Assets, checks, resources, the micro-batch job and its schedule for a configuration."""
+    """Assets, checks, resources, jobs, schedules and sensors for a configuration: per source its
+    per-table assets (`micro_batches`), the same tables as partitions (`table_assets`) with a
+    merge sensor on the commit log, and its stream as an observed external asset."""
     assets: list[dg.AssetsDefinition] = []
     checks: list[dg.AssetChecksDefinition] = []
     resources: dict[str, object] = {}
     lake_sources: list[LakeSource] = []
+    table_jobs: list[dg.UnresolvedAssetJobDefinition] = []
+    # Checks of one table partition each: run per partition, never by the unpartitioned jobs.
+    partitioned_checks: list[dg.AssetChecksDefinition] = []
+    table_sensors: list[dg.SensorDefinition] = []
     for source in config.sources:
         if not source.tables:
             raise ValueError(
@@ -49,7 +58,16 @@ def build_definitions(config: LakehouseConfig) -> dg.Definitions:
         checks += build_source_checks(
             source.name, schema, tables, kind=source.kind, reader_host=getattr(source, "reader_host", None)
         )
-        lake_sources.append(LakeSource(source.name, schema, tuple(tables), streams=source.kind == "dynamodb"))
+        lake_source = LakeSource(source.name, schema, tuple(tables), streams=source.kind == "dynamodb")
+        lake_sources.append(lake_source)
+        # The same tables as partitions: merges and re-snapshots table by table.
+        table_assets, table_checks, merge_job = build_table_definitions(
+            source, schema, tables, lake_root=config.lake.root
+        )
+        assets += table_assets
+        partitioned_checks += table_checks
+        table_jobs.append(merge_job)
+        table_sensors.append(build_merge_sensor(config.lake, lake_source, merge_job))
     lake = config.lake
     # The AWS credential chain unless the config names keys (then read from the environment at run time).
     resources["lake"] = lake_resource(lake)
@@ -58,7 +76,11 @@ def build_definitions(config: LakehouseConfig) -> dg.Definitions:
     assets += catalog_assets
     checks += catalog_checks
     search_jobs: list[dg.UnresolvedAssetJobDefinition] = []
-    sensors: list[dg.SensorDefinition] = [build_lake_commits_sensor(config.lake, lake_sources)]
+    sensors: list[dg.SensorDefinition] = [
+        build_lake_commits_sensor(config.lake, lake_sources),
+        build_stream_sensor(config.lake, lake_sources),
+        *table_sensors,
+    ]
     if config.search.mysql_source in {s.name for s in config.sources}:
         search_assets, search_checks, search_jobs, search_sensors = build_search_definitions(config)
         assets += search_assets
@@ -103,10 +125,11 @@ def build_definitions(config: LakehouseConfig) -> dg.Definitions:
         warnings.simplefilter("ignore", dg.BetaWarning)
         referenced = dg.with_source_code_references(assets)
     return dg.Definitions(
-        assets=referenced,
-        asset_checks=checks,
+        # The streams are external assets: observed (`stream_positions`), never materialized.
+        assets=[*referenced, *build_stream_specs(lake_sources)],
+        asset_checks=[*checks, *partitioned_checks],
         resources=resources,
-        jobs=[micro_batches, reconcile_sources, *search_jobs],
+        jobs=[micro_batches, reconcile_sources, *table_jobs, *search_jobs],
         schedules=[schedule, nightly],
         sensors=sensors,
     )

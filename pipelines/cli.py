@@ -145,15 +145,10 @@ def _cmd_stream(args: argparse.Namespace) -> int:
 
 def _backfill_progress(lake: Lake, source: str, request_id: str) -> None:
     """Log how far the stream runner is with a backfill request (from the lake's last commit)."""
-    latest = lake.commit_log(source).latest()
-    under_way = [p for p in (latest.snapshots.values() if latest else ()) if p.request == request_id]
-    if not under_way:
-        log.info("backfill request %s: waiting for the stream runner to begin it", request_id)
-    for p in under_way:
-        log.info(
-            "backfill of %s: %d chunk(s), %d of about %s rows committed",
-            p.table.name, p.chunks, p.rows, p.estimate if p.estimate is not None else "?",
-        )  # fmt: skip
+    from pipelines.capture import requests
+
+    for line in requests.progress_lines(lake.commit_log(source).latest(), request_id):
+        log.info("%s", line)
 
 
 def _cmd_backfill(args: argparse.Namespace) -> int:
@@ -169,13 +164,10 @@ def _cmd_backfill(args: argparse.Namespace) -> int:
     wanted = list(dict.fromkeys(args.tables))
 
     def request() -> requests.BackfillRequest:
-        """A request for the same tables still pending (a run killed or stopped before its
-        outcome was recorded) is continued, not begun again; else a new one."""
-        for pending in requests.pending(lake.storage, args.source):
-            if sorted(pending.tables) == sorted(wanted):
-                log.info("continuing backfill request %s of %s", pending.request_id, ", ".join(wanted))
-                return pending
-        return requests.BackfillRequest(requests.submit(lake.storage, args.source, wanted), tuple(wanted))
+        found, continued = requests.continue_or_submit(lake.storage, args.source, wanted)
+        if continued:
+            log.info("continuing backfill request %s of %s", found.request_id, ", ".join(wanted))
+        return found
 
     if requests.runner_alive(lake.storage, args.source):
         # A stream runner owns the source's commit log: it serves the request.

@@ -21,6 +21,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from connectors.lake.commits import CommitRecord
 from connectors.lake.storage import Storage
 
 HEARTBEAT_FRESH_SECONDS = 30.0
@@ -118,3 +119,24 @@ def wait(
     raise RequestTimeoutError(
         f"the stream runner of {source!r} did not finish backfill request {request_id} in {timeout:.0f} s"
     )
+
+
+def continue_or_submit(storage: Storage, source: str, tables: list[str]) -> tuple[BackfillRequest, bool]:
+    """A request for the same tables still pending (a run killed or stopped before its outcome was
+    recorded) is continued, not begun again; else a new one. True when continued."""
+    for request in pending(storage, source):
+        if sorted(request.tables) == sorted(tables):
+            return request, True
+    return BackfillRequest(submit(storage, source, tables), tuple(tables)), False
+
+
+def progress_lines(latest: CommitRecord | None, request_id: str) -> list[str]:
+    """How far a runner is with a backfill request, from the source's last commit record."""
+    under_way = [p for p in (latest.snapshots.values() if latest else ()) if p.request == request_id]
+    if not under_way:
+        return [f"backfill request {request_id}: waiting for the stream runner to begin it"]
+    return [
+        f"backfill of {p.table.name}: {p.chunks} chunk(s), {p.rows} of about "
+        f"{p.estimate if p.estimate is not None else '?'} rows committed"
+        for p in under_way
+    ]

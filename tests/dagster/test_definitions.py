@@ -35,7 +35,13 @@ def test_the_shipped_configuration_loads_as_definitions(monkeypatch: pytest.Monk
     assert defs.resolve_job_def("micro_batches") is not None
     assert defs.resolve_job_def("reconcile_sources") is not None
     assert [s.name for s in defs.schedules or []] == ["every_minute", "nightly_reconciliation"]
-    assert {s.name for s in defs.sensors or []} == {"lake_commits", "synonyms_changed"}
+    by_table = {f"{s.name}_tables_changed" for s in load_config(REPO / "lakehouse.toml").sources}
+    assert {s.name for s in defs.sensors or []} == {
+        "lake_commits",
+        "stream_positions",
+        "synonyms_changed",
+        *by_table,
+    }
     # Reporting outside commits launches nothing, so it is on from the start.
     assert defs.resolve_sensor_def("lake_commits").default_status == dg.DefaultSensorStatus.RUNNING
 
@@ -124,6 +130,16 @@ def test_passwords_never_reach_resource_config(monkeypatch: pytest.MonkeyPatch) 
     assert "s3cr3t-value" not in repr(resource)
 
 
+def _source_job(defs: dg.Definitions, source: str) -> dg.JobDefinition:
+    """Every asset and check of a source's group (not its table partitions, in `<source>_by_table`)."""
+    graph = defs.resolve_asset_graph()
+    keys = {k for k in graph.get_all_asset_keys() if graph.get(k).group_name == source}
+    checks = {c for c in graph.asset_check_keys if c.asset_key in keys}
+    return defs.resolve_implicit_global_asset_job_def().get_subset(
+        asset_selection=keys, asset_check_selection=checks
+    )
+
+
 def _setup(kind: str, db: Any) -> None:
     conn = db.admin_connect()
     with conn.cursor() as cur:
@@ -152,7 +168,7 @@ def test_each_asset_group_materializes_with_metadata_and_passing_checks(
     config = parse_config({"lake": {"root": str(tmp_path / "lake")}, "sources": [source]})
     monkeypatch.setenv(password_env_var(name), db.cdc_password.get_secret_value())
     defs = build_definitions(config)
-    job = defs.resolve_implicit_global_asset_job_def()
+    job = _source_job(defs, name)
     result = job.execute_in_process(instance=dg.DagsterInstance.ephemeral())
     assert result.success
     mats = {
@@ -236,7 +252,7 @@ def test_the_dynamodb_asset_group_materializes_with_shard_metadata_and_checks(
     monkeypatch.setenv(aws_secret_env_var("dg_devices"), "moto-takes-any-s3cr3t")
     defs = build_definitions(config)
     assert "s3cr3t" not in repr(defs.resources["source_dg_devices"])  # type: ignore[index]
-    job = defs.resolve_implicit_global_asset_job_def()
+    job = _source_job(defs, "dg_devices")
     for _ in range(2):  # the snapshot, then a stream run after one more change
         result = job.execute_in_process(instance=dg.DagsterInstance.ephemeral())
         assert result.success
@@ -284,7 +300,12 @@ def test_a_replay_source_gets_assets_but_no_source_count_check(tmp_path: Path) -
     )
     graph = build_definitions(config).resolve_asset_graph()
     keys = {k.to_user_string() for k in graph.get_all_asset_keys()}
-    assert keys == {"archive/device_events_changelog", "archive/device_events_current"}
+    assert keys == {
+        "archive/device_events_changelog",
+        "archive/device_events_current",
+        "archive/current_state",  # its table as a partition (no `snapshot`: files cannot be re-read)
+        "streams/archive",
+    }
     checks = {(k.asset_key.to_user_string(), k.name) for k in graph.asset_check_keys}
     assert ("archive/device_events_current", "no_duplicate_keys") in checks
     assert not any(name in {"rows_match_source", "rows_near_source_estimate"} for _, name in checks)

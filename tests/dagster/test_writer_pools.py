@@ -22,6 +22,7 @@ from dagster_project.assets import merge_pool, writer_pool
 from dagster_project.definitions import build_definitions
 from dagster_project.resources import aws_secret_env_var, password_env_var
 from dagster_project.search_assets import SYNONYMS_KEY
+from dagster_project.table_assets import current_state_key, snapshot_key
 from pipelines.config import load_config, parse_config
 
 REPO = Path(__file__).resolve().parents[2]
@@ -39,6 +40,10 @@ def test_every_asset_that_writes_a_source_is_in_that_sources_pool(monkeypatch: p
             assert node.pools == {writer_pool(node.group_name)}, key
         elif node.group_name in sources:  # current-state tables: maintenance, apart from capture
             assert node.pools == {merge_pool(node.group_name)}, key
+        elif key in {snapshot_key(s) for s in sources}:  # a re-snapshot served in a run writes
+            assert node.pools == {writer_pool(key.path[0])}, key
+        elif key in {current_state_key(s) for s in sources}:  # a table partition's merge
+            assert node.pools == {merge_pool(key.path[0])}, key
         elif key == SYNONYMS_KEY:  # merges the synonyms table's current state first
             assert node.pools == {merge_pool(config.search.synonyms.source)}
         else:  # publishing and search read the lake only
