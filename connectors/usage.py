@@ -151,8 +151,9 @@ def lake_table_of_key(key: str) -> str:
     """The table an object of the lake belongs to, from its key (any prefix before the layout).
 
     ``.../changelog/<source>/<table>/...`` and ``.../current/<source>[.db]/<table>/...`` (Iceberg
-    data, deletes and metadata) give "source.table"; ``.../_commits/<source>/...``, ``_staging/<source>/``
-    (change-log files before their commit moves them), ``_usage/<source>/`` and
+    data, deletes and metadata) give "source.table"; ``_staging/<source>/<unit>/<n>.<table>.parquet``
+    (a change-log file before its commit moves it) too; ``.../_commits/<source>/...``,
+    ``_usage/<source>/`` and
     ``.../_leases/<source>.json`` give the source; anything else "-".
     """
     parts = key.split("/")
@@ -162,8 +163,10 @@ def lake_table_of_key(key: str) -> str:
             return f"{rest[0]}.{rest[1]}"
         if part == "current" and len(rest) >= 3:  # Glue: <source>.db/; SQLite catalog: <source>/
             return f"{rest[0].removesuffix('.db')}.{rest[1]}"
+        if part == "_staging" and len(rest) == 3 and rest[2].count(".") == 2:
+            return f"{rest[0]}.{rest[2].split('.')[1]}"  # <source>/<unit>/<n>.<table>.parquet
         if part in ("_commits", "_staging", "_usage") and len(rest) >= 2:
-            return rest[0]  # staged change-log files count to their source until committed
+            return rest[0]
         if part == "_leases" and rest:
             return rest[0].removesuffix(".json")
     return "-"

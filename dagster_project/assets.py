@@ -19,11 +19,13 @@ from typing import Any
 
 import dagster as dg
 
+from connectors.usage import METER, Prices
 from dagster_project.lake_metadata import (
     changelog_metadata,
     current_metadata,
     lake_kinds,
     lake_table_name,
+    usage_metadata,
 )
 from pipelines.capture.runner import SyncReport, sync_source
 
@@ -78,11 +80,18 @@ def current_key(source: str, table: str) -> dg.AssetKey:
 
 
 def build_source_assets(
-    source: str, schema: str, tables: list[str], *, kind: str = "mysql", lake_root: str = ""
+    source: str,
+    schema: str,
+    tables: list[str],
+    *,
+    kind: str = "mysql",
+    lake_root: str = "",
+    prices: Prices | None = None,
 ) -> list[dg.AssetsDefinition]:
     """The change-log and current-state assets of one source."""
     resource_key = f"source_{source}"
     streams = kind == "dynamodb"
+    prices = prices or Prices()
     check_specs = (
         [
             dg.AssetCheckSpec(RECORDS_CHECK, asset=changelog_key(source, t), description=RECORDS_DESCRIPTION)
@@ -146,7 +155,8 @@ def build_source_assets(
                 asset_key=changelog_key(source, t),
                 metadata=changelog_metadata(
                     lake, source, lake_table_name(schema, t), report, seq, stream_table=t if streams else None
-                ),
+                )
+                | usage_metadata(report.usage, f"{source}.{lake_table_name(schema, t)}", prices),
             )
         if streams:
             yield from _records_checks(src, report, source, schema, tables)
@@ -160,14 +170,17 @@ def build_source_assets(
     def current(context: dg.AssetExecutionContext) -> Iterator[dg.MaterializeResult]:
         """Merge the change logs' new commits into the current-state tables."""
         state = context.resources.lake.lake().current(source)
+        before = METER.snapshot()
         results = {r.table: r for r in state.merge()}
         state.delete_orphans()  # files of expired snapshots, once their grace has passed
+        used = METER.snapshot().minus(before)
         for t in tables:
             name = lake_table_name(schema, t)
             result = results.get(name)
             yield dg.MaterializeResult(
                 asset_key=current_key(source, t),
-                metadata=current_metadata(state, name, state.load(name), result, changed=result is not None),
+                metadata=current_metadata(state, name, state.load(name), result, changed=result is not None)
+                | usage_metadata(used, f"{source}.{name}", prices),
             )
 
     return [changelog, current]

@@ -53,7 +53,7 @@ def build_definitions(config: LakehouseConfig) -> dg.Definitions:
             resources[f"source_{source.name}"] = source_resource(source)
         tables = [str(t) for t in source.tables]
         assets += build_source_assets(
-            source.name, schema, tables, kind=source.kind, lake_root=config.lake.root
+            source.name, schema, tables, kind=source.kind, lake_root=config.lake.root, prices=config.costs
         )
         checks += build_source_checks(
             source.name, schema, tables, kind=source.kind, reader_host=getattr(source, "reader_host", None)

@@ -21,6 +21,7 @@ from connectors.lake.current import CurrentState, MergeResult
 from connectors.lake.lake import Lake
 from connectors.lake.writer import changelog_prefix
 from connectors.offsets import OffsetError, parse_offset
+from connectors.usage import Prices, Usage, estimate
 from pipelines.capture.runner import SyncReport
 from pipelines.report import short_position
 
@@ -184,3 +185,25 @@ def current_metadata(
             "replaced_by_snapshot": result.replaced,
         }
     return meta
+
+
+def usage_metadata(usage: Usage | None, table: str, prices: Prices) -> dict[str, Any]:
+    """What a run's requests and bytes on one table were, and their estimated cost (`[costs]`).
+
+    `table` is "source.lake_table"; only counts and service names, never a key or a value.
+    """
+    if usage is None:
+        return {}
+    mine = Usage(
+        {k: v for k, v in usage.requests.items() if k[2] == table},
+        {k: v for k, v in usage.bytes_sent.items() if k[2] == table},
+        {k: v for k, v in usage.bytes_received.items() if k[2] == table},
+    )
+    s3 = mine.only(service="s3")
+    return {
+        "s3_requests": s3.total(),
+        "s3_bytes_sent": s3.total("bytes_sent"),
+        "s3_bytes_received": s3.total("bytes_received"),
+        "glue_requests": mine.only(service="glue").total(),
+        "estimated_cost_usd": dg.MetadataValue.float(round(sum(estimate(mine, prices).values()), 6)),
+    }

@@ -481,7 +481,7 @@ class LakeWriter:
         )
         for day, part in _split_by_day(data):
             final = f"{changelog_prefix(self.source, name)}/commit_date={day}/{_file_tag(unit)}-{unit.next_file:05d}.parquet"
-            unit.files.setdefault(name, []).append(self._stage(unit, part, final))
+            unit.files.setdefault(name, []).append(self._stage(unit, part, final, name))
 
     def _stage_quarantine(self, unit: _Unit, rows: tuple[QuarantinedRow, ...]) -> None:
         table = pa.Table.from_pylist(
@@ -500,13 +500,15 @@ class LakeWriter:
         )
         day = _day(rows[0].commit_ts)
         final = f"quarantine/{self.source}/commit_date={day}/{_file_tag(unit)}-{unit.next_file:05d}.parquet"
-        unit.quarantine.append(self._stage(unit, table, final))
+        unit.quarantine.append(self._stage(unit, table, final, "quarantine"))
         unit.quarantined_rows += len(rows)
         for r in rows:
             log.warning("%s: quarantined a row of %s at %s: %s", self.source, r.table, r.position, r.reason)
 
-    def _stage(self, unit: _Unit, table: pa.Table, final: str) -> FileRef:
-        staged = f"{unit.staging}/{unit.next_file:05d}.parquet"
+    def _stage(self, unit: _Unit, table: pa.Table, final: str, label: str) -> FileRef:
+        # The label (the lake table) in the name lets request counts be told by table
+        # (connectors.usage.lake_table_of_key); the path is recorded, never parsed.
+        staged = f"{unit.staging}/{unit.next_file:05d}.{label}.parquet"
         unit.next_file += 1
         size = self.storage.write_parquet(staged, table)
         return FileRef(path=final, staged=staged, rows=table.num_rows, bytes=size)

@@ -163,7 +163,10 @@ def test_tables_are_read_off_the_lake_layout() -> None:
         "crm.health__patients"
     )  # the SQLite catalog's layout
     assert lake_table_of_key("lake/_commits/crm/00000000000000000042.json") == "crm"
-    assert lake_table_of_key("lake/_staging/crm/unit/00000.parquet") == "crm"
+    assert (
+        lake_table_of_key("lake/_staging/crm/unit/00003.health__patients.parquet") == "crm.health__patients"
+    )
+    assert lake_table_of_key("lake/_staging/crm/unit/00000.parquet") == "crm"  # staged before the name had it
     assert lake_table_of_key("_leases/crm.json") == "crm"
     assert lake_table_of_key("lake/_runners/x.json") == "-"
 
