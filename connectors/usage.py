@@ -36,6 +36,9 @@ from connectors.config import FrozenModel
 # source name alone (its commit log, leases), or "-" when the request names none.
 UsageKey = tuple[str, str, str]
 
+# The services of sources: their bytes received are what crossing from a source costs.
+SOURCE_SERVICES = frozenset({"mysql", "postgres", "dynamodb", "dynamodbstreams"})
+
 S3_WRITES = frozenset(
     {"PutObject", "CopyObject", "CreateMultipartUpload", "UploadPart", "CompleteMultipartUpload"}
 )
@@ -96,6 +99,10 @@ class Usage:
             {k: v for k, v in self.bytes_sent.items() if keep(k)},
             {k: v for k, v in self.bytes_received.items() if keep(k)},
         )
+
+    def source_bytes(self) -> int:
+        """Bytes received from the sources' own servers and services (binlog, replication, Streams)."""
+        return sum(v for k, v in self.bytes_received.items() if k[0] in SOURCE_SERVICES)
 
     def total(self, what: str = "requests", *, operations: Iterable[str] | None = None) -> int:
         counts: Mapping[UsageKey, int] = getattr(self, what)
@@ -197,8 +204,10 @@ def _body_size(request: Any) -> int:
     return len(body) if isinstance(body, bytes | bytearray) else 0
 
 
-def instrument(client: Any, meter: Meter = METER) -> Any:
-    """Count every HTTP request `client` sends (retries too) and, for S3 GetObject, bytes received."""
+def instrument(client: Any, meter: Meter = METER, *, owner: str = "-") -> Any:
+    """Count every HTTP request `client` sends (retries too), its body bytes, and the bytes of
+    each answer. The table is read off S3 keys and Glue calls; other services' calls count to
+    `owner` (a DynamoDB source's clients: the source)."""
     if getattr(client.meta, "lakehouse_metered", False):
         return client
     service = client.meta.service_model.service_name
@@ -213,22 +222,26 @@ def instrument(client: Any, meter: Meter = METER) -> Any:
         elif service == "glue":
             table = _glue_table(request.body if isinstance(request.body, bytes) else b"")
         else:
-            table = "-"
+            table = owner
         meter.record(service, operation, table, requests=1, sent=_body_size(request))
 
-    def note_key(params: Any, context: Any, **_: Any) -> None:
-        context["lakehouse_key"] = params.get("Key", "")
+    def note_table(params: Any, context: Any, **_: Any) -> None:
+        if service == "s3":
+            context["lakehouse_table"] = lake_table_of_key(params.get("Key", ""))
+        elif service == "glue":
+            context["lakehouse_table"] = _glue_table(json.dumps(params, default=str).encode())
+        else:
+            context["lakehouse_table"] = owner
 
-    def on_got(http_response: Any, context: Any, **_: Any) -> None:
+    def on_answer(http_response: Any, context: Any, event_name: str, **_: Any) -> None:
         length = http_response.headers.get("Content-Length") if http_response is not None else None
         if length:
-            table = lake_table_of_key(context.get("lakehouse_key", ""))
-            meter.record("s3", "GetObject", table, received=int(length))
+            operation = event_name.rsplit(".", 1)[-1]
+            meter.record(service, operation, context.get("lakehouse_table", owner), received=int(length))
 
     client.meta.events.register(f"before-send.{event}", on_send)
-    if service == "s3":
-        client.meta.events.register("before-call.s3.GetObject", note_key)
-        client.meta.events.register("after-call.s3.GetObject", on_got)
+    client.meta.events.register(f"before-call.{event}", note_table)
+    client.meta.events.register(f"after-call.{event}", on_answer)
     client.meta.lakehouse_metered = True
     return client
 
@@ -287,11 +300,14 @@ class Prices(FrozenModel):
 _S3_WRITE_CLASS = S3_WRITES | {"ListObjectsV2", "ListObjects", "DeleteObjects", "AbortMultipartUpload"}
 
 
-def estimate(
-    usage: Usage, prices: Prices, *, source_bytes: Mapping[str, int] | None = None
-) -> dict[str, float]:
-    """Estimated USD per cost line: S3 requests, Glue requests, and transfer for each endpoint
-    placed in another AZ or Region than the worker (`source_bytes`: bytes read per source)."""
+# Whose endpoint the bytes of a service's calls cross to: the lake's bucket, the search domain, the
+# warehouse, or (for a source's services) the source named by the table key.
+_ENDPOINT_OF_SERVICE = {"s3": "lake", "opensearch": "opensearch", "redshift-data": "redshift"}
+
+
+def estimate(usage: Usage, prices: Prices) -> dict[str, float]:
+    """Estimated USD per cost line: S3 requests, Glue requests, and the bytes to and from each
+    endpoint placed in another AZ or Region than the worker (`prices.endpoints`)."""
     s3 = usage.only(service="s3")
     writes = s3.total(operations=_S3_WRITE_CLASS)
     reads = s3.total() - writes
@@ -300,11 +316,15 @@ def estimate(
         "s3 read requests": reads / 1000 * prices.s3_read_requests_per_1000,
         "glue requests": usage.only(service="glue").total() / 1e6 * prices.glue_requests_per_million,
     }
-    moved = {"lake": s3.total("bytes_sent") + s3.total("bytes_received")}
-    moved["opensearch"] = usage.only(service="opensearch").total("bytes_sent")
-    for name, n in (source_bytes or {}).items():
-        moved[name] = moved.get(name, 0) + n
-    for endpoint, n in moved.items():
+    moved: Counter[str] = Counter()
+    for counts in (usage.bytes_sent, usage.bytes_received):
+        for (service, _op, table), n in counts.items():
+            endpoint = (
+                table.split(".", 1)[0] if service in SOURCE_SERVICES else _ENDPOINT_OF_SERVICE.get(service)
+            )
+            if endpoint is not None:
+                moved[endpoint] += n
+    for endpoint, n in sorted(moved.items()):
         rate = _transfer_rate(prices, endpoint)
         if rate and n:
             out[f"transfer {endpoint}"] = n / 1e9 * rate

@@ -156,7 +156,8 @@ def build_source_assets(
                 metadata=changelog_metadata(
                     lake, source, lake_table_name(schema, t), report, seq, stream_table=t if streams else None
                 )
-                | usage_metadata(report.usage, f"{source}.{lake_table_name(schema, t)}", prices),
+                | usage_metadata(report.usage, f"{source}.{lake_table_name(schema, t)}", prices)
+                | ({"source_bytes_read_by_run": report.usage.source_bytes()} if report.usage else {}),
             )
         if streams:
             yield from _records_checks(src, report, source, schema, tables)

@@ -171,11 +171,12 @@ def print_reports(reports: Sequence[SyncReport]) -> None:
             f"{r.seconds:.1f}",
             r.usage.only(service="s3").total() if r.usage is not None else "-",
             _kb(r.usage.only(service="s3").total("bytes_sent")) if r.usage is not None else "-",
+            _kb(r.usage.source_bytes()) if r.usage is not None else "-",
         )
         for r in reports
     ]
     headers = ["source", "commits", "rows", "quarantined", "snapshot", "position", "lag s", "took s"]
-    print(format_table([*headers, "S3 requests", "S3 kB sent"], rows))
+    print(format_table([*headers, "S3 requests", "S3 kB sent", "source kB read"], rows))
 
 
 def _kb(n: int) -> str:

@@ -81,7 +81,7 @@ class AwsClients:
         kwargs["config"] = client_config(
             AwsRetries(max_attempts=retry.attempts, read_timeout_seconds=30), max_pool_connections=pool
         )
-        return instrument(boto3.session.Session().client(service, **kwargs))
+        return instrument(boto3.session.Session().client(service, **kwargs), owner=self._config.name)
 
     def _client(self, service: str) -> Any:
         with self._lock:

@@ -17,6 +17,7 @@ which wake an idle stream so a due batch (or a keep-alive) is handed out on time
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import logging
 import re
 import time
@@ -337,7 +338,7 @@ class _StreamSession:
             # Heartbeats wake an idle blocking stream so a due batch is handed out on time.
             slave_heartbeat=self.config.batch_max_seconds if blocking else None,
             enable_logging=False,
-            pymysql_wrapper=binlog_connect,
+            pymysql_wrapper=functools.partial(binlog_connect, meter_source=self.config.name),
         )
 
     def _on_event(self, event: Any, reader: BinLogStreamReader) -> Iterator[Batch]:

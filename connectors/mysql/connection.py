@@ -18,6 +18,7 @@ import pymysql.cursors
 from connectors.config import RetryConfig
 from connectors.mysql.config import MySQLSourceConfig
 from connectors.source import SourceError, SourceUnavailableError
+from connectors.usage import METER
 
 logger = logging.getLogger(__name__)
 
@@ -153,11 +154,49 @@ def binlog_connection_settings(config: MySQLSourceConfig) -> dict[str, Any]:
     }
 
 
-def binlog_connect(**settings: Any) -> pymysql.connections.Connection:
-    """mysql-replication's connection factory, spelling its deprecated ``db=`` as ``database=``."""
+class MeteredConnection(_Connection):
+    """A connection that counts every byte it reads from the server into `connectors.usage.METER`
+    (service "mysql", the source's name): what crossing from the source to us costs.
+
+    Every read of PyMySQL goes through `_read_bytes`, the handshake included, so the count is the
+    connection's TCP payload received (without TLS framing). Added up locally and handed to the
+    meter every 64 kB and when the connection closes.
+    """
+
+    FLUSH_BYTES = 64 * 1024
+
+    def __init__(self, *args: Any, meter_source: str, **kwargs: Any) -> None:
+        self.meter_source = meter_source
+        self._unmetered = 0
+        super().__init__(*args, **kwargs)
+
+    def _read_bytes(self, num_bytes: int) -> bytes:
+        data: bytes = super()._read_bytes(num_bytes)
+        self._unmetered += len(data)
+        if self._unmetered >= self.FLUSH_BYTES:
+            self.flush_meter()
+        return data
+
+    def flush_meter(self) -> None:
+        if self._unmetered:
+            METER.record("mysql", "binlog", self.meter_source, received=self._unmetered)
+            self._unmetered = 0
+
+    def close(self) -> None:
+        self.flush_meter()
+        super().close()
+
+    def _force_close(self) -> None:
+        self.flush_meter()
+        super()._force_close()
+
+
+def binlog_connect(*, meter_source: str, **settings: Any) -> pymysql.connections.Connection:
+    """mysql-replication's connection factory (metered), spelling its deprecated ``db=`` as
+    ``database=``."""
     if "db" in settings:
         settings["database"] = settings.pop("db")
-    return _Connection(**settings)
+    return MeteredConnection(meter_source=meter_source, **settings)
 
 
 def fetch_value(conn: pymysql.connections.Connection, sql: str, args: Any = None) -> Any:

@@ -35,9 +35,12 @@ import psycopg2._psycopg
 
 from connectors.postgres.config import PostgresSourceConfig
 from connectors.postgres.connection import close_quietly, connect
+from connectors.usage import METER
 
 # XLogData: 'w', dataStart, walEnd, sendTime (8 bytes each), then the payload (pgoutput's message).
 _XLOG_HEADER = 25
+# Each CopyData message on the wire: 'd' and its int32 length, then what PQgetCopyData returns.
+_COPY_DATA_FRAMING = 5
 _KEEPALIVE = ord("k")  # Primary keepalive: 'k', walEnd, sendTime, replyRequested
 _KEEPALIVE_MESSAGE = struct.Struct(">qq?")
 _STATUS_UPDATE = struct.Struct(">cqqqq?")  # 'r', write, flush, apply, client clock, replyRequested
@@ -103,6 +106,7 @@ class ReplicationSession:
         self._pgconn = conn.pgconn_ptr
         self._buffer: Any = ctypes.POINTER(ctypes.c_char)()  # slicing it copies bytes out
         self._buffer_ref = ctypes.byref(self._buffer)
+        self.meter_source = ""  # the source's name: bytes read are counted to it (connectors.usage)
         self.confirmed = 0  # the flush position sent with every status update (0: none yet)
         self.wal_end = 0  # the walsender's position, from its keepalives
         self._last_status = time.monotonic()
@@ -119,7 +123,9 @@ class ReplicationSession:
         except BaseException:
             close_quietly(conn)
             raise
-        return cls(conn, cursor)
+        session = cls(conn, cursor)
+        session.meter_source = config.name
+        return session
 
     def fileno(self) -> int:
         return int(self._conn.fileno())
@@ -135,11 +141,12 @@ class ReplicationSession:
         pgconn, buffer, buffer_ref = self._pgconn, self._buffer, self._buffer_ref
         payloads: list[bytes] = []
         append = payloads.append
-        count = 0
+        count = received = 0
         consumed = False  # libpq read the socket and no complete message came of it yet
         while count < limit:
             size = get(pgconn, buffer_ref, 1)
             if size > 0:
+                received += size + _COPY_DATA_FRAMING
                 consumed = False
                 if buffer[0] == b"w":
                     append(buffer[_XLOG_HEADER:size])
@@ -163,6 +170,8 @@ class ReplicationSession:
                 )
             else:
                 raise psycopg2.OperationalError(self._error())
+        if received:
+            METER.record("postgres", "replication", self.meter_source or "-", received=received)
         if not payloads and time.monotonic() - self._last_status >= STATUS_INTERVAL_SECONDS:
             self._send_status(reply=False)
         return payloads

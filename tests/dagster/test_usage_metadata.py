@@ -43,3 +43,5 @@ def test_runs_report_their_s3_requests_bytes_and_cost_per_table(
         requests_only = meta["s3_requests"].value * 0.005 / 1000
         assert meta["estimated_cost_usd"].value > requests_only / 10
         assert not any("items" in str(v.value) and k.startswith("s3") for k, v in meta.items())
+        if key == "items_changelog":  # the binlog connection's bytes, handshake included
+            assert meta["source_bytes_read_by_run"].value > 0

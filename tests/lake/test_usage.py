@@ -179,12 +179,13 @@ def test_an_estimate_charges_transfer_only_across_zones_and_regions() -> None:
             ("glue", "GetTable", "a.t"): 10**6,
         },
         bytes_sent={("s3", "PutObject", "a.t"): 10**9, ("opensearch", "Bulk", "idx"): 2 * 10**9},
+        bytes_received={("postgres", "replication", "crm"): 6 * 10**8, ("mysql", "binlog", "crm"): 4 * 10**8},
     )
     here = Placement(region="us-east-1", az="use1-az1")
     same = Prices(
         worker=here, endpoints={"lake": Placement(region="us-east-1", az="use1-az2"), "opensearch": here}
     )
-    cost = estimate(usage, same, source_bytes={"crm": 10**9})
+    cost = estimate(usage, same)
     assert cost == pytest.approx({"s3 write requests": 0.01, "s3 read requests": 0.004, "glue requests": 1.0})
     apart = Prices(
         worker=here,
@@ -194,7 +195,7 @@ def test_an_estimate_charges_transfer_only_across_zones_and_regions() -> None:
             "crm": Placement(region="us-east-1", az="use1-az2"),
         },
     )
-    cost = estimate(usage, apart, source_bytes={"crm": 10**9})
+    cost = estimate(usage, apart)
     assert cost["transfer lake"] == pytest.approx(0.02)
     assert cost["transfer opensearch"] == pytest.approx(0.04)
     assert cost["transfer crm"] == pytest.approx(0.02)
