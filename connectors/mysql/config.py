@@ -22,6 +22,13 @@ class MySQLSourceConfig(DatabaseSourceConfig):
             "reconciliation; unset, it runs on `host`. Capture always uses `host`."
         ),
     )
+    allow_replica: bool = Field(
+        False,
+        description=(
+            "Capture from a read-only server: a self-managed replica with log_replica_updates=ON. "
+            "Never an Aurora replica (it has no binlog); off, a read-only `host` fails preflight."
+        ),
+    )
     server_id: int = Field(
         0,
         ge=0,

@@ -25,6 +25,8 @@ from connectors.source import PreflightError
 logger = logging.getLogger(__name__)
 
 _VARIABLES = (
+    "read_only",
+    "innodb_read_only",
     "log_bin",
     "binlog_format",
     "binlog_row_image",
@@ -70,6 +72,7 @@ def run_preflight(
         )
     }
     failures: list[str] = []
+    failures += _writer_failures(variables, config)
     failures += _binlog_failures(variables)
     failures += _gtid_failures(variables, flavor)
     if flavor == "mysql":
@@ -84,6 +87,23 @@ def run_preflight(
 
 def _setting(name: str, actual: str, wanted: str) -> str:
     return f"{name} is {actual}; set {name}={wanted} in the server config (or SET GLOBAL {name}={wanted}); {_AURORA}"
+
+
+def _writer_failures(v: dict[str, str], config: MySQLSourceConfig) -> list[str]:
+    """A reader instance: an Aurora replica (innodb_read_only) or a read-only server."""
+    if v.get("innodb_read_only", "OFF").upper() == "ON":
+        return [
+            f"{config.host} is a reader instance (innodb_read_only=ON: an Aurora replica has no binlog of "
+            "its own); set `host` to the cluster endpoint (<cluster>.cluster-<id>.<region>.rds.amazonaws.com), "
+            "which always points at the writer"
+        ]
+    if v.get("read_only", "OFF").upper() == "ON" and not config.allow_replica:
+        return [
+            f"{config.host} is read-only (read_only=ON: a replica, or a writer being failed over); set `host` "
+            "to the cluster (writer) endpoint, or, for a self-managed replica that logs what it applies "
+            "(log_replica_updates=ON, GTIDs on), set allow_replica = true"
+        ]
+    return []
 
 
 def _binlog_failures(v: dict[str, str]) -> list[str]:

@@ -32,11 +32,19 @@ def _one(conn: Any, query: str, params: Sequence[Any] = ()) -> Any:
 def check_server(conn: Any, config: PostgresSourceConfig) -> list[str]:
     """wal_level, slot and walsender capacity, the REPLICATION privilege."""
     problems: list[str] = []
-    version, wal_level, max_slots, max_senders = _one(
+    version, wal_level, max_slots, max_senders, standby = _one(
         conn,
         "SELECT current_setting('server_version_num')::int, current_setting('wal_level'),"
-        " current_setting('max_replication_slots')::int, current_setting('max_wal_senders')::int",
+        " current_setting('max_replication_slots')::int, current_setting('max_wal_senders')::int,"
+        " pg_is_in_recovery()",
     )
+    if standby:
+        problems.append(
+            f"{config.host} is a standby (pg_is_in_recovery() is true: an Aurora reader or a hot standby), "
+            "where the slot and publication cannot be created and a failover would lose the slot. Fix: set "
+            "`host` to the cluster endpoint (<cluster>.cluster-<id>.<region>.rds.amazonaws.com), which always "
+            "points at the writer."
+        )
     if version < MIN_SERVER_VERSION:
         problems.append(
             f"PostgreSQL {version} is too old: logical replication with pgoutput needs 10 or later."
