@@ -175,7 +175,11 @@ class ChangeFiles:
             existing_parts = [
                 chunk.filter(in_set(key_array(chunk, key), marked)) for chunk in live_row_chunks(table)
             ]
-            existing = pa.concat_tables(existing_parts) if existing_parts else None
+            # Files written by other engines may store a type differently (Spark: string where
+            # pyiceberg writes large_string): conformed before they are put together.
+            existing = (
+                pa.concat_tables([conform(p, target) for p in existing_parts]) if existing_parts else None
+            )
         latest = _fill_unchanged(_latest_per_key(subset, key), subset, existing, key)
         latest = latest.filter(pc.not_equal(latest[OP_COLUMN], "D"))
         return conform(_state_columns(latest), target)

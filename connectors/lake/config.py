@@ -81,6 +81,20 @@ class LakeConfig(FrozenModel):
     merge_every_seconds: float = Field(
         5.0, ge=0, description="In `stream` mode, how often current state is merged."
     )
+    spark_merge_min_rows: int | None = Field(
+        None,
+        ge=0,
+        description=(
+            "Merge tables of at least this many rows with Spark (Iceberg MERGE INTO, connectors/lake/spark); "
+            "unset: every table in-process. On one 2-core machine Spark local[2] never won "
+            "(bench/bench_spark_merge.py): set it where Spark has executors of its own."
+        ),
+    )
+    spark_jars_dir: str | None = Field(
+        None,
+        description="Directory of the jars a local Spark session needs (`python -m devstack.spark` fetches them).",
+    )
+    spark_master: str = Field("local[2]", description="Spark master of the local session.")
     lease_ttl_seconds: float = Field(
         30.0,
         gt=0,

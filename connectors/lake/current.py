@@ -42,6 +42,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import Protocol
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -87,6 +88,19 @@ class MergeConflictError(Exception):
     """Another merger changed the table while this merge ran; this merge committed nothing."""
 
 
+class MergerUnsupportedError(Exception):
+    """A large-table merger cannot merge this table (e.g. Spark and a ``time`` column); nothing
+    was written, and the table is merged in-process instead."""
+
+
+class LargeTableMerger(Protocol):
+    """Another engine for tables of at least `min_rows` rows (`connectors.lake.spark.SparkMerger`)."""
+
+    min_rows: int
+
+    def merge(self, current: CurrentState, lake_table: str, head: int) -> MergeResult | None: ...
+
+
 @dataclass(frozen=True, slots=True)
 class MergeResult:
     """What one merge did to one current-state table."""
@@ -110,8 +124,10 @@ class CurrentState:
         compaction: CompactionPolicy | None = None,
         retention: SnapshotRetention | None = None,
         clock: Callable[[], float] = time.time,
+        large_tables: LargeTableMerger | None = None,
     ) -> None:
         self.storage = storage
+        self.large_tables = large_tables
         self.catalog = catalog
         self.source = source
         self.compaction = compaction or CompactionPolicy()
@@ -185,11 +201,23 @@ class CurrentState:
         return results
 
     def merge_table(self, lake_table: str, head: int) -> MergeResult | None:
-        """Merge the commits up to `head` into one table; None if it is already there.
+        """Merge the commits up to `head` into one table; None if it is already there. A table of
+        at least `large_tables.min_rows` rows goes to that merger (Spark), others are merged here.
 
         Raises `MergeConflictError` if another merger committed to the table meanwhile (then
         nothing of this merge is visible; merging again continues from the other's commit).
         """
+        if self.large_tables is not None:
+            table = self.load(lake_table)
+            if table is not None and self.live_rows(table) >= self.large_tables.min_rows:
+                try:
+                    return self.large_tables.merge(self, lake_table, head)
+                except MergerUnsupportedError as e:
+                    log.warning("%s: %s; merging it in-process", self.identifier(lake_table), e)
+        return self.merge_table_in_process(lake_table, head)
+
+    def merge_table_in_process(self, lake_table: str, head: int) -> MergeResult | None:
+        """`merge_table` with pyiceberg in this process, whatever the table's size."""
         try:
             return self._merge_table(lake_table, head)
         except (CommitFailedException, TableAlreadyExistsError) as e:

@@ -12,7 +12,7 @@ from connectors.events import TableId
 from connectors.lake.catalog import open_catalog
 from connectors.lake.commits import CommitLog
 from connectors.lake.config import LakeConfig
-from connectors.lake.current import CurrentState
+from connectors.lake.current import CurrentState, LargeTableMerger
 from connectors.lake.lease import Lease
 from connectors.lake.storage import Storage
 from connectors.lake.writer import LakeWriter, changelog_prefix
@@ -26,6 +26,7 @@ class Lake:
     def __init__(self, config: LakeConfig) -> None:
         self.config = config
         self.storage = Storage(config.root, config.s3)
+        self._spark_merger: LargeTableMerger | None = None
 
     @cached_property
     def catalog(self) -> Catalog:
@@ -54,7 +55,27 @@ class Lake:
 
     def current(self, source: str) -> CurrentState:
         """The source's current-state tables, with the lake's snapshot retention."""
-        return CurrentState(self.storage, self.catalog, source, retention=self.config.retention)
+        return CurrentState(
+            self.storage,
+            self.catalog,
+            source,
+            retention=self.config.retention,
+            large_tables=self._large_tables(),
+        )
+
+    def _large_tables(self) -> LargeTableMerger | None:
+        """The Spark merger when `spark_merge_min_rows` is set (one per lake: one JVM per process)."""
+        if self.config.spark_merge_min_rows is None:
+            return None
+        if self._spark_merger is None:
+            from connectors.lake.spark.merger import SparkMerger
+
+            if not self.config.spark_jars_dir:
+                raise ValueError("lake.spark_merge_min_rows is set but lake.spark_jars_dir is not")
+            self._spark_merger = SparkMerger(
+                self, self.config.spark_merge_min_rows, self.config.spark_jars_dir, self.config.spark_master
+            )
+        return self._spark_merger
 
     def changelog_tables(self, source: str) -> list[str]:
         """Lake table names with a change log for `source`."""

@@ -3,16 +3,18 @@
 Aurora's reader endpoints (and a replica's own endpoint) accept the CDC login, but a reader has no
 binlog of its own and cannot hold a logical slot, and the writer moves on failover: capture must
 use the cluster endpoint. Checked against real servers: MariaDB made read-only, and a real
-PostgreSQL hot standby of the stack's server (pg_basebackup, started on a free port).
+PostgreSQL hot standby (pg_basebackup of a small primary, both on free ports).
 """
 
 from __future__ import annotations
 
+import re
 import shutil
 import socket
 import subprocess
-import time
+import tempfile
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -20,10 +22,9 @@ import psycopg2
 import pytest
 
 from connectors.mysql import MySQLSource, MySQLSourceConfig
-from connectors.postgres import PostgresSource
+from connectors.postgres import PostgresSource, PostgresSourceConfig
 from connectors.source import PreflightError
 from devstack.postgres import PG_BIN
-from tests.postgres_support import make_config
 
 
 def mysql_config(db: Any, **overrides: Any) -> MySQLSourceConfig:
@@ -65,59 +66,88 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
+@dataclass(frozen=True)
+class Pair:
+    """A primary and its hot standby: private PostgreSQL servers of the stack's binaries."""
+
+    primary: int
+    standby: int
+
+
 @pytest.fixture
-def standby(pg_db: Any, tmp_path: Path) -> Iterator[int]:
-    """A hot standby of the stack's PostgreSQL on a free port (its own data directory)."""
-    data = tmp_path / "standby"
-    data.mkdir(mode=0o700)
-    shutil.chown(data, "postgres", "postgres")
-    tmp_path.chmod(0o755)
-    env_password = pg_db.admin_password.get_secret_value()
-    subprocess.run(
-        ["runuser", "-u", "postgres", "--", "env", f"PGPASSWORD={env_password}", str(PG_BIN / "pg_basebackup"),
-         "-h", pg_db.host, "-p", str(pg_db.port), "-U", pg_db.admin_user, "-D", str(data), "-R", "-X", "stream"],
-        check=True, capture_output=True, timeout=120,
-    )  # fmt: skip
-    port = _free_port()
-    opts = f"-p {port} -k {data} -c listen_addresses={pg_db.host} -c hot_standby=on"
-    subprocess.run(
-        ["runuser", "-u", "postgres", "--", str(PG_BIN / "pg_ctl"), "-D", str(data), "-o", opts,
-         "-l", str(data / "log"), "-w", "-t", "60", "start"],
-        check=True, capture_output=True, timeout=90,
-    )  # fmt: skip
+def pair() -> Iterator[Pair]:
+    """A small primary (initdb, trust on 127.0.0.1) and a hot standby of it (pg_basebackup -R).
+
+    Private rather than a standby of the stack's server, whose data (every test's database) is
+    too large to copy for one test."""
+    root = Path(tempfile.mkdtemp(prefix="lakehouse-pair-"))  # pytest's tmp is root's only
+    shutil.chown(root, "postgres", "postgres")
+    as_postgres = ["runuser", "-u", "postgres", "--"]
+
+    def run(*cmd: str | Path, timeout: float = 120) -> None:
+        done = subprocess.run([*as_postgres, *map(str, cmd)], capture_output=True, text=True, timeout=timeout)
+        assert done.returncode == 0, done.stdout + done.stderr
+
+    def start(data: Path, port: int, *settings: str) -> None:
+        opts = " ".join([f"-p {port} -k {root} -c listen_addresses=127.0.0.1", *settings])
+        run(
+            PG_BIN / "pg_ctl",
+            "-D",
+            data,
+            "-o",
+            opts,
+            "-l",
+            root / f"{data.name}.log",
+            "-w",
+            "-t",
+            "60",
+            "start",
+        )
+
+    primary, standby = root / "primary", root / "standby"
+    ports = Pair(_free_port(), _free_port())
+    started: list[Path] = []
     try:
-        deadline = time.monotonic() + 30
-        while True:  # accepting read-only connections once it reached consistency
-            try:
-                psycopg2.connect(host=pg_db.host, port=port, user=pg_db.cdc_user,
-                                 password=pg_db.cdc_password.get_secret_value(), dbname=pg_db.name).close()  # fmt: skip
-                break
-            except psycopg2.OperationalError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.2)
-        yield port
+        run(PG_BIN / "initdb", "-D", primary, "-U", "postgres", "--auth=trust", "--no-sync")
+        start(primary, ports.primary, "-c wal_level=logical")
+        started.append(primary)
+        run(PG_BIN / "pg_basebackup", "-h", "127.0.0.1", "-p", ports.primary, "-U", "postgres", "-D", standby,
+            "-R", "-X", "stream")  # fmt: skip
+        start(standby, ports.standby, "-c hot_standby=on")
+        started.append(standby)
+        yield ports
     finally:
-        subprocess.run(
-            ["runuser", "-u", "postgres", "--", str(PG_BIN / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"],
-            capture_output=True, timeout=60,
-        )  # fmt: skip
+        for data in reversed(started):
+            subprocess.run([*as_postgres, str(PG_BIN / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"],
+                           capture_output=True, timeout=60)  # fmt: skip
+        shutil.rmtree(root, ignore_errors=True)
 
 
-def test_a_postgres_standby_is_refused_naming_the_cluster_endpoint(pg_db: Any, standby: int) -> None:
-    admin = pg_db.admin_connect()
-    with admin.cursor() as cur:
-        cur.execute("CREATE TABLE t (id int PRIMARY KEY)")
-    primary = PostgresSource(make_config(pg_db, tables=("t",)))
+def _preflight_problems(port: int) -> str:
+    config = PostgresSourceConfig(
+        name="writer_check",
+        host="127.0.0.1",
+        port=port,
+        user="postgres",
+        password="unused",
+        database="postgres",
+    )
+    source = PostgresSource(config)
     try:
-        primary.preflight()  # the writer passes
-    finally:
-        primary.close()
-    source = PostgresSource(make_config(pg_db, port=standby, tables=("t",)))
-    try:
-        with pytest.raises(
-            PreflightError, match=r"is a standby \(pg_is_in_recovery\(\) is true.*cluster endpoint"
-        ):
-            source.preflight()
+        source.preflight()
+        return ""
+    except PreflightError as e:
+        return str(e)
     finally:
         source.close()
+
+
+def test_a_postgres_standby_is_refused_naming_the_cluster_endpoint(pair: Pair) -> None:
+    conn = psycopg2.connect(host="127.0.0.1", port=pair.primary, user="postgres", dbname="postgres")
+    conn.autocommit = True
+    with conn.cursor() as cur:
+        cur.execute("CREATE TABLE t (id int PRIMARY KEY)")
+    conn.close()
+    assert "is a standby" not in _preflight_problems(pair.primary)
+    problems = _preflight_problems(pair.standby)
+    assert re.search(r"127\.0\.0\.1 is a standby \(pg_is_in_recovery\(\) is true.*cluster endpoint", problems)

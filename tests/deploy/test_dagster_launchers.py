@@ -139,6 +139,8 @@ def test_the_definitions_load_from_the_deployed_config_with_a_pool_per_source(
     monkeypatch.setenv("LAKEHOUSE_AURORA_POSTGRES_PASSWORD", "from-a-secret")
     defs = build_definitions(load_config(str(CONFIG)))
     repository = defs.get_repository_def()
-    pools = {pool for a in repository.assets_defs_by_key.values() for pool in a.node_def.pools}
+    pools = {
+        pool for a in repository.assets_defs_by_key.values() if a.is_executable for pool in a.node_def.pools
+    }
     expected = {p(s) for s in deployed_sources() for p in (writer_pool, merge_pool)}
     assert expected <= pools
