@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import functools
 import json
 import random
 import resource
@@ -46,6 +47,7 @@ import pymysql
 
 from connectors.events import Batch
 from connectors.lake.storage import Storage
+from connectors.lake.tenant_layout import TenantRouter
 from connectors.lake.writer import LakeWriter
 from connectors.mysql import MySQLSource
 from connectors.mysql.config import MySQLSourceConfig
@@ -53,6 +55,7 @@ from connectors.mysql.connection import binlog_connect
 from connectors.mysql.fastrows import fallback_counts
 from connectors.mysql.offset import BinlogPosition, MariaGtidPosition, MySQLGtidSet
 from connectors.mysql.patches.dump_request import apply as apply_dump_request_patch
+from connectors.tenancy import TenancyConfig, TenantTable
 from devstack.settings import StackSettings, load_settings
 
 PER_TRANSACTION = 1_000
@@ -117,9 +120,17 @@ def _binlog_position(source: MySQLSource) -> BinlogPosition:
     return position
 
 
-def _ours_to_lake(source: MySQLSource, since: BinlogPosition, until: BinlogPosition) -> tuple[float, int]:
+def _ours_to_lake(
+    source: MySQLSource, since: BinlogPosition, until: BinlogPosition, *, by_tenant: bool = False
+) -> tuple[float, int]:
+    """Binlog -> lake change log; `by_tenant`: the table declared tenant-owned by its `status`
+    column (4 tenants), so each commit writes a file per tenant under `tenant=<id>/` (§25)."""
     with tempfile.TemporaryDirectory() as lake_dir:
-        writer = LakeWriter(Storage(lake_dir), "bench")
+        tenants = None
+        if by_tenant:
+            tenancy = TenancyConfig(tables={"bench.bench": TenantTable(column="status")})
+            tenants = TenantRouter(tenancy, "bench")
+        writer = LakeWriter(Storage(lake_dir), "bench", tenants=tenants)
         writer.write(Batch(start=None, end=since, snapshot=frozenset(source.tables())))
         started = time.perf_counter()
         rows = 0
@@ -152,7 +163,7 @@ def _baseline(
         only_tables=["bench"],
         freeze_schema=True,
         enable_logging=False,
-        pymysql_wrapper=binlog_connect,
+        pymysql_wrapper=functools.partial(binlog_connect, meter_source="bench"),
     )
     rows = 0
     try:
@@ -243,17 +254,22 @@ def run_server(stack: StackSettings, server: str, rows: int, rounds: int) -> lis
             if round_number % 2:
                 ours, n_ours = _ours_to_lake(source, since, until)
                 base, n_base = _baseline(settings, database, since, rows)
+                tenanted, n_tenanted = _ours_to_lake(source, since, until, by_tenant=True)
             else:
+                tenanted, n_tenanted = _ours_to_lake(source, since, until, by_tenant=True)
                 base, n_base = _baseline(settings, database, since, rows)
                 ours, n_ours = _ours_to_lake(source, since, until)
-            if n_ours != rows or n_base != rows:
-                raise RuntimeError(f"expected {rows:,} rows each, ours read {n_ours:,}, baseline {n_base:,}")
+            if n_ours != rows or n_base != rows or n_tenanted != rows:
+                raise RuntimeError(
+                    f"expected {rows:,} rows each, ours read {n_ours:,} ({n_tenanted:,} by tenant), baseline {n_base:,}"
+                )
             result = Round(ours, base, rows)
             results.append(result)
             print(
                 f"round {round_number}: ours binlog -> lake change log {result.ours_rate:>9,.0f} rows/s ({ours:.2f}s)"
                 f" | mysql-replication decode-only {result.baseline_rate:>9,.0f} rows/s ({base:.2f}s)"
                 f" | ratio {result.ratio:.2f}x"
+                f" | by tenant (4 tenants) {rows / tenanted:>9,.0f} rows/s ({tenanted:.2f}s, {ours / tenanted:.2f}x ours)"
             )
         fallbacks = Counter(fallback_counts()) - fallbacks_before
         print(

@@ -23,7 +23,7 @@ from __future__ import annotations
 import json
 import threading
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import unquote, urlsplit
@@ -74,30 +74,29 @@ class Usage:
             add(self.bytes_received, other.bytes_received),
         )
 
-    def of_source(self, source: str) -> Usage:
-        """The part of this usage on `source`'s tables and commit log (and its search index)."""
-
-        def keep(k: UsageKey) -> bool:
-            return k[2] == source or k[2].startswith(f"{source}.")
-
+    def where(self, keep: Callable[[UsageKey], bool]) -> Usage:
+        """The part of this usage whose (service, operation, table) keys `keep` accepts."""
         return Usage(
             {k: v for k, v in self.requests.items() if keep(k)},
             {k: v for k, v in self.bytes_sent.items() if keep(k)},
             {k: v for k, v in self.bytes_received.items() if keep(k)},
         )
 
+    def of_source(self, source: str) -> Usage:
+        """The part of this usage on `source`'s tables and commit log (and its search index)."""
+        return self.where(lambda k: k[2] == source or k[2].startswith(f"{source}."))
+
+    def of_table(self, table: str) -> Usage:
+        """The part of this usage on one table ("source.lake_table")."""
+        return self.where(lambda k: k[2] == table)
+
     def only(self, *, service: str | None = None, table_prefix: str | None = None) -> Usage:
         """The part of this usage of one service and/or of the tables starting with a prefix."""
-
-        def keep(k: UsageKey) -> bool:
-            return (service is None or k[0] == service) and (
-                table_prefix is None or k[2].startswith(table_prefix)
+        return self.where(
+            lambda k: (
+                (service is None or k[0] == service)
+                and (table_prefix is None or k[2].startswith(table_prefix))
             )
-
-        return Usage(
-            {k: v for k, v in self.requests.items() if keep(k)},
-            {k: v for k, v in self.bytes_sent.items() if keep(k)},
-            {k: v for k, v in self.bytes_received.items() if keep(k)},
         )
 
     def source_bytes(self) -> int:
@@ -179,12 +178,17 @@ def lake_table_of_key(key: str) -> str:
     return "-"
 
 
-def _glue_table(body: bytes) -> str:
-    """ "database.table" of a Glue call (the lake's database is its source), or the database."""
+def _glue_body_table(body: bytes) -> str:
+    """`_glue_table` of a Glue request's JSON body."""
     try:
         params = json.loads(body or b"{}")
     except ValueError:
         return "-"
+    return _glue_table(params) if isinstance(params, dict) else "-"
+
+
+def _glue_table(params: Mapping[str, Any]) -> str:
+    """ "database.table" of a Glue call's parameters (the lake's database is its source), or the database."""
     database = params.get("DatabaseName") or (params.get("DatabaseInput") or {}).get("Name")
     table = params.get("TableName") or (params.get("TableInput") or {}).get("Name")
     if database is None:
@@ -220,7 +224,7 @@ def instrument(client: Any, meter: Meter = METER, *, owner: str = "-") -> Any:
             key = unquote(path.split("/", 1)[1]) if "/" in path else ""
             table = lake_table_of_key(key)
         elif service == "glue":
-            table = _glue_table(request.body if isinstance(request.body, bytes) else b"")
+            table = _glue_body_table(request.body if isinstance(request.body, bytes) else b"")
         else:
             table = owner
         meter.record(service, operation, table, requests=1, sent=_body_size(request))
@@ -229,7 +233,7 @@ def instrument(client: Any, meter: Meter = METER, *, owner: str = "-") -> Any:
         if service == "s3":
             context["lakehouse_table"] = lake_table_of_key(params.get("Key", ""))
         elif service == "glue":
-            context["lakehouse_table"] = _glue_table(json.dumps(params, default=str).encode())
+            context["lakehouse_table"] = _glue_table(params)
         else:
             context["lakehouse_table"] = owner
 

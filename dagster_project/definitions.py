@@ -18,10 +18,16 @@ from dagster_project.catalog_assets import build_catalog_definitions
 from dagster_project.checks import RECONCILIATION_CHECKS, RECONCILIATION_JOB, build_source_checks
 from dagster_project.lake_events import LakeSource, build_lake_commits_sensor
 from dagster_project.merge_sensor import build_merge_sensor
-from dagster_project.resources import dynamodb_resource, lake_resource, replay_resource, source_resource
+from dagster_project.resources import (
+    dynamodb_resource,
+    lake_resource,
+    replay_resource,
+    source_resource,
+    spark_merge_resource,
+)
 from dagster_project.search_assets import build_search_definitions
 from dagster_project.stream_observations import build_stream_sensor, build_stream_specs
-from dagster_project.table_assets import build_table_definitions
+from dagster_project.table_assets import SPARK_MERGES, build_table_definitions
 from pipelines.config import LakehouseConfig, load_config
 
 
@@ -61,16 +67,19 @@ def build_definitions(config: LakehouseConfig) -> dg.Definitions:
         lake_source = LakeSource(source.name, schema, tuple(tables), streams=source.kind == "dynamodb")
         lake_sources.append(lake_source)
         # The same tables as partitions: merges and re-snapshots table by table.
-        table_assets, table_checks, merge_job = build_table_definitions(
+        table_assets, table_checks, jobs = build_table_definitions(
             source, schema, tables, lake_root=config.lake.root
         )
+        merge_job = jobs[0]
         assets += table_assets
         partitioned_checks += table_checks
-        table_jobs.append(merge_job)
+        table_jobs += jobs
         table_sensors.append(build_merge_sensor(config.lake, lake_source, merge_job))
     lake = config.lake
     # The AWS credential chain unless the config names keys (then read from the environment at run time).
-    resources["lake"] = lake_resource(lake)
+    resources["lake"] = lake_resource(lake, config.tenancy)
+    # Where the per-table merges run a large table's Spark merge (docs/decisions.md §21).
+    resources[SPARK_MERGES] = spark_merge_resource(lake)
     # Glue, Athena, Redshift and the local warehouse: each only when configured.
     catalog_assets, catalog_checks = build_catalog_definitions(config)
     assets += catalog_assets

@@ -194,11 +194,7 @@ def usage_metadata(usage: Usage | None, table: str, prices: Prices) -> dict[str,
     """
     if usage is None:
         return {}
-    mine = Usage(
-        {k: v for k, v in usage.requests.items() if k[2] == table},
-        {k: v for k, v in usage.bytes_sent.items() if k[2] == table},
-        {k: v for k, v in usage.bytes_received.items() if k[2] == table},
-    )
+    mine = usage.of_table(table)
     s3 = mine.only(service="s3")
     return {
         "s3_requests": s3.total(),

@@ -5,19 +5,25 @@ Secrets come through `dg.EnvVar`, which Dagster resolves at run time and never s
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import dagster as dg
 from pydantic import Field, SecretStr
 
+from connectors.config import TlsConfig, TlsMode
 from connectors.dynamodb.config import AwsConnection, DynamoDBReplayConfig, DynamoDBSourceConfig
-from connectors.lake.config import LakeConfig
+from connectors.lake.config import LakeConfig, SparkLaunch, SparkLauncher
+from connectors.lake.current import LargeTableMerger
 from connectors.lake.lake import Lake
 from connectors.lake.storage import S3Options
 from connectors.mysql.config import MySQLSourceConfig
 from connectors.postgres.config import PostgresSourceConfig
 from connectors.source import Source
+from connectors.tenancy import TenancyConfig
 from pipelines.capture.sources import open_source
+
+if TYPE_CHECKING:
+    from dagster_project.spark_pipes import PipesSparkMerger
 
 
 class LakeRetries(dg.Config):
@@ -87,8 +93,10 @@ class LakeResource(dg.ConfigurableResource):  # type: ignore[type-arg]
         None, description="Use dg.EnvVar; None means the default AWS chain."
     )
     aws_session_token: str | None = Field(None, description="Use dg.EnvVar; goes with temporary keys.")
+    tenancy: str = Field("", description="`[tenancy]` as JSON: tenant-owned change logs by tenant (§25).")
 
     def lake(self) -> Lake:
+        tenancy = TenancyConfig.model_validate_json(self.tenancy) if self.tenancy else None
         return Lake(
             LakeConfig(
                 root=self.root,
@@ -97,14 +105,72 @@ class LakeResource(dg.ConfigurableResource):  # type: ignore[type-arg]
                 glue_endpoint_url=self.glue_endpoint_url,
                 glue_region=self.glue_region,
                 s3=self.s3.options(self.aws_secret_access_key, self.aws_session_token),
-            )
+            ),
+            tenancy,
         )
 
 
 LAKE_SESSION_TOKEN_ENV = "LAKEHOUSE_LAKE_AWS_SESSION_TOKEN"
 
 
-def lake_resource(config: LakeConfig) -> LakeResource:
+class SparkMergeResource(dg.ConfigurableResource):  # type: ignore[type-arg]
+    """Where a `current_state` partition merges a large table: `lake.spark_merge_min_rows`,
+    `spark_jars_dir`, `spark_master` and `[lake.spark]` (`SparkLaunch`, field for field).
+
+    `merger()` hands the run its `CurrentState.large_tables`: None (every table in-process), a
+    local Spark session in the run's process, or a launcher of the Pipes job (a subprocess, Glue,
+    EMR Serverless) that reports the merge back (`dagster_project.spark_pipes`).
+    """
+
+    min_rows: int | None = None
+    jars_dir: str | None = None
+    master: str = "local[2]"
+    launcher: SparkLauncher = "in_process"
+    glue_job_name: str | None = None
+    emr_application_id: str | None = None
+    execution_role_arn: str | None = None
+    entry_point: str | None = None
+    spark_submit_parameters: str = ""
+    pipes_bucket: str | None = None
+    pipes_prefix: str = "dagster-pipes/"
+    region: str | None = None
+    endpoint_url: str | None = None
+
+    def launch(self) -> SparkLaunch:
+        return SparkLaunch.model_validate(self.model_dump(include=set(SparkLaunch.model_fields)))
+
+    def merger(
+        self, context: dg.AssetExecutionContext, lake: Lake
+    ) -> PipesSparkMerger | LargeTableMerger | None:
+        """The run's large-table merger for `lake` (None when no table is large enough for Spark)."""
+        if self.min_rows is None:
+            return None
+        settings = {"spark_merge_min_rows": self.min_rows, "spark_jars_dir": self.jars_dir}
+        config = LakeConfig.model_validate(
+            {**lake.config.model_dump(), **settings, "spark_master": self.master, "spark": self.launch()}
+        )
+        if self.launcher == "in_process":
+            from connectors.lake.spark.merger import SparkMerger
+
+            if not self.jars_dir:
+                raise ValueError("lake.spark_merge_min_rows is set but lake.spark_jars_dir is not")
+            return SparkMerger(lake, self.min_rows, self.jars_dir, self.master)
+        from dagster_project.spark_pipes import PipesSparkMerger
+
+        return PipesSparkMerger(context, Lake(config))
+
+
+def spark_merge_resource(config: LakeConfig) -> SparkMergeResource:
+    """The lake's large-table merge settings as a resource (no secret among them)."""
+    return SparkMergeResource(
+        min_rows=config.spark_merge_min_rows,
+        jars_dir=config.spark_jars_dir,
+        master=config.spark_master,
+        **config.spark.model_dump(),
+    )
+
+
+def lake_resource(config: LakeConfig, tenancy: TenancyConfig | None = None) -> LakeResource:
     """A resource for the configured lake. Explicit keys (an `s3://` root only) are read at run time
     from LAKEHOUSE_LAKE_AWS_SECRET_ACCESS_KEY and, with a session token, LAKEHOUSE_LAKE_AWS_SESSION_TOKEN;
     without them the process's AWS credential chain is used, as everywhere else."""
@@ -121,6 +187,7 @@ def lake_resource(config: LakeConfig) -> LakeResource:
         aws_session_token=dg.EnvVar(LAKE_SESSION_TOKEN_ENV)
         if explicit and s3.session_token is not None
         else None,
+        tenancy=tenancy.model_dump_json() if tenancy is not None and tenancy.tables else "",
     )
 
 
@@ -132,11 +199,17 @@ class DatabaseSourceResource(dg.ConfigurableResource):  # type: ignore[type-arg]
     host: str
     port: int
     user: str
-    password: str = Field(description="Use dg.EnvVar('LAKEHOUSE_<SOURCE>_PASSWORD').")
+    password: str = Field(
+        "", description="Use dg.EnvVar('LAKEHOUSE_<SOURCE>_PASSWORD'); empty with IAM auth."
+    )
     database: str
     schema_name: str = "public"
     tables: list[str] = Field(default_factory=list)
     timezone: str = "UTC"
+    tls_mode: TlsMode = "prefer"
+    tls_ca_file: str | None = None
+    auth: Literal["password", "iam"] = "password"
+    region: str | None = None
 
     def source_config(self) -> MySQLSourceConfig | PostgresSourceConfig:
         common = dict(
@@ -148,6 +221,9 @@ class DatabaseSourceResource(dg.ConfigurableResource):  # type: ignore[type-arg]
             database=self.database,
             tables=tuple(self.tables),
             timezone=self.timezone,
+            tls=TlsConfig(mode=self.tls_mode, ca_file=self.tls_ca_file),
+            region=self.region,
+            auth=self.auth,
         )
         if self.kind == "mysql":
             return MySQLSourceConfig(**common)
@@ -268,9 +344,14 @@ def source_resource(config: MySQLSourceConfig | PostgresSourceConfig) -> Databas
         host=config.host,
         port=config.port,
         user=config.user,
-        password=dg.EnvVar(password_env_var(config.name)),
+        # IAM auth mints a token per connection: there is no password to read.
+        password=dg.EnvVar(password_env_var(config.name)) if config.auth == "password" else "",
         database=config.database,
         schema_name=getattr(config, "schema_name", "public"),
         tables=list(config.tables),
         timezone=config.timezone,
+        tls_mode=config.tls.mode,
+        tls_ca_file=config.tls.ca_file,
+        auth=config.auth,
+        region=config.region,
     )

@@ -22,6 +22,7 @@ from pipelines.config import LakehouseConfig
 from pipelines.search.docs import PeopleDocuments, PeopleSources
 from pipelines.search.index import PeopleIndexer
 from pipelines.search.synonym_publish import merge_synonyms_table, publish_synonyms, synonyms_path
+from pipelines.search.tenants import people_tenant_key
 
 SYNONYMS_KEY = dg.AssetKey(["search", "synonyms"])
 PEOPLE_KEY = dg.AssetKey(["search", "people"])
@@ -31,6 +32,7 @@ CANARIES = 3  # patients in the canary query set
 def build_search_definitions(config: LakehouseConfig) -> tuple[list[Any], list[Any], list[Any], list[Any]]:
     """(assets, checks, jobs, sensors) for the `[search]` section of a configuration."""
     search_config = config.search
+    tenant_key = people_tenant_key(config)  # tenant aliases kept with the index (decisions §22)
     syn = search_config.synonyms
     sources = PeopleSources(
         search_config.mysql_source, search_config.mysql_schema, search_config.devices_source
@@ -88,7 +90,7 @@ def build_search_definitions(config: LakehouseConfig) -> tuple[list[Any], list[A
     def people(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
         indexer = PeopleIndexer(
             context.resources.lake.lake(), open_client(search_config.opensearch), alias=search_config.people_alias,
-            sources=sources, synonyms_path=synonyms_path(search_config),
+            sources=sources, synonyms_path=synonyms_path(search_config), tenant_key=tenant_key,
         )  # fmt: skip
         report = indexer.run()
         r = report.result

@@ -36,6 +36,10 @@ from dagster_project.table_work import merge_one_table, request_backfill
 from pipelines.config import AnySourceConfig
 
 TABLE_TAG = "lakehouse/table"
+# Every run of a source's snapshot job names the database server its snapshot reads (decisions
+# §17): `tag_concurrency_limits` on it bounds the snapshot runs, and so the readers, per server.
+DB_SERVER_TAG = "lakehouse/db-server"
+SPARK_MERGES = "spark_merges"  # the resource (`SparkMergeResource`) that says where large tables merge
 DUPLICATES_DESCRIPTION = (
     "This partition's current-state table holds each primary key once (reads every key of that "
     "table only; runs on its own, per partition). When it fails the merge is broken: do not "
@@ -44,11 +48,14 @@ DUPLICATES_DESCRIPTION = (
 )
 
 __all__ = [
+    "DB_SERVER_TAG",
     "TABLE_TAG",
     "build_table_definitions",
+    "db_server",
     "by_table_group",
     "current_state_key",
     "merge_job_name",
+    "snapshot_job_name",
     "snapshot_key",
     "table_partitions",
 ]
@@ -70,6 +77,19 @@ def merge_job_name(source: str) -> str:
     return f"{source}_merge_tables"
 
 
+def snapshot_job_name(source: str) -> str:
+    return f"{source}_snapshot_tables"
+
+
+def db_server(config: AnySourceConfig) -> str | None:
+    """The `lakehouse/db-server` of a source's snapshot runs: ``host:port`` of the database its
+    snapshot reads (sources on one server share it); None for DynamoDB, which has no server."""
+    host, port = getattr(config, "host", None), getattr(config, "port", None)
+    if host is None or port is None:
+        return None
+    return f"{str(host).lower()}:{port}"
+
+
 def table_tag(source: str, table: str) -> str:
     """The `lakehouse/table` value of a table's runs: unique across sources."""
     return f"{source}/{table}"
@@ -82,8 +102,11 @@ def table_partitions(tables: list[str]) -> dg.StaticPartitionsDefinition:
 
 def build_table_definitions(
     config: AnySourceConfig, schema: str, tables: list[str], *, lake_root: str = ""
-) -> "tuple[list[dg.AssetsDefinition], list[dg.AssetChecksDefinition], dg.UnresolvedAssetJobDefinition]":
-    """(assets, checks, merge job) of one source's tables as partitions."""
+) -> (
+    "tuple[list[dg.AssetsDefinition], list[dg.AssetChecksDefinition], list[dg.UnresolvedAssetJobDefinition]]"
+):
+    """(assets, checks, jobs) of one source's tables as partitions: the merge job first, then
+    the snapshot job (none for a replay source, which has no snapshot)."""
     source, kind = config.name, config.kind
     partitions = table_partitions(tables)
     group = by_table_group(source)
@@ -148,7 +171,7 @@ def build_table_definitions(
         group_name=group,
         kinds={"iceberg"} | lake_kinds(lake_root),
         deps=[snapshot_key(source)] if kind != "dynamodb_replay" else [],
-        required_resource_keys={"lake"},
+        required_resource_keys={"lake", SPARK_MERGES},
         pool=merge_pool(source),
         description=(
             f"Current state of the `{source}` tables as Iceberg tables, one partition per table: "
@@ -159,13 +182,19 @@ def build_table_definitions(
     )
     def current_state(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
         """Merge this partition's table up to its last commit."""
-        current = context.resources.lake.lake().current(source)
+        lake = context.resources.lake.lake()
+        current = lake.current(source)
+        # A table of at least `spark_merge_min_rows` rows goes to Spark: here, or a job through Pipes.
+        large_tables = getattr(context.resources, SPARK_MERGES).merger(context, lake)
+        if large_tables is not None:
+            current.large_tables = large_tables
         name = lake_table_name(schema, context.partition_key)
         merged = merge_one_table(current, name)
         table = current.load(name)
         metadata = current_metadata(current, name, table, merged.result, changed=merged.result is not None)
         metadata["table_last_commit"] = merged.head
         metadata["snapshot_under_way"] = merged.snapshot_under_way
+        metadata.update(getattr(large_tables, "reported", {}))  # what a Pipes job reported
         return dg.MaterializeResult(metadata=metadata)
 
     @dg.multi_asset_check(
@@ -197,5 +226,17 @@ def build_table_definitions(
         description=f"Merges one `{source}` table (the run's partition) into its current state.",
         executor_def=dg.in_process_executor,
     )
-    assets = [current_state] if kind == "dynamodb_replay" else [snapshot, current_state]
-    return assets, [duplicates], merges
+    if kind == "dynamodb_replay":
+        return [current_state], [duplicates], [merges]
+    server = db_server(config)
+    snapshots = dg.define_asset_job(
+        snapshot_job_name(source),
+        selection=dg.AssetSelection.assets(snapshot_key(source)),
+        run_tags={DB_SERVER_TAG: server} if server else None,
+        description=(
+            f"Re-snapshots `{source}` tables (the run's partitions; a backfill of several is one run). "
+            + (f"Its runs carry `{DB_SERVER_TAG}: {server}`." if server else "")
+        ),
+        executor_def=dg.in_process_executor,
+    )
+    return [snapshot, current_state], [duplicates], [merges, snapshots]

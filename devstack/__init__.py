@@ -102,6 +102,10 @@ def up(names: Sequence[str] | None = None) -> list[ServiceResult]:
         if stopped:
             _announce_start(stopped)
         for svc in services:
+            if _tls_missing(svc):
+                # Started before the stack served TLS: restart once with the TLS config.
+                print(f"stack: restarting {svc.name} to serve TLS", file=sys.stderr, flush=True)
+                svc.stop()
             if svc.is_running():
                 results.append(ServiceResult("already running", svc.describe()))
                 continue
@@ -113,6 +117,11 @@ def up(names: Sequence[str] | None = None) -> list[ServiceResult]:
                 raise type(exc)(f"{svc.name}: {exc}") from exc
             results.append(ServiceResult("started", svc.describe()))
     return results
+
+
+def _tls_missing(svc: Service) -> bool:
+    check = getattr(svc, "tls_missing", None)
+    return bool(check is not None and check())
 
 
 def _announce_start(names: Sequence[str]) -> None:

@@ -17,6 +17,7 @@ from devstack.base import (
     wait_for_port,
 )
 from devstack.settings import StackSettings
+from devstack.tls import ensure_certificates, install_server_files
 
 __all__ = ["MariaDBService"]
 
@@ -53,6 +54,7 @@ class MariaDBService(PidFileService):
         self.pid_file = self.base / "mysqld.pid"
         self.error_log = self.base / "error.log"
         self.out_log = self.base / "mariadbd.out"
+        self.tls_dir = self.base / "tls"
 
     # ------------------------------------------------------------------ protocol
 
@@ -95,6 +97,10 @@ class MariaDBService(PidFileService):
         except DevstackError as exc:
             raise ServiceStartError(f"{exc}\n--- {self.error_log} ---\n{tail(self.error_log)}") from exc
 
+    def tls_missing(self) -> bool:
+        """True when the running server was started from a config without TLS (restart it)."""
+        return self.is_running() and "ssl_cert=" not in self.cnf.read_text()
+
     # ------------------------------------------------------------------ internals
 
     def _port(self) -> int:
@@ -116,6 +122,9 @@ class MariaDBService(PidFileService):
 
     def _write_config(self) -> None:
         s = self.settings
+        # TLS with the stack's own CA (tests verify it as clients verify the RDS bundle); plain
+        # connections stay allowed (require_secure_transport is off).
+        ca, cert, key = install_server_files(ensure_certificates(s.stack_dir), self.tls_dir, "mysql")
         # A private defaults file skips Debian's conf.d, so charset must be set here (else latin1).
         cnf = f"""# Written by devstack on every start; edit devstack/mariadb.py instead.
 [client]
@@ -144,6 +153,9 @@ binlog_expire_logs_seconds=604800
 gtid_strict_mode=ON
 innodb_buffer_pool_size=256M
 max_connections=300
+ssl_ca={ca}
+ssl_cert={cert}
+ssl_key={key}
 """
         self.cnf.write_text(cnf)
         self.cnf.chmod(0o644)

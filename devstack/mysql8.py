@@ -37,6 +37,7 @@ from devstack.base import (
 )
 from devstack.private_apt import AptSource, PrivateApt, system_mirror
 from devstack.settings import StackSettings
+from devstack.tls import ensure_certificates, install_server_files
 
 __all__ = ["MySQL8Service"]
 
@@ -99,6 +100,7 @@ class MySQL8Service(PidFileService):
         self.pid_file = self.run_dir / "mysqld.pid"
         self.error_log = self.log_dir / "error.log"
         self.out_log = self.log_dir / "mysqld.out"
+        self.tls_dir = self.base / "tls"
         machine = platform.machine()
         if machine not in _ARCHES:
             machine = "x86_64"  # install() refuses it with a clear message
@@ -213,6 +215,11 @@ class MySQL8Service(PidFileService):
             terminate(pid, timeout=STOP_TIMEOUT_S, what="mysqld")
             raise ServiceStartError(f"{exc}\n--- {self.error_log} ---\n{tail(self.error_log)}") from exc
 
+    def tls_missing(self) -> bool:
+        """True when the running server was started from a config without the stack's TLS files
+        (it then serves the self-signed certificate of --initialize): restart it."""
+        return self.is_running() and "ssl_cert=" not in self.cnf.read_text()
+
     # ------------------------------------------------------------------ install
 
     def is_installed(self) -> bool:
@@ -325,6 +332,9 @@ class MySQL8Service(PidFileService):
     def _write_config(self) -> None:
         s = self.settings
         share = self.root / "usr" / "share" / "mysql"
+        # The stack's CA instead of the self-signed files --initialize makes; plain connections
+        # stay allowed (require_secure_transport is off). mysqld runs as the caller: no chown.
+        ca, cert, key = install_server_files(ensure_certificates(s.stack_dir), self.tls_dir, None)
         # Every directory is explicit: mysqld runs under the loader, so it cannot find its basedir
         # from /proc/self/exe. A private defaults file also skips Debian's conf.d.
         cnf = f"""# Written by devstack on every start; edit devstack/mysql8.py instead.
@@ -359,6 +369,9 @@ binlog_row_metadata=FULL
 binlog_expire_logs_seconds=604800
 innodb_buffer_pool_size=256M
 max_connections=300
+ssl_ca={ca}
+ssl_cert={cert}
+ssl_key={key}
 """
         self.cnf.write_text(cnf)
         self.cnf.chmod(0o644)

@@ -18,6 +18,7 @@ from devstack.base import (
     terminate,
 )
 from devstack.settings import StackSettings
+from devstack.tls import ensure_certificates, install_server_files
 
 __all__ = ["PostgresService"]
 
@@ -138,6 +139,11 @@ class PostgresService(PidFileService):
         except ServiceStopError:
             terminate(pid, timeout=30, what="postgres")
 
+    def tls_missing(self) -> bool:
+        """True when the running server was started from a config without TLS (restart it)."""
+        conf = self.data_dir / "devstack.conf"
+        return self.is_running() and (not conf.is_file() or "ssl = on" not in conf.read_text())
+
     # ------------------------------------------------------------------ internals
 
     def _port(self) -> int:
@@ -173,6 +179,9 @@ class PostgresService(PidFileService):
 
     def _write_config(self) -> None:
         s = self.settings
+        # TLS with the stack's own CA; pg_hba's "host" lines match TLS and plain connections alike.
+        # The key must be the server user's and unreadable by others, or postgres refuses to start.
+        ca, cert, key = install_server_files(ensure_certificates(s.stack_dir), self.base / "tls", "postgres")
         conf = f"""# Written by devstack on every start; edit devstack/postgres.py instead.
 listen_addresses = '{s.host}'
 port = {s.postgres_port}
@@ -186,6 +195,10 @@ shared_buffers = 128MB
 timezone = 'UTC'
 log_timezone = 'UTC'
 password_encryption = 'scram-sha-256'
+ssl = on
+ssl_ca_file = '{ca}'
+ssl_cert_file = '{cert}'
+ssl_key_file = '{key}'
 """
         if self._knows_setting("output_plugin_libraries"):
             # PostgreSQL 15.20 (and the matching minors of other majors) only lets non-superuser
@@ -204,7 +217,8 @@ password_encryption = 'scram-sha-256'
         return any(line.split("\t", 1)[0] == name for line in out.splitlines())
 
     def _bootstrap_roles(self) -> None:
-        """Create/refresh lakehouse_admin (SUPERUSER) and cdc (LOGIN REPLICATION) via the local socket."""
+        """Create/refresh lakehouse_admin (SUPERUSER) and cdc (LOGIN REPLICATION BYPASSRLS: the sample
+        world's tenant tables have row-level security, which a snapshot must read past) via the local socket."""
         s = self.settings
         admin_pw = _sql_str(s.admin_password.get_secret_value())
         cdc_pw = _sql_str(s.cdc_password.get_secret_value())
@@ -213,7 +227,7 @@ password_encryption = 'scram-sha-256'
   IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '{s.cdc_user}') THEN CREATE ROLE {s.cdc_user}; END IF;
 END $$;
 ALTER ROLE {s.admin_user} WITH LOGIN SUPERUSER PASSWORD {admin_pw};
-ALTER ROLE {s.cdc_user} WITH LOGIN REPLICATION PASSWORD {cdc_pw};
+ALTER ROLE {s.cdc_user} WITH LOGIN REPLICATION BYPASSRLS PASSWORD {cdc_pw};
 """
         run_command(
             [

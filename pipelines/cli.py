@@ -84,7 +84,7 @@ def _cmd_stream(args: argparse.Namespace) -> int:
     from pipelines.report import print_reports
 
     config = load_config(args.config)
-    lake = Lake(config.lake)
+    lake = Lake(config.lake, config.tenancy)
     names = _selected(config, args.source)
     stop = threading.Event()
     board = HealthBoard(stop)  # readiness is false as soon as `stop` is set
@@ -107,8 +107,24 @@ def _cmd_stream(args: argparse.Namespace) -> int:
     reports = []
     errors: list[BaseException] = []
 
+    if args.shard_worker:
+        from connectors.dynamodb.config import DynamoDBSourceConfig
+
+        wrong = [n for n in names if not isinstance(config.source(n), DynamoDBSourceConfig)]
+        if wrong:
+            raise ConfigError(
+                f"--shard-worker reads DynamoDB sources only; {wrong} are not (pick with --source)"
+            )
+
     def run(name: str) -> None:
         try:
+            if args.shard_worker:
+                from pipelines.capture.shard_worker import run_shard_worker
+
+                source_config = config.source(name)
+                assert isinstance(source_config, DynamoDBSourceConfig)
+                reports.append(run_shard_worker(lake, source_config, stop=stop, health=board.stream(name)))
+                return
             reports.append(
                 stream_configured(
                     lake,
@@ -160,7 +176,7 @@ def _cmd_backfill(args: argparse.Namespace) -> int:
 
     config = load_config(args.config)
     source_config = config.source(args.source)
-    lake = Lake(config.lake)
+    lake = Lake(config.lake, config.tenancy)
     wanted = list(dict.fromkeys(args.tables))
 
     def request() -> requests.BackfillRequest:
@@ -210,7 +226,7 @@ def _cmd_resnapshot(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     source = open_source(config.source(args.source))
     try:
-        print_reports([resnapshot_source(Lake(config.lake), source)])
+        print_reports([resnapshot_source(Lake(config.lake, config.tenancy), source)])
     finally:
         source.close()
     return 0
@@ -248,18 +264,22 @@ def _cmd_search(args: argparse.Namespace) -> int:
     from opensearchpy.exceptions import ConnectionError as OpenSearchConnectionError
 
     from connectors.opensearch.search import IndexNotFoundError
-    from pipelines.search.query import Searcher, format_hits
+    from pipelines.search.query import Searcher, TenantSearchError, format_hits
 
     config = load_config(args.config)
-    searcher = Searcher.from_config(config)
     people = config.search.people_alias
     index = people if args.index in (None, "people") else args.index
+    if args.tenant is not None and index != people:
+        raise ConfigError("--tenant searches the tenant's alias of the people index; leave out --index")
+    searcher = Searcher.from_config(config)
     if not args.verbose:
         # opensearch-py logs each failed request as a WARNING, with the connection error's whole
         # traceback; every failure below becomes one line of error instead.
         logging.getLogger("opensearch").setLevel(logging.ERROR)
     try:
-        hits = searcher.search(" ".join(args.query), index=index, size=args.size)
+        hits = searcher.search(" ".join(args.query), index=index, size=args.size, tenant=args.tenant)
+    except TenantSearchError as e:
+        raise ConfigError(str(e)) from None
     except IndexNotFoundError as e:
         hint = "; `lakehouse index` creates it from the lake" if index == people else ""
         raise ConfigError(f"{e}{hint}") from None
@@ -289,13 +309,14 @@ def _cmd_index(args: argparse.Namespace) -> int:
     from pipelines.search.docs import PeopleSources
     from pipelines.search.index import PeopleIndexer
     from pipelines.search.synonym_publish import synonyms_path
+    from pipelines.search.tenants import people_tenant_key
 
     config = load_config(args.config)
     search = config.search
     sources = PeopleSources(search.mysql_source, search.mysql_schema, search.devices_source)
     indexer = PeopleIndexer(
         Lake(config.lake), open_client(search.opensearch), alias=search.people_alias, sources=sources,
-        synonyms_path=synonyms_path(search),
+        synonyms_path=synonyms_path(search), tenant_key=people_tenant_key(config),
     )  # fmt: skip
     failures = 0
 
@@ -442,6 +463,39 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_tenants(args: argparse.Namespace) -> int:
+    import json
+
+    from connectors.catalog.glue_changelog import ChangelogCatalog
+    from connectors.lake.lake import Lake
+    from connectors.lake.tenant_policies import (
+        iam_policy,
+        lake_formation_documents,
+        lake_tenants,
+        role_tags,
+        tenant_tables,
+    )
+
+    config = load_config(args.config)
+    lake = Lake(config.lake, config.tenancy)
+    try:
+        layout = tenant_tables(lake, args.bucket, args.prefix)
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
+    tenants = args.tenant or lake_tenants(lake, layout)
+    out: dict[str, object]
+    if config.tenancy.lake_formation:
+        if not args.catalog_id:
+            raise ConfigError("[tenancy] lake_formation = true: give the account's catalog id (--catalog-id)")
+        databases = {source: ChangelogCatalog.database(source) for source in layout.tables}
+        out = lake_formation_documents(layout, tenants, args.catalog_id, databases)
+    else:
+        out = {"PolicyDocument": iam_policy(layout)}
+    out["Roles"] = role_tags(layout.tag_key, tenants, args.role_prefix)
+    print(json.dumps(out, indent=2))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="lakehouse", description=__doc__)
     p.add_argument("--config", help="config file (default: $LAKEHOUSE_CONFIG or ./lakehouse.toml)")
@@ -493,6 +547,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--health-host",
         default="0.0.0.0",
         help="address the health endpoints bind to (default: every interface)",
+    )
+    s.add_argument(
+        "--shard-worker",
+        action="store_true",
+        help="DynamoDB: share the source's shards with other `--shard-worker` processes (shard leases, "
+        "one commit log; no merges: run them from Dagster or `lakehouse merge`)",
     )
     s.set_defaults(func=_cmd_stream)
 
@@ -572,6 +632,10 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("search", help="search the people index; ranked results with highlights")
     s.add_argument("query", nargs="+")
     s.add_argument("--index", help="an index or alias to search instead of the people alias of [search]")
+    s.add_argument(
+        "--tenant",
+        help="search only this tenant's documents, through its filtered alias of the people index ([tenancy])",
+    )
     s.add_argument("--size", type=int, default=10)
     s.set_defaults(func=_cmd_search)
 
@@ -597,6 +661,19 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--follow", action="store_true", help="publish each new commit of the synonyms table")
     s.add_argument("--every", type=float, default=1.0, help="seconds between looks at the lake with --follow")
     s.set_defaults(func=_cmd_synonyms)
+
+    s = sub.add_parser("tenants", help="the lake's tenant isolation: IAM policy and role tags (JSON)")
+    s.add_argument("action", choices=["policies"])
+    s.add_argument(
+        "--tenant", action="append", help="only this tenant's role (repeatable; default: the lake's)"
+    )
+    s.add_argument(
+        "--role-prefix", default="lakehouse-tenant-", help="tenant roles are named <prefix><tenant>"
+    )
+    s.add_argument("--bucket", help="the lake's bucket (default: that of an s3:// lake root)")
+    s.add_argument("--prefix", help="the lake's key prefix in the bucket (default: that of the root)")
+    s.add_argument("--catalog-id", help="AWS account id of the Glue catalog (Lake Formation only)")
+    s.set_defaults(func=_cmd_tenants)
     return p
 
 

@@ -21,6 +21,7 @@ from connectors.dynamodb.config import DynamoDBReplayConfig, DynamoDBSourceConfi
 from connectors.lake.config import LakeConfig
 from connectors.mysql.config import MySQLSourceConfig
 from connectors.postgres.config import PostgresSourceConfig
+from connectors.tenancy import TenancyConfig
 from connectors.usage import Prices
 from pipelines.search.config import SearchConfig
 
@@ -52,6 +53,10 @@ class LakehouseConfig(FrozenModel):
         default_factory=Prices,
         description="Price table and endpoint placement for the estimated cost of runs (`lakehouse show`).",
     )
+    tenancy: TenancyConfig = Field(
+        default_factory=TenancyConfig,
+        description="Tenant-owned tables and how each row's tenant is found (`connectors.tenancy`).",
+    )
 
     @model_validator(mode="after")
     def _unique_source_names(self) -> LakehouseConfig:
@@ -59,6 +64,21 @@ class LakehouseConfig(FrozenModel):
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes:
             raise ValueError(f"source names must be unique; repeated: {dupes}")
+        return self
+
+    @model_validator(mode="after")
+    def _tenant_tables_exist(self) -> LakehouseConfig:
+        by_name = {s.name: s for s in self.sources}
+        for key in self.tenancy.tables:
+            source_name, table = key.split(".")
+            source = by_name.get(source_name)
+            if source is None:
+                raise ValueError(f"tenancy.tables.{key!r}: no source named {source_name!r}")
+            tables = tuple(getattr(source, "tables", ()) or ())
+            if tables and table not in tables:
+                raise ValueError(
+                    f"tenancy.tables.{key!r}: {table!r} is not among {source_name}'s tables {list(tables)}"
+                )
         return self
 
     def source(self, name: str) -> AnySourceConfig:

@@ -346,6 +346,7 @@ def _search_demo(config: LakehouseConfig) -> None:
     from pipelines.search.index import PeopleIndexer
     from pipelines.search.query import Searcher, format_hits
     from pipelines.search.synonym_publish import publish_synonyms, synonyms_path
+    from pipelines.search.tenants import people_tenant_key
 
     search = config.search
     lake = Lake(config.lake)
@@ -357,8 +358,9 @@ def _search_demo(config: LakehouseConfig) -> None:
     )
     sources = PeopleSources(search.mysql_source, search.mysql_schema, search.devices_source)
     indexer = PeopleIndexer(
-        lake, client, alias=search.people_alias, sources=sources, synonyms_path=synonyms_path(search)
-    )
+        lake, client, alias=search.people_alias, sources=sources, synonyms_path=synonyms_path(search),
+        tenant_key=people_tenant_key(config),
+    )  # fmt: skip
     report = indexer.run()
     print(f"{report.index}: {report.patients} patients indexed or updated ({report.result.indexed} writes, "
           f"{report.result.deleted} deletes, {len(report.result.failures)} dead-lettered)")  # fmt: skip

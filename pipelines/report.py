@@ -19,7 +19,7 @@ from connectors.mysql.offset import MariaGtidPosition, MySQLGtidSet
 from connectors.offsets import parse_offset
 from connectors.postgres.offset import Lsn
 from connectors.source import SourceError
-from connectors.usage import Prices, Usage, estimate
+from connectors.usage import Prices, estimate
 from pipelines.capture.runner import SyncReport
 
 if TYPE_CHECKING:
@@ -195,11 +195,7 @@ def print_usage(lake: Lake, sources: Sequence[str], prices: Prices, days: float)
             continue
         used = total_usage(runs)
         for table in sorted({k[2] for k in used.requests} | {k[2] for k in used.bytes_sent}):
-            part = Usage(
-                {k: v for k, v in used.requests.items() if k[2] == table},
-                {k: v for k, v in used.bytes_sent.items() if k[2] == table},
-                {k: v for k, v in used.bytes_received.items() if k[2] == table},
-            )
+            part = used.of_table(table)
             s3, glue = part.only(service="s3"), part.only(service="glue")
             cost = sum(estimate(part, prices).values())
             rows.append(

@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import base64
 import json
+import random
+import threading
+import time
 import uuid
+from collections import Counter
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -161,3 +165,37 @@ def _sorted_sets(value: Any) -> Any:
         except TypeError:
             return items
     return value
+
+
+class SplittingWriter(threading.Thread):
+    """Changes items of the fake stream service's table `arn` until stopped, splitting a random
+    open shard every `split_every` changes; counts the changes the model confirmed, by Op.
+    Each put writes ``v`` = 1000 + its change number, so an item's values rise in write order."""
+
+    def __init__(self, model: Any, arn: str, *, seed: int, split_every: int, pause: float) -> None:
+        super().__init__(daemon=True)
+        self.model, self.arn = model, arn
+        self.rng = random.Random(seed)  # its own: the kill loops draw from theirs meanwhile
+        self.split_every, self.pause = split_every, pause
+        self.stop = threading.Event()
+        self.counts: Counter[str] = Counter()
+
+    def run(self) -> None:
+        model, arn, rng = self.model, self.arn, self.rng
+        n = 0
+        while not self.stop.is_set():
+            n += 1
+            key = {"pk": {"S": f"d{rng.randrange(80)}"}, "sk": {"N": "0"}}
+            exists = (key["pk"]["S"], key["sk"]["N"]) in {(k[0], str(k[1])) for k in model.items(arn)}
+            if rng.random() < 0.2:
+                if model.delete(arn, key) is not None:
+                    self.counts["D"] += 1
+            elif model.put(arn, {**key, "v": {"N": str(1000 + n)}}) is not None:
+                self.counts["U" if exists else "I"] += 1
+            if n % self.split_every == 0:
+                model.split(arn, rng.choice(model.open_shard_ids(arn)))
+            time.sleep(self.pause)
+
+    def finish(self) -> None:
+        self.stop.set()
+        self.join(timeout=30)

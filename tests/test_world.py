@@ -655,3 +655,31 @@ def _patients(conn: Any) -> int:
     with conn.cursor() as cur:
         cur.execute("SELECT count(*) FROM patients")
         return int(cur.fetchone()[0])
+
+
+def test_the_tenants_databases_rows_are_isolated_by_rls_per_tenant_role(world_conns: tuple[Any, Any]) -> None:
+    """As in the seed design: the tenant's own database role sees only its own rows."""
+    from psycopg2 import sql
+
+    mysql_conn, pg_conn = world_conns
+    create_world(mysql_conn, pg_conn, seed=11, patients=60)
+    pg_conn.autocommit = False  # the roles below are rolled back with the transaction
+    try:
+        with pg_conn.cursor() as cur:
+            cur.execute("SELECT tenant_id, count(*) FROM care_providers GROUP BY 1 ORDER BY 1")
+            providers = dict(cur.fetchall())
+            assert len(providers) >= 2
+            for tenant, count in list(providers.items())[:2]:
+                role = sql.Identifier(tenant)  # the policy compares tenant_id with current_user
+                cur.execute(sql.SQL("CREATE ROLE {}").format(role))
+                cur.execute(sql.SQL("GRANT SELECT ON tenant_metadata, care_providers TO {}").format(role))
+                cur.execute(sql.SQL("SET ROLE {}").format(role))
+                cur.execute(
+                    "SELECT DISTINCT tenant_id FROM care_providers UNION SELECT tenant_id FROM tenant_metadata"
+                )
+                assert [r[0] for r in cur.fetchall()] == [tenant]
+                cur.execute("SELECT count(*) FROM care_providers")
+                assert cur.fetchone()[0] == count
+                cur.execute("RESET ROLE")
+    finally:
+        pg_conn.rollback()

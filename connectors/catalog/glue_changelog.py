@@ -2,7 +2,9 @@
 
 One Glue database per source, `<source>_changelog`; one external Parquet table per lake table at
 `<lake root>/changelog/<source>/<table>/`, partitioned by `commit_date` (the directories the lake
-writes). Current-state tables need nothing here: with `lake.catalog = "glue"` they are Iceberg
+writes); a tenant-owned table (`[tenancy]`) by the tenant first (`<tag_key>`, then `commit_date`),
+as its files lie under `<tag_key>=<tenant>/commit_date=<day>/` (docs/decisions.md §25), so a `via`
+table shows its tenant as a column too. Current-state tables need nothing here: with `lake.catalog = "glue"` they are Iceberg
 tables in Glue already (database `<source>`).
 
 Publishing is a plan, then its application, so a dry run can print what would change:
@@ -101,14 +103,30 @@ class ChangelogCatalog:
                     Action("create_database", database, detail=f"change logs of source {source}")
                 )
                 existing = {}
-            schemas = {t.lake_name: s for t, s in self.lake.changelog_schemas(source).items()}
+            table_ids = self.lake.changelog_schemas(source)
+            schemas = {t.lake_name: s for t, s in table_ids.items()}
+            keys = {t.lake_name: self._partition_keys(source, t.name) for t in table_ids}
             for lake_table, schema in sorted(schemas.items()):
                 have = existing.get(lake_table)
                 if wanted_tables is not None and lake_table not in wanted_tables:
                     if have is not None:
                         plan.actions.append(Action("orphan_table", database, lake_table, NOT_CONFIGURED))
                     continue
-                wanted = self._table_input(source, lake_table, schema)
+                wanted = self._table_input(source, lake_table, schema, keys[lake_table])
+                if (
+                    have is not None
+                    and [k["Name"] for k in have.get("PartitionKeys", [])] != keys[lake_table]
+                ):
+                    plan.actions.append(
+                        Action(
+                            "orphan_table",
+                            database,
+                            lake_table,
+                            f"partitioned by {[k['Name'] for k in have.get('PartitionKeys', [])]} in Glue but "
+                            f"{keys[lake_table]} in the lake (tenancy changed); drop it and publish again",
+                        )
+                    )
+                    continue
                 if have is None:
                     plan.actions.append(
                         Action("create_table", database, lake_table, f"{len(schema)} columns", wanted)
@@ -122,7 +140,7 @@ class ChangelogCatalog:
                             Action("update_table", database, lake_table, f"columns {changed}", wanted)
                         )
                 missing = sorted(
-                    self._lake_partitions(source, lake_table)
+                    self._lake_partitions(source, lake_table, keys[lake_table])
                     - self._glue_partitions(database, lake_table, have)
                 )
                 if missing:
@@ -166,9 +184,9 @@ class ChangelogCatalog:
         if action.kind != "add_partitions":
             apply_action(self.glue, action)
         else:
-            wanted, days = action.payload
-            for start in range(0, len(days), 100):  # BatchCreatePartition takes at most 100
-                inputs = [self._partition_input(wanted, day) for day in days[start : start + 100]]
+            wanted, values = action.payload
+            for start in range(0, len(values), 100):  # BatchCreatePartition takes at most 100
+                inputs = [self._partition_input(wanted, v) for v in values[start : start + 100]]
                 result = self.glue.batch_create_partition(
                     DatabaseName=action.database, TableName=action.table, PartitionInputList=inputs
                 )
@@ -183,16 +201,26 @@ class ChangelogCatalog:
     def _tables(self, database: str) -> dict[str, dict[str, Any]] | None:
         return list_tables(self.glue, database)
 
-    def _table_input(self, source: str, lake_table: str, schema: pa.Schema) -> dict[str, Any]:
+    def _partition_keys(self, source: str, table: str) -> list[str]:
+        """The table's Hive partition keys, outermost first: the tenant for a tenant-owned table."""
+        tenancy = self.lake.tenancy
+        if tenancy is not None and tenancy.table(source, table) is not None:
+            return [tenancy.tag_key.lower(), PARTITION]
+        return [PARTITION]
+
+    def _table_input(
+        self, source: str, lake_table: str, schema: pa.Schema, keys: Sequence[str] = (PARTITION,)
+    ) -> dict[str, Any]:
+        # A data column named like a partition key would clash in Hive; the partition wins.
         columns = [
-            {"Name": f.name.lower(), "Type": hive_type(f.type)} for f in schema if f.name.lower() != PARTITION
+            {"Name": f.name.lower(), "Type": hive_type(f.type)} for f in schema if f.name.lower() not in keys
         ]
         return {
             "Name": lake_table,
             "Description": f"Change log of {source}.{lake_table} (Op I/U/D, _commit_ts, _position, _txid, row, _seq)",
             "TableType": "EXTERNAL_TABLE",
             "Parameters": {"classification": "parquet", "EXTERNAL": "TRUE", SOURCE_PARAMETER: source},
-            "PartitionKeys": [{"Name": PARTITION, "Type": "string"}],
+            "PartitionKeys": [{"Name": k, "Type": "string"} for k in keys],
             "StorageDescriptor": {
                 "Columns": columns,
                 "Location": self._location(source, lake_table),
@@ -200,30 +228,42 @@ class ChangelogCatalog:
             },
         }
 
-    def _partition_input(self, table_input: dict[str, Any], day: str) -> dict[str, Any]:
+    def _partition_input(self, table_input: dict[str, Any], values: tuple[str, ...]) -> dict[str, Any]:
         descriptor = dict(table_input["StorageDescriptor"])
-        descriptor["Location"] = f"{descriptor['Location']}{PARTITION}={day}/"
-        return {"Values": [day], "StorageDescriptor": descriptor}
+        keys = [k["Name"] for k in table_input["PartitionKeys"]]
+        folders = "".join(f"{k}={v}/" for k, v in zip(keys, values, strict=True))
+        descriptor["Location"] = f"{descriptor['Location']}{folders}"
+        return {"Values": list(values), "StorageDescriptor": descriptor}
 
     def _location(self, source: str, lake_table: str) -> str:
         return self.lake.storage.uri(f"changelog/{source}/{lake_table}").rstrip("/") + "/"
 
-    def _lake_partitions(self, source: str, lake_table: str) -> set[str]:
-        prefix = f"changelog/{source}/{lake_table}/{PARTITION}="
-        return {
-            e.path[len(prefix) :].split("/", 1)[0]
-            for e in self.lake.storage.list_files(prefix.rsplit("/", 1)[0])
-            if e.path.startswith(prefix)
-        }
+    def _lake_partitions(
+        self, source: str, lake_table: str, keys: Sequence[str] = (PARTITION,)
+    ) -> set[tuple[str, ...]]:
+        """The partition values of the lake's directories (`k1=v1/k2=v2/`, in `keys` order); files
+        elsewhere (a tenant table's zero-row schema files under `_schema/`) are no partition."""
+        root = f"changelog/{source}/{lake_table}/"
+        found: set[tuple[str, ...]] = set()
+        for e in self.lake.storage.list_files(root.rstrip("/")):
+            folders = e.path[len(root) :].split("/")[:-1]
+            if len(folders) != len(keys):
+                continue
+            pairs = [f.partition("=") for f in folders]
+            if all(k == name and sep for (name, sep, _), k in zip(pairs, keys, strict=True)):
+                found.add(tuple(v for _, _, v in pairs))
+        return found
 
-    def _glue_partitions(self, database: str, table: str, have: dict[str, Any] | None) -> set[str]:
+    def _glue_partitions(
+        self, database: str, table: str, have: dict[str, Any] | None
+    ) -> set[tuple[str, ...]]:
         if have is None:
             return set()
-        values: set[str] = set()
+        values: set[tuple[str, ...]] = set()
         for page in self.glue.get_paginator("get_partitions").paginate(
             DatabaseName=database, TableName=table
         ):
-            values.update(p["Values"][0] for p in page["Partitions"])
+            values.update(tuple(p["Values"]) for p in page["Partitions"])
         return values
 
 

@@ -26,7 +26,7 @@ import json
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 import sqlglot
 from sqlglot import exp
@@ -41,13 +41,17 @@ from connectors.catalog.redshift_ddl import (
     drop_view,
     local_schema,
 )
+from connectors.catalog.tenant_rls import RlsLayout, plan_rls, read_state, refresh_statements
 
 log = logging.getLogger(__name__)
 
 RedshiftActionKind = Literal[
-    "create_schema", "replace_schema", "create_view", "replace_view", "unmanaged_schema", "unmanaged_view"
-]
-REPORT_ONLY: frozenset[str] = frozenset({"unmanaged_schema", "unmanaged_view"})
+    "create_schema", "replace_schema", "create_view", "replace_view", "unmanaged_schema", "unmanaged_view",
+    # tenants (connectors.catalog.tenant_rls)
+    "create_tenant_view", "rls_on", "create_role", "create_policy", "replace_policy", "attach_policy",
+    "refused_tenant",
+]  # fmt: skip
+REPORT_ONLY: frozenset[str] = frozenset({"unmanaged_schema", "unmanaged_view", "refused_tenant"})
 # SVV_EXTERNAL_SCHEMAS.eskind for the sources we declare (Redshift docs, SVV_EXTERNAL_SCHEMAS).
 ESKIND = {1: "DATA CATALOG", 3: "POSTGRES", 8: "MYSQL"}
 # Options a declaration may leave out; on the cluster their absence means "not set".
@@ -182,9 +186,12 @@ def view_columns(view: UnionView) -> list[str]:
 class RedshiftPublisher:
     """Plans and applies `config`'s external schemas and views on one cluster."""
 
-    def __init__(self, runner: DataApiRunner, config: RedshiftConfig) -> None:
+    def __init__(
+        self, runner: DataApiRunner, config: RedshiftConfig, tenants: RlsLayout | None = None
+    ) -> None:
         self.runner = runner
         self.config = config
+        self.tenants = tenants  # the tenants' roles, policies and views (issue 16), when tenancy is declared
 
     def read_schemas(self) -> dict[str, ExternalSchemaState]:
         """The cluster's external schemas by (lower-case) name."""
@@ -217,7 +224,10 @@ class RedshiftPublisher:
         """What publishing would change on the cluster: its catalog is read, nothing is written."""
         schemas = self.read_schemas()
         views = self.read_views([v.schema_ for v in self.config.views])
-        return plan_changes(self.config, schemas, views)
+        plan = plan_changes(self.config, schemas, views)
+        if self.tenants is not None:
+            plan.actions += tenant_actions(self.tenants, read_state(self.runner.query))
+        return plan
 
     def apply(self, plan: RedshiftPlan) -> None:
         for action in plan.actions:
@@ -237,6 +247,12 @@ class RedshiftPublisher:
             raise RedshiftPublishError(f"reading the cluster's catalog failed: {exc}") from exc
         if not dry_run:
             self.apply(plan)
+            if self.tenants is not None:
+                # The tenant views are materialized: each publish brings them to the lake's state.
+                try:
+                    self.runner.execute_batch(refresh_statements(self.tenants))
+                except Exception as exc:
+                    raise RedshiftPublishError(f"refreshing the tenant views failed: {exc}") from exc
         return plan
 
 
@@ -274,11 +290,21 @@ def plan_changes(
     return plan
 
 
-def offline_plan(config: RedshiftConfig) -> RedshiftPlan:
+def offline_plan(config: RedshiftConfig, tenants: RlsLayout | None = None) -> RedshiftPlan:
     """Every statement a first publish runs (the plan against an empty cluster), with no cluster
     and no AWS call: the DDL an analyst can read without access. Secrets appear only as the ARNs
     the declarations hold, as in the DDL Redshift is sent."""
-    return plan_changes(config, {}, {})
+    plan = plan_changes(config, {}, {})
+    if tenants is not None:
+        from connectors.catalog.tenant_rls import RlsState
+
+        plan.actions += tenant_actions(tenants, RlsState())
+    return plan
+
+
+def tenant_actions(layout: RlsLayout, state: Any) -> list[RedshiftAction]:
+    """The tenants' part of the plan (`tenant_rls.plan_rls`) as Redshift actions."""
+    return [RedshiftAction(a.kind, a.name, a.detail, a.statements) for a in plan_rls(layout, state)]  # type: ignore[arg-type]
 
 
 def _plan_views(views: Sequence[UnionView], existing: Mapping[tuple[str, str], str]) -> list[RedshiftAction]:

@@ -76,6 +76,14 @@ class DynamoDBSourceConfig(FrozenModel):
     retention_hours: float = Field(
         24.0, gt=0, description="The streams' retention; older stored positions are refused, not skipped."
     )
+    worker_session_seconds: float = Field(
+        30.0,
+        gt=0,
+        description=(
+            "With `lakehouse stream --shard-worker`: how long a worker reads its leased shards before it "
+            "gives back finished shards and any beyond its fair share and takes free ones."
+        ),
+    )
     retry: RetryConfig = Field(default_factory=RetryConfig)
 
     @field_validator("tables")

@@ -106,6 +106,16 @@ class StreamPositions:
         position = self.tables.get(table, {}).get(shard)
         return position is not None and position.covers(sequence)
 
+    def with_shards(self, shards: Mapping[tuple[str, str], ShardPosition | None]) -> StreamPositions:
+        """These (table, shard) positions set (None: the shard removed), the others kept."""
+        tables = {t: dict(s) for t, s in self.tables.items()}
+        for (table, shard), position in shards.items():
+            if position is None:
+                tables.setdefault(table, {}).pop(shard, None)
+            else:
+                tables.setdefault(table, {})[shard] = position
+        return StreamPositions(tables)
+
     def with_table(self, table: str, shards: Mapping[str, ShardPosition]) -> StreamPositions:
         return StreamPositions({**self.tables, table: dict(shards)})
 
@@ -172,3 +182,41 @@ class StreamTip:
 
 register_offset_kind(KIND, StreamPositions.parse)
 register_offset_kind(TIP_KIND, StreamTip.parse)
+
+
+class ShardsMovedError(Exception):
+    """A shard this writer read was committed by another writer meanwhile: its batch is stale."""
+
+
+def claim_positions(latest: StreamPositions, start: StreamPositions, end: StreamPositions) -> StreamPositions:
+    """The source's position after committing a batch that read its shards from `start` to `end`,
+    on top of `latest`, the position of the commit log's newest record.
+
+    Several writers share one log (DynamoDB shard workers, decisions §24): each reads only the
+    shards it leases, so between `start` and `end` only its own shards moved, while `latest` has
+    the other writers' shards moved on meanwhile. The batch may be committed only if every shard it
+    moved is in `latest` exactly where the batch started it (a compare-and-swap per shard):
+    otherwise another writer committed that shard since, and `ShardsMovedError` says which. A
+    finished shard dropped from `end` (no longer listed by the service) is dropped from the result.
+    """
+    tables = {t: dict(shards) for t, shards in latest.tables.items()}
+    moved: list[str] = []
+    for table in sorted(set(start.tables) | set(end.tables)):
+        before, after = start.shards(table), end.shards(table)
+        theirs = tables.setdefault(table, {})
+        for shard in sorted(set(before) | set(after)):
+            was, now = before.get(shard), after.get(shard)
+            if was == now:
+                continue
+            if now is None and was is not None and was.finished:
+                theirs.pop(shard, None)  # forgotten: finished and no longer listed
+            elif theirs.get(shard) != was:
+                moved.append(
+                    f"{table}/{shard} (read from {was or 'its start'}, the lake has {theirs.get(shard) or 'nothing'})"
+                )
+            else:
+                assert now is not None
+                theirs[shard] = now
+    if moved:
+        raise ShardsMovedError("shards committed by another writer meanwhile: " + ", ".join(moved))
+    return StreamPositions(tables)

@@ -15,7 +15,7 @@ import datetime as dt
 import logging
 import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import Any
@@ -31,6 +31,9 @@ log = logging.getLogger(__name__)
 ITERATOR_REFRESH_SECONDS = 14 * 60.0  # the service expires iterators after 15 minutes
 GET_RECORDS_LIMIT = 1000  # the service's maximum per call
 MAX_PARALLEL_SHARDS = 16
+# A reader sharing a stream's shards with others looks for shards freed or made readable by them
+# at least this often (one DescribeStream per table and a read of the lake's newest commit).
+SHARED_DISCOVER_SECONDS = 1.0
 RENEWALS = 3  # an iterator that expires again right after renewal means something else is wrong
 THROTTLE_CODES = frozenset(
     {"LimitExceededException", "ProvisionedThroughputExceededException", "ThrottlingException"}
@@ -82,8 +85,19 @@ class StreamReader:
         config: DynamoDBSourceConfig,
         stream_arns: Mapping[str, str],
         start: StreamPositions,
+        choose: Callable[[str, Sequence[str]], Collection[str]] | None = None,
+        committed: Callable[[], StreamPositions] | None = None,
     ) -> None:
+        """`choose(table, readable shard ids)`: the ones this reader may read (a shard worker's
+        leased shards, `connectors.lake.shard_leases`); None: every readable shard.
+        `committed()`: the lake's newest position, where other readers commit their shards: the
+        lineage rule and the start of a shard this reader takes up are judged by it (for the
+        shards this reader has not read itself); see `take_adopted`."""
         self.clients = clients
+        self.choose = choose
+        self.committed = committed
+        self._touched: set[tuple[str, str]] = set()
+        self._adopted: dict[tuple[str, str], ShardPosition | None] = {}
         self.config = config
         self.stream_arns = dict(stream_arns)
         self.positions: dict[str, dict[str, ShardPosition]] = {
@@ -100,6 +114,12 @@ class StreamReader:
         """The position after every page handed on so far."""
         return StreamPositions({t: dict(p) for t, p in self.positions.items()})
 
+    def take_adopted(self) -> dict[tuple[str, str], ShardPosition | None]:
+        """Shards taken up since the last call, with the committed position each was taken up at
+        (None: not in the lake's position): a batch's start must name these, not older ones."""
+        adopted, self._adopted = self._adopted, {}
+        return adopted
+
     def caught_up_since(self, moment: dt.datetime) -> bool:
         """Every readable shard found its tip in a fetch started at or after `moment`."""
         return all(
@@ -111,10 +131,15 @@ class StreamReader:
     def discover(self) -> None:
         """List every stream's shards; decide which are readable now (lineage rule)."""
         readable: list[tuple[str, str]] = []
+        committed = self.committed() if self.committed is not None else None
         for table, arn in self.stream_arns.items():
             listed = describe_shards(self.clients.streams, arn)
             positions = self.positions[table]
-            plan = plan_reads(listed, positions)
+            view: dict[str, ShardPosition] = positions
+            if committed is not None:  # others' shards as committed, ours as read
+                view = dict(committed.shards(table))
+                view.update({s: p for s, p in positions.items() if (table, s) in self._touched})
+            plan = plan_reads(listed, view)
             if plan.vanished:
                 raise self._position_lost(
                     table,
@@ -122,10 +147,22 @@ class StreamReader:
                     "stream's 24-hour retention) before the lake had read them to their end",
                 )
             for shard_id in plan.forgotten:
-                del positions[shard_id]
-            for shard_id in plan.readable:
+                positions.pop(shard_id, None)
+            chosen = plan.readable
+            if self.choose is not None:
+                mine = self.choose(table, plan.readable)
+                chosen = tuple(s for s in plan.readable if s in mine)
+            for shard_id in chosen:
                 key = (table, shard_id)
                 if key not in self._states:
+                    if committed is not None and key not in self._touched:
+                        start = view.get(shard_id)
+                        self._adopted[key] = start
+                        if start is None:
+                            positions.pop(shard_id, None)
+                        else:
+                            positions[shard_id] = start
+                    self._touched.add(key)
                     self._states[key] = _ShardState(
                         table, listed[shard_id], positions.get(shard_id, ShardPosition())
                     )
@@ -133,7 +170,10 @@ class StreamReader:
                     self._states[key].shard = listed[shard_id]
                 readable.append(key)
         self._readable = readable
-        self._next_discovery = time.monotonic() + self.config.discover_seconds
+        every = self.config.discover_seconds
+        if committed is not None:  # sharing shards: see others' progress, and free shards, soon
+            every = min(every, SHARED_DISCOVER_SECONDS)
+        self._next_discovery = time.monotonic() + every
 
     # --- the loop ----------------------------------------------------------------------------
     def pages(self, until: dt.datetime | None = None) -> Iterator[Page]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from typing import Any
 
 import pyarrow as pa
@@ -158,14 +158,24 @@ class DynamoDBSource:
         yield from self._taker().batches([t.name for t in tables], _positions(stream_offset))
 
     def stream(
-        self, since: Offset, floors: Mapping[TableId, Offset], until: Offset | None = None
+        self,
+        since: Offset,
+        floors: Mapping[TableId, Offset],
+        until: Offset | None = None,
+        *,
+        choose: Callable[[str, Sequence[str]], Collection[str]] | None = None,
+        committed: Callable[[], StreamPositions] | None = None,
     ) -> Iterator[Batch]:
-        """Records after `since`, skipping those at or below a table's floor; see the module docs."""
+        """Records after `since`, skipping those at or below a table's floor; see the module docs.
+
+        A shard worker (`pipelines.capture.shard_worker`) reads the shards `choose` picks, and
+        takes each up from the lake's newest position `committed()`: a batch then starts, for
+        such a shard, where the lake had it (`StreamReader.take_adopted`). Default: all shards."""
         self._ready()
         start = _positions(since)
         until_at = until.at if isinstance(until, StreamTip) else None
         floor = {t.name: _positions(f) for t, f in floors.items() if t.name in self._table_ids}
-        reader = StreamReader(self.clients, self.config, self._stream_arns, start)
+        reader = StreamReader(self.clients, self.config, self._stream_arns, start, choose, committed)
         self.reader_stats = reader.stats
         pending: dict[str, list[TableChanges]] = {}
         quarantined: list[QuarantinedRow] = []
@@ -179,6 +189,9 @@ class DynamoDBSource:
             end = reader.offset()
             lag = max(0.0, time.time() - newest) if rows and newest else 0.0
             changes = tuple(c for parts in pending.values() for c in _concat_same_schema(parts))
+            adopted = reader.take_adopted()
+            if adopted:
+                batch_start = batch_start.with_shards(adopted)
             batch = Batch(batch_start, end, changes, quarantined=tuple(quarantined), source_lag_seconds=lag)
             pending, quarantined, rows, batch_start = {}, [], 0, end
             cut_at = time.monotonic() + self.config.batch_max_seconds

@@ -135,6 +135,9 @@ class CommitRecord(FrozenModel):
     source_lag_seconds: float | None = None
     # The epoch of the writer's lease (connectors/lake/lease.py); 0: written without a lease.
     lease_epoch: int = 0
+    # Which of several writers sharing the log made this commit (DynamoDB shard workers);
+    # None: the source's one writer.
+    writer: str | None = None
 
     @property
     def rows(self) -> int:

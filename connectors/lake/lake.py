@@ -3,19 +3,25 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from functools import cached_property
+from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 from pyiceberg.catalog import Catalog
+from pyiceberg.expressions import In
 
 from connectors.events import TableId
 from connectors.lake.catalog import open_catalog
-from connectors.lake.commits import CommitLog
+from connectors.lake.commits import CommitLog, FileRef
 from connectors.lake.config import LakeConfig
 from connectors.lake.current import CurrentState, LargeTableMerger
 from connectors.lake.lease import Lease
 from connectors.lake.storage import Storage
+from connectors.lake.tenant_layout import TenantRouter
 from connectors.lake.writer import LakeWriter, changelog_prefix
+from connectors.tenancy import TenancyConfig
 
 log = logging.getLogger(__name__)
 
@@ -23,8 +29,10 @@ log = logging.getLogger(__name__)
 class Lake:
     """Entry point for everything that reads or writes the lake."""
 
-    def __init__(self, config: LakeConfig) -> None:
+    def __init__(self, config: LakeConfig, tenancy: TenancyConfig | None = None) -> None:
+        """`tenancy`: the tenant-owned tables, whose change logs are laid out by tenant (§25)."""
         self.config = config
+        self.tenancy = tenancy
         self.storage = Storage(config.root, config.s3)
         self._spark_merger: LargeTableMerger | None = None
 
@@ -43,7 +51,61 @@ class Lake:
     def writer(self, source: str, lease: Lease | None = None) -> LakeWriter:
         """The source's writer. Opening one recovers the source (rolls the last commit forward and
         empties its staging), so only the process that holds the source's lease opens it."""
-        return LakeWriter(self.storage, source, lease)
+        return LakeWriter(self.storage, source, lease, self.tenant_router(source))
+
+    def tenant_router(self, source: str) -> TenantRouter | None:
+        """How `source`'s writer routes rows to tenants (None: it owns no tenant tables)."""
+        if self.tenancy is None or not self.tenancy.owned(source):
+            return None
+        return TenantRouter(self.tenancy, source, lambda *args: self.lookup_tenants(source, *args))
+
+    def lookup_tenants(
+        self, source: str, lake_table: str, key: str, tenant_column: str, values: Sequence[Any]
+    ) -> dict[Any, str | None]:
+        """The lake's tenant of `lake_table`'s rows with `key` in `values`: the current state, then
+        the committed changes it has not merged yet (the newest `_seq` wins; a deleted row keeps
+        the tenant it had). Keys the lake does not know are left out."""
+        found: dict[Any, str | None] = {}
+        current = self.current(source)
+        table = current.load(lake_table)
+        if table is not None:
+            match = In(key, list(values))  # type: ignore[call-arg,misc]  # pyiceberg: in __new__
+            rows = current.read(lake_table, [key, tenant_column], match)
+            if rows.num_rows:
+                found.update(zip(rows[key].to_pylist(), rows[tenant_column].to_pylist(), strict=True))
+        log_ = self.commit_log(source)
+        latest = log_.latest()
+        head = latest.heads.get(lake_table) if latest is not None else None
+        if head is None:
+            return found
+        wanted = pa.array(list(values))
+        newest: dict[Any, int] = {}
+        for record in log_.walk_table(lake_table, head, current.applied_seq(table)):
+            for ref in record.tables[lake_table].files:
+                if not ref.rows:
+                    continue
+                part = self.storage.read_parquet(ref.path, [key, tenant_column, "_seq"])
+                part = part.filter(pc.is_in(part[key], value_set=wanted.cast(part.schema.field(key).type)))
+                for k, t, seq in zip(
+                    *(part[c].to_pylist() for c in (key, tenant_column, "_seq")), strict=True
+                ):
+                    if t is not None and seq > newest.get(k, -1):  # a key-only delete keeps the tenant
+                        found[k], newest[k] = str(t), seq
+        return found
+
+    def tenants(self, source: str, lake_table: str) -> list[str]:
+        """The tenants with a prefix in `lake_table`'s change log (``<tag_key>=<id>/``)."""
+        if self.tenancy is None:
+            return []
+        prefix = f"{changelog_prefix(source, lake_table)}/{self.tenancy.tag_key}="
+        root = changelog_prefix(source, lake_table)
+        return sorted(
+            {
+                e.path[len(prefix) :].split("/", 1)[0]
+                for e in self.storage.list_files(root)
+                if e.path.startswith(prefix)
+            }
+        )
 
     def lease(self, source: str, what: str) -> Lease:
         """The source's lease, for this process (not yet taken: see `Lease.acquire`)."""
@@ -98,13 +160,23 @@ class Lake:
             record = latest if head == latest.seq else log.read(head)
             commit = record.tables[lake_table]
             if commit.files:
-                schemas[commit.table.table_id(source)] = self.storage.read_parquet_schema(
-                    commit.files[-1].path
-                )
+                schemas[commit.table.table_id(source)] = self._file_schema(commit.files[-1])
         return schemas
 
+    def _file_schema(self, ref: FileRef) -> pa.Schema:
+        """A committed file's schema, also while its commit is not rolled forward yet (a writer
+        sharing the log may have died between its commit and the move; the next one moves it)."""
+        try:
+            return self.storage.read_parquet_schema(ref.path)
+        except OSError:  # not found (pyarrow's S3 reports it as a plain OSError)
+            try:
+                return self.storage.read_parquet_schema(ref.staged)
+            except OSError:  # moved meanwhile
+                return self.storage.read_parquet_schema(ref.path)
+
     def changelog_files(self, source: str, lake_table: str) -> list[str]:
-        """A table's committed change-log files, sorted by path (commit day, then seq; relative to the lake root)."""
+        """A table's committed change-log files, sorted by path (tenant for a tenant-owned table,
+        then commit day, then seq; relative to the lake root)."""
         return sorted(e.path for e in self.storage.list_files(changelog_prefix(source, lake_table)))
 
     def read_changelog(self, source: str, lake_table: str, columns: list[str] | None = None) -> pa.Table:

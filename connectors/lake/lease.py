@@ -98,14 +98,24 @@ class Lease:
     """The lease of one source, for one process. `acquire`, then keep it (`start_renewing` or
     `ensure` before each commit); `release` when done."""
 
-    def __init__(self, storage: Storage, source: str, *, what: str, ttl: float = DEFAULT_TTL_SECONDS) -> None:
+    def __init__(
+        self,
+        storage: Storage,
+        source: str,
+        *,
+        what: str,
+        ttl: float = DEFAULT_TTL_SECONDS,
+        path: str | None = None,
+    ) -> None:
+        """`path`: the lease object (default ``_leases/<source>.json``, the source's writer lease;
+        a DynamoDB shard's lease is another object, `connectors.dynamodb.shard_leases`)."""
         if ttl <= 0:
             raise ValueError(f"lease ttl must be positive, not {ttl}")
         self.storage = storage
         self.source = source
         self.what = what
         self.ttl = ttl
-        self.path = f"_leases/{source}.json"
+        self.path = path or f"_leases/{source}.json"
         self.owner = uuid.uuid4().hex
         self.epoch = 0
         self.took_over = False  # taken from a holder that did not release it

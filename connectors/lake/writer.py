@@ -6,7 +6,9 @@ Protocol for one commit unit (a complete batch, or incomplete batches followed b
 2. when the unit's complete batch arrives, the commit record (files + end offset) is created with
    compare-and-swap; it is accepted only if the unit starts where the last commit ended;
 3. the staged files are moved to their final change-log paths (``changelog/<source>/<table>/
-   commit_date=YYYY-MM-DD/<seq>-<n>.parquet``), which readers see;
+   commit_date=YYYY-MM-DD/<seq>-<n>.parquet``; a tenant-owned table's rows under
+   ``<table>/<tag_key>=<tenant>/commit_date=...``, `connectors.lake.tenant_layout`), which readers
+   see (through the commit records: paths are recorded, never parsed);
 4. a restart rolls the last commit's moves forward and deletes anything left in staging.
 A crash before step 2 loses nothing (the source resumes from the last commit) and shows nothing;
 a crash after it is finished by step 4. Replaying an already committed batch is a no-op.
@@ -20,6 +22,7 @@ import logging
 import uuid
 from collections import Counter
 from collections.abc import Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import pyarrow as pa
@@ -51,6 +54,7 @@ from connectors.lake.commits import (
 )
 from connectors.lake.lease import Lease, LeaseLostError
 from connectors.lake.storage import Storage
+from connectors.lake.tenant_layout import SCHEMA_ONLY_DIR, TenantRouter, tenant_segment
 from connectors.offsets import Offset, parse_offset
 from connectors.snapshot_chunks import SnapshotChunk, SnapshotStart
 
@@ -83,6 +87,8 @@ def changelog_prefix(source: str, table: TableId | str) -> str:
     return f"changelog/{source}/{name}"
 
 
+STAGING_THREADS = 4
+
 # A backfill staged beside the stream does not know its commit seq yet: its files are named with
 # this tag, replaced by the seq when it commits.
 _UNKNOWN_SEQ = "backfill"
@@ -104,6 +110,8 @@ class _Unit:
     quarantined_rows: int = 0
     next_row: int = 0
     next_file: int = 0
+    # Rows of `via` tables whose parent was not known yet when staged: (table, key, staged file).
+    pending: list[tuple[TableId, tuple[str, ...], str]] = field(default_factory=list)
 
 
 BACKFILL_STAGING = "_staging_backfill"
@@ -142,14 +150,23 @@ def _file_tag(unit: _Unit) -> str:
 class LakeWriter:
     """Commits one source's batches into the lake's change log, exactly once."""
 
-    def __init__(self, storage: Storage, source: str, lease: Lease | None = None) -> None:
+    def __init__(
+        self, storage: Storage, source: str, lease: Lease | None = None, tenants: TenantRouter | None = None
+    ) -> None:
         """`lease`: the source's lease, held by this process; every commit checks it is still held
-        (and records its epoch), and recovery refuses to touch a lake a newer holder fenced."""
+        (and records its epoch), and recovery refuses to touch a lake a newer holder fenced.
+        `tenants`: routes tenant-owned tables' rows to their tenant's prefix (None: no tenancy)."""
         self.storage = storage
         self.source = source
         self.lease = lease
+        self.tenants = tenants
+        # Writes a batch's tenant files side by side (threads start on first use).
+        self._pool = ThreadPoolExecutor(STAGING_THREADS, thread_name_prefix=f"stage-{source}")
         self.log = CommitLog(storage, source)
         self._unit: _Unit | None = None
+        # Where this writer stages (a shared-log writer stages under a folder of its own).
+        self._staging_root = f"_staging/{source}"
+        self.writer_id: str | None = None  # recorded in commits when several writers share the log
         self._state = self._recover()
 
     # -- state ---------------------------------------------------------------------------------
@@ -179,7 +196,7 @@ class LakeWriter:
             self._publish(state.record)
         if lease is not None and lease.took_over and state.record is not None:
             state = self._fence(state)
-        self.storage.delete_prefix(f"_staging/{self.source}")
+        self.storage.delete_prefix(self._staging_root)
         if backfills:
             self.storage.delete_prefix(f"{BACKFILL_STAGING}/{self.source}")
         return state
@@ -192,7 +209,7 @@ class LakeWriter:
         for _ in range(10):
             assert state.offset is not None and state.record is not None
             unit_id, seq = uuid.uuid4().hex, state.seq + 1
-            unit = _Unit(unit_id, seq, state.offset, f"_staging/{self.source}/{unit_id}", seq << 32)
+            unit = _Unit(unit_id, seq, state.offset, f"{self._staging_root}/{unit_id}", seq << 32)
             self._state = state
             try:
                 self._commit(unit, Batch(start=state.offset, end=state.offset), kind="fence")
@@ -230,8 +247,10 @@ class LakeWriter:
                 return None
             self._check_start(batch)
             unit_id, seq = uuid.uuid4().hex, self._state.seq + 1
-            self._unit = _Unit(unit_id, seq, batch.start, f"_staging/{self.source}/{unit_id}", seq << 32)
+            self._unit = _Unit(unit_id, seq, batch.start, f"{self._staging_root}/{unit_id}", seq << 32)
         unit = self._unit
+        if self.tenants is not None:
+            self.tenants.note(batch.changes)  # a parent row in the batch serves its children in it
         for changes in batch.changes:
             # A zero-row TableChanges (an empty table in a snapshot) is staged too: it records
             # the table's schema and key, so its current-state table exists and can be checked.
@@ -260,6 +279,8 @@ class LakeWriter:
         tables: set[TableId] = set()
         try:
             for batch in batches:
+                if self.tenants is not None:
+                    self.tenants.note(batch.changes)
                 for changes in batch.changes:
                     if changes.num_rows or changes.table in batch.snapshot:
                         self._stage_changes(unit, changes)
@@ -338,7 +359,7 @@ class LakeWriter:
         if self._unit is not None:
             raise RuntimeError(f"source {self.source!r}: a stream unit is open; cannot begin a snapshot")
         unit_id, seq = uuid.uuid4().hex, self._state.seq + 1
-        unit = _Unit(unit_id, seq, batch.start, f"_staging/{self.source}/{unit_id}", seq << 32)
+        unit = _Unit(unit_id, seq, batch.start, f"{self._staging_root}/{unit_id}", seq << 32)
         tables = frozenset(c.table for c in start.tables)
         now = dt.datetime.now(dt.UTC)
         low = start.low.serialize()
@@ -382,6 +403,8 @@ class LakeWriter:
         unit.tables[table.lake_name] = table  # committed even with no rows: it may finish the table
         try:
             if rows:
+                if self.tenants is not None:
+                    self.tenants.note([chunk.changes])
                 self._stage_changes(unit, chunk.changes)
             if chunk.quarantined:
                 self._stage_quarantine(unit, chunk.quarantined)
@@ -476,12 +499,72 @@ class LakeWriter:
         data = data.replace_schema_metadata(
             {"lakehouse.key": ",".join(changes.schema.key), "lakehouse.table": str(changes.table)}
         )
-        unit.ops.setdefault(name, Counter()).update(
-            dict(zip(*(x.to_pylist() for x in pc.value_counts(data[OP_COLUMN]).flatten()), strict=True))
+        prefix = changelog_prefix(self.source, name)
+        parts = [(prefix, data)]
+        if self.tenants is not None and self.tenants.owns(changes.table):
+            parts = self._split_by_tenant(unit, changes.table, changes.schema.key, data, prefix)
+        self._stage_parts(unit, name, parts)
+
+    def _stage_parts(self, unit: _Unit, name: str, parts: list[tuple[str, pa.Table]]) -> None:
+        jobs: list[tuple[pa.Table, str, str]] = []  # (rows, final path, staged path)
+        for folder, rows in parts:
+            unit.ops.setdefault(name, Counter()).update(
+                dict(zip(*(x.to_pylist() for x in pc.value_counts(rows[OP_COLUMN]).flatten()), strict=True))
+            )
+            for day, part in _split_by_day(rows):
+                final = f"{folder}/commit_date={day}/{_file_tag(unit)}-{unit.next_file:05d}.parquet"
+                jobs.append((part, final, f"{unit.staging}/{unit.next_file:05d}.{name}.parquet"))
+                unit.next_file += 1
+        if len(jobs) == 1:
+            sizes = [self.storage.write_parquet(jobs[0][2], jobs[0][0])]
+        else:
+            # A tenant-partitioned table is one file per tenant: written side by side (Parquet
+            # encoding releases the GIL; on S3 each PUT waits on the network).
+            sizes = list(self._pool.map(lambda job: self.storage.write_parquet(job[2], job[0]), jobs))
+        unit.files.setdefault(name, []).extend(
+            FileRef(path=final, staged=staged, rows=rows.num_rows, bytes=size)
+            for (rows, final, staged), size in zip(jobs, sizes, strict=True)
         )
-        for day, part in _split_by_day(data):
-            final = f"{changelog_prefix(self.source, name)}/commit_date={day}/{_file_tag(unit)}-{unit.next_file:05d}.parquet"
-            unit.files.setdefault(name, []).append(self._stage(unit, part, final, name))
+
+    def _split_by_tenant(
+        self,
+        unit: _Unit,
+        table: TableId,
+        key: tuple[str, ...],
+        data: pa.Table,
+        prefix: str,
+        *,
+        final: bool = False,
+    ) -> list[tuple[str, pa.Table]]:
+        """A tenant-owned table's rows by tenant folder; rows without a usable tenant go to
+        quarantine, never to a shared folder. A `via` row whose parent is not known yet waits in
+        staging until the unit commits (`_stage_pending`): a snapshot may stage a child table
+        before its parent. A table none of whose rows is staged still gets a zero-row file (its
+        schema and key, which the merge needs) under `SCHEMA_ONLY_DIR`."""
+        assert self.tenants is not None
+        split = self.tenants.split(table, key, data, defer=not final, use_lake=not final)
+        if split.quarantined:
+            self._stage_quarantine(unit, tuple(split.quarantined))
+        if split.pending is not None:
+            staged = f"{unit.staging}/{unit.next_file:05d}.pending.parquet"
+            unit.next_file += 1
+            self.storage.write_parquet(staged, split.pending)
+            unit.pending.append((table, key, staged))
+        parts = [(f"{prefix}/{tenant_segment(self.tenants.tag_key, t)}", rows) for t, rows in split.parts]
+        if not parts and split.pending is None and not unit.files.get(table.lake_name):
+            parts = [(f"{prefix}/{SCHEMA_ONLY_DIR}", data.slice(0, 0))]
+        return parts
+
+    def _stage_pending(self, unit: _Unit) -> None:
+        """Split the rows that waited for their parent, now that the whole unit is noted; the lake
+        was asked when they were staged (and only this writer writes it), so it is not again."""
+        pending, unit.pending = unit.pending, []
+        for table, key, staged in pending:
+            data = self.storage.read_parquet(staged)
+            prefix = changelog_prefix(self.source, table.lake_name)
+            parts = self._split_by_tenant(unit, table, key, data, prefix, final=True)
+            self._stage_parts(unit, table.lake_name, parts)
+            self.storage.delete(staged)
 
     def _stage_quarantine(self, unit: _Unit, rows: tuple[QuarantinedRow, ...]) -> None:
         table = pa.Table.from_pylist(
@@ -524,6 +607,8 @@ class LakeWriter:
         backfills: dict[str, BackfillProgress] | None = None,
     ) -> CommitRecord:
         assert batch.end is not None
+        if unit.pending:
+            self._stage_pending(unit)
         if unit.start is None and not batch.snapshot:
             raise OffsetMismatchError(
                 f"source {self.source!r}: a unit without a start offset must end with a snapshot batch"
@@ -577,7 +662,8 @@ class LakeWriter:
             backfills=backfills,
             committed_at=dt.datetime.now(dt.UTC),
             source_lag_seconds=batch.source_lag_seconds,
-            lease_epoch=self.lease.epoch if self.lease is not None else prev.lease_epoch if prev else 0,
+            lease_epoch=self._lease_epoch(prev),
+            writer=self.writer_id,
         )
         if self.lease is not None:
             try:
@@ -588,7 +674,7 @@ class LakeWriter:
         try:
             self.log.append(record)
         except CommitConflictError:
-            self.storage.delete_prefix(unit.staging)
+            self._on_conflict(unit)
             raise
         crash_point("committed")
         self._publish(record)
@@ -601,17 +687,33 @@ class LakeWriter:
         )
         return record
 
+    def _lease_epoch(self, prev: CommitRecord | None) -> int:
+        return self.lease.epoch if self.lease is not None else prev.lease_epoch if prev else 0
+
+    def _on_conflict(self, unit: _Unit) -> None:
+        """Another runner took this unit's seq: its staged files will never be committed."""
+        self.storage.delete_prefix(unit.staging)
+
     def _publish(self, record: CommitRecord) -> None:
-        """Move a commit's staged files to their final paths; idempotent (roll-forward)."""
+        """Move a commit's staged files to their final paths; idempotent (roll-forward).
+
+        Writers sharing a log (`connectors.lake.shared_writer`) may roll the same commit forward
+        at once: a move that fails because the other one made it is done, not an error."""
         refs = [f for t in record.tables.values() for f in t.files] + list(record.quarantine)
         for ref in refs:
             if self.storage.exists(ref.path):
                 continue
             if not self.storage.exists(ref.staged):
+                if self.storage.exists(ref.path):  # moved by another writer since the first look
+                    continue
                 raise RuntimeError(
                     f"commit {record.seq} of {self.source!r}: file {ref.path} is neither published nor staged"
                 )
-            self.storage.move(ref.staged, ref.path)
+            try:
+                self.storage.move(ref.staged, ref.path)
+            except Exception:
+                if not self.storage.exists(ref.path):
+                    raise
 
 
 def _finish_backfills(

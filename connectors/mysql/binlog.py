@@ -42,6 +42,7 @@ from pymysqlreplication.row_event import (
     WriteRowsEvent,
 )
 
+from connectors.db_tls import is_certificate_error, tls_failure
 from connectors.events import Batch, TableId
 from connectors.mysql import patches
 from connectors.mysql.batching import BatchAssembler, Transaction
@@ -286,6 +287,10 @@ class _StreamSession:
                     raise position_error_1236(
                         self.config, self.assembler.position, str(exc.args[1])
                     ) from None
+                if is_certificate_error(exc):
+                    raise tls_failure(
+                        self.config, f"{endpoint(self.config)}: binlog stream", str(exc)
+                    ) from None
                 if not is_transient(exc):
                     raise SourceError(f"{endpoint(self.config)}: binlog stream failed: {exc}") from exc
                 delays = delays or backoff_delays(self.config.retry)
@@ -338,7 +343,9 @@ class _StreamSession:
             # Heartbeats wake an idle blocking stream so a due batch is handed out on time.
             slave_heartbeat=self.config.batch_max_seconds if blocking else None,
             enable_logging=False,
-            pymysql_wrapper=functools.partial(binlog_connect, meter_source=self.config.name),
+            pymysql_wrapper=functools.partial(
+                binlog_connect, meter_source=self.config.name, config=self.config
+            ),
         )
 
     def _on_event(self, event: Any, reader: BinLogStreamReader) -> Iterator[Batch]:

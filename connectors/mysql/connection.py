@@ -1,6 +1,8 @@
 """PyMySQL connections to the source, with bounded retry for transient failures.
 
-Errors name the source, host and port, never the password.
+Every connection, the binlog reader's included, gets its TLS options from the source's `tls`
+settings and its secret from `connectors.db_auth` (a fresh IAM token each time with
+``auth = "iam"``). Errors name the source, host and port, never the password or a token.
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ import pymysql
 import pymysql.cursors
 
 from connectors.config import RetryConfig
+from connectors.db_auth import connection_secret, scrub
+from connectors.db_tls import is_certificate_error, pymysql_options, tls_failure
 from connectors.mysql.config import MySQLSourceConfig
 from connectors.source import SourceError, SourceUnavailableError
 from connectors.usage import METER
@@ -28,6 +32,8 @@ logger = logging.getLogger(__name__)
 TRANSIENT_ERROR_CODES = frozenset({1040, 1053, 2002, 2003, 2006, 2013})
 ACCESS_DENIED = 1045
 UNKNOWN_DATABASE = 1049
+# CR_SSL_CONNECTION_ERROR: TLS required (tls.mode require / verify-*) but the server offers none.
+SSL_CONNECTION_ERROR = 2026
 
 T = TypeVar("T")
 
@@ -61,7 +67,10 @@ def error_code(exc: BaseException) -> int | None:
 
 
 def is_transient(exc: BaseException) -> bool:
-    """Whether a PyMySQL error is worth retrying (connection lost, server restarting)."""
+    """Whether a PyMySQL error is worth retrying (connection lost, server restarting); a server
+    certificate TLS refuses is not (error 2003 too, around an ``SSLCertVerificationError``)."""
+    if is_certificate_error(exc):
+        return False
     return isinstance(exc, pymysql.err.OperationalError | pymysql.err.InterfaceError) and (
         error_code(exc) in TRANSIENT_ERROR_CODES or isinstance(exc, pymysql.err.InterfaceError)
     )
@@ -114,12 +123,16 @@ def connect(
 ) -> pymysql.connections.Connection:
     """A connection to the configured database as the CDC user, in UTC, with utf8mb4."""
 
+    presented: list[str] = []  # the secrets tried, to scrub from messages
+
     def attempt() -> pymysql.connections.Connection:
+        secret = connection_secret(config)  # a new IAM token for every attempt
+        presented.append(secret)
         return _Connection(
             host=config.host,
             port=config.port,
             user=config.user,
-            password=config.password.get_secret_value(),
+            password=secret,
             database=config.database,
             charset="utf8mb4",
             autocommit=autocommit,
@@ -127,28 +140,37 @@ def connect(
             connect_timeout=10,
             # TIMESTAMP values are then read in UTC, whatever the server's zone is.
             init_command="SET SESSION time_zone = '+00:00'",
+            **pymysql_options(config, endpoint(config)),
         )
 
     try:
         return with_retry(config, "connect", attempt)
     except pymysql.err.OperationalError as exc:
         code = error_code(exc)
+        if is_certificate_error(exc) or code == SSL_CONNECTION_ERROR:
+            raise tls_failure(config, endpoint(config), scrub(_describe(exc), presented)) from None
         if code == ACCESS_DENIED:
+            if config.auth == "iam":
+                raise SourceError(
+                    f"{endpoint(config)}: access denied for user {config.user!r} with an IAM token (auth = "
+                    "'iam'); check that the user authenticates with AWSAuthenticationPlugin and that the "
+                    "AWS credentials may rds-db:connect as this user"
+                ) from None
             raise SourceError(
                 f"{endpoint(config)}: access denied for user {config.user!r}; check the user name and password"
             ) from None
         if code == UNKNOWN_DATABASE:
             raise SourceError(f"{endpoint(config)}: database {config.database!r} does not exist") from None
-        raise SourceError(f"{endpoint(config)}: cannot connect: {_describe(exc)}") from exc
+        raise SourceError(f"{endpoint(config)}: cannot connect: {scrub(_describe(exc), presented)}") from None
 
 
 def binlog_connection_settings(config: MySQLSourceConfig) -> dict[str, Any]:
-    """Keyword arguments for mysql-replication's reader (holds the password: never log it)."""
+    """Keyword arguments for mysql-replication's reader, without secrets or TLS: `binlog_connect`
+    adds those to every connection the reader opens (stream, control, reconnects)."""
     return {
         "host": config.host,
         "port": config.port,
         "user": config.user,
-        "password": config.password.get_secret_value(),
         "charset": "utf8mb4",
         "connect_timeout": 10,
     }
@@ -191,11 +213,19 @@ class MeteredConnection(_Connection):
         super()._force_close()
 
 
-def binlog_connect(*, meter_source: str, **settings: Any) -> pymysql.connections.Connection:
+def binlog_connect(
+    *, meter_source: str, config: MySQLSourceConfig | None = None, **settings: Any
+) -> pymysql.connections.Connection:
     """mysql-replication's connection factory (metered), spelling its deprecated ``db=`` as
-    ``database=``."""
+    ``database=``. With `config`, each call presents a fresh secret (an IAM token with
+    ``auth = "iam"``) and the source's TLS options: the reader calls it for its stream and control
+    connections and again on every reconnect, so a token never outlives its 15 minutes."""
     if "db" in settings:
         settings["database"] = settings.pop("db")
+    if config is not None:
+        settings.pop("passwd", None)
+        settings["password"] = connection_secret(config)
+        settings.update(pymysql_options(config, endpoint(config)))
     return MeteredConnection(meter_source=meter_source, **settings)
 
 

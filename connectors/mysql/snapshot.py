@@ -162,6 +162,7 @@ def read_table_chunks(
     start = resume_key(table, after, definition.schema.key)
     if config.snapshot_reader == "arrow":
         try:
+            arrow_reader.check_connection_supported(config)
             plan = arrow_reader.plan_chunk_reads(definition, config.timezone)
         except arrow_reader.ArrowReadUnsupported as exc:
             logger.info("snapshot of %s through PyMySQL: %s", table, exc)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import copy
 import json
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import resources
 from typing import Any
@@ -84,8 +85,12 @@ class IndexManager:
         response = self.client.indices.get_alias(name=self.alias, ignore=404)
         return [] if response.get("status") == 404 else sorted(response)
 
-    def ensure(self) -> str:
-        """Make the alias point at the current template's index (creating, filling, swapping)."""
+    def ensure(self, follow: Callable[[str], list[dict[str, Any]]] | None = None) -> str:
+        """Make the alias point at the current template's index (creating, filling, swapping).
+
+        `follow(index)` gives the `_aliases` actions of aliases that move with this one (the tenant
+        aliases, connectors/opensearch/tenant_aliases.py); they go in the same atomic call.
+        """
         behind = self.current()
         if behind == [self.index]:
             return self.index
@@ -94,17 +99,15 @@ class IndexManager:
                 "creating index %s (template %s v%d)", self.index, self.template.name, self.template.version
             )
             self.client.indices.create(index=self.index, body=self.template.render(self.synonyms_path))
-        if not behind:
-            self.client.indices.update_aliases(
-                body={"actions": [{"add": {"index": self.index, "alias": self.alias}}]}
-            )
-            return self.index
         for old in behind:
             self._copy(old, self.index)
         actions: list[dict[str, Any]] = [{"remove": {"index": old, "alias": self.alias}} for old in behind]
         actions.append({"add": {"index": self.index, "alias": self.alias}})
+        if follow is not None:
+            actions += follow(self.index)
         self.client.indices.update_aliases(body={"actions": actions})  # one atomic switch
-        log.info("alias %s switched from %s to %s", self.alias, behind, self.index)
+        if behind:
+            log.info("alias %s switched from %s to %s", self.alias, behind, self.index)
         return self.index
 
     def _copy(self, source: str, dest: str) -> None:

@@ -47,6 +47,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from psycopg2 import sql
 
+from connectors.db_auth import connection_secret, scrub
+from connectors.db_tls import is_libpq_tls_error, libpq_options, tls_failure
 from connectors.events import UTC_MICROS, QuarantinedRow, TableChanges
 from connectors.postgres import binary
 from connectors.postgres.catalog import Catalog, TableLayout, qualified
@@ -216,28 +218,31 @@ def _is_timestamp_us(t: pa.DataType) -> bool:
 
 
 def connect_arrow(config: PostgresSourceConfig) -> Any:
-    """An ADBC connection in autocommit with the session settings of `connection.connect`."""
+    """An ADBC connection in autocommit with the session settings, TLS and secret of `connection.connect`
+    (libpq underneath: ``sslmode`` and ``sslrootcert`` mean the same; a fresh IAM token per connection)."""
     import adbc_driver_postgresql.dbapi  # an optional dependency, loaded when used
 
+    what = f"source {config.name}: the snapshot reader's connection"
     query = urllib.parse.urlencode(
         {
             "options": SESSION_OPTIONS,
             "application_name": f"lakehouse-cdc:{config.name}",
             "connect_timeout": "10",
+            **libpq_options(config, what),
         },
         quote_via=urllib.parse.quote,
     )
+    secret = connection_secret(config)
     user = urllib.parse.quote(config.user, safe="")
-    password = urllib.parse.quote(config.password.get_secret_value(), safe="")
+    password = urllib.parse.quote(secret, safe="")
     database = urllib.parse.quote(config.database, safe="")
     uri = f"postgresql://{user}:{password}@{config.host}:{config.port}/{database}?{query}"
     try:
         return adbc_driver_postgresql.dbapi.connect(uri, autocommit=True)
     except Exception as exc:  # the driver's message may quote the URI: never let the password out
-        secret = config.password.get_secret_value()
-        message = str(exc).replace(uri, "postgresql://***")
-        for text in {secret, password} - {""}:
-            message = message.replace(text, "***")
+        message = scrub(str(exc).replace(uri, "postgresql://***"), [secret])
+        if is_libpq_tls_error(message):
+            raise tls_failure(config, what, message) from None
         raise SourceError(
             f"source {config.name}: cannot open the snapshot reader's connection: {message}"
         ) from None

@@ -9,6 +9,10 @@ produce the very same text for the converters in `connectors.postgres.types`:
 * ``DateStyle=ISO`` - ``YYYY-MM-DD``; ``IntervalStyle=iso_8601`` - intervals as ``P1DT2H``;
 * ``extra_float_digits=3`` - shortest exact float text on PostgreSQL 12+, round-trip on older ones;
 * ``bytea_output=hex``, ``client_encoding=UTF8`` - pgoutput converts values to the client encoding.
+
+TLS follows the source's `tls` settings (libpq's ``sslmode`` and ``sslrootcert``), and each
+connection, a replication one included, presents the secret `connectors.db_auth` gives for it: with
+``auth = "iam"`` a token signed for that connection (RDS takes it as the password).
 """
 
 from __future__ import annotations
@@ -21,6 +25,8 @@ import psycopg2
 import psycopg2.extensions
 import psycopg2.extras
 
+from connectors.db_auth import connection_secret, scrub
+from connectors.db_tls import is_libpq_tls_error, libpq_options, tls_failure
 from connectors.postgres.config import PostgresSourceConfig
 from connectors.source import SourceError, SourceUnavailableError
 
@@ -42,18 +48,12 @@ _PERMANENT_MARKERS = (
 )
 
 
-def _scrub(text: str, config: PostgresSourceConfig) -> str:
-    """Remove the password from a driver message (libpq does not echo it, but be certain)."""
-    secret = config.password.get_secret_value()
-    return text.replace(secret, "***") if secret else text
-
-
-def _connect_once(config: PostgresSourceConfig, replication: bool) -> Any:
+def _connect_once(config: PostgresSourceConfig, replication: bool, secret: str) -> Any:
     kwargs: dict[str, Any] = {
         "host": config.host,
         "port": config.port,
         "user": config.user,
-        "password": config.password.get_secret_value(),
+        "password": secret,
         "dbname": config.database,
         "options": SESSION_OPTIONS,
         "application_name": f"lakehouse-cdc:{config.name}",
@@ -63,6 +63,7 @@ def _connect_once(config: PostgresSourceConfig, replication: bool) -> Any:
         "keepalives_idle": 30,
         "keepalives_interval": 10,
         "keepalives_count": 3,
+        **libpq_options(config, f"PostgreSQL source {config.name!r}"),
     }
     if replication:
         kwargs["connection_factory"] = psycopg2.extras.LogicalReplicationConnection
@@ -73,16 +74,22 @@ def connect(config: PostgresSourceConfig, *, replication: bool = False, autocomm
     """Open a SQL connection (or a logical replication connection) with bounded backoff.
 
     Raises `SourceUnavailableError` naming host:port after `config.retry.attempts` tries, and
-    `SourceError` at once for failures retrying cannot fix (bad password, missing database).
+    `SourceError` at once for failures retrying cannot fix (bad password, missing database, a
+    server certificate TLS refuses).
     """
     where = f"{config.host}:{config.port}/{config.database} as {config.user}"
     pause = config.retry.initial_seconds
     last = ""
+    presented: list[str] = []  # the secrets tried, to scrub from messages (libpq does not echo them)
     for attempt in range(1, config.retry.attempts + 1):
+        secret = connection_secret(config)  # a new IAM token for every attempt
+        presented.append(secret)
         try:
-            conn = _connect_once(config, replication)
+            conn = _connect_once(config, replication, secret)
         except psycopg2.OperationalError as exc:
-            last = _scrub(str(exc).strip(), config)
+            last = scrub(str(exc).strip(), presented)
+            if is_libpq_tls_error(last):
+                raise tls_failure(config, f"PostgreSQL source {config.name!r}", last) from None
             if any(marker in last for marker in _PERMANENT_MARKERS):
                 raise SourceError(f"cannot connect to PostgreSQL {where}: {last}") from None
             if attempt < config.retry.attempts:

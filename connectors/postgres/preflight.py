@@ -91,10 +91,25 @@ def check_server(conn: Any, config: PostgresSourceConfig) -> list[str]:
     return problems
 
 
+# Whether row-level security hides rows of table `c` from this user: RLS is on, the user is no
+# superuser and has no BYPASSRLS, is not the owner (or the table FORCEs RLS on its owner), and no
+# permissive SELECT policy for the user (or PUBLIC) shows every row (`USING (true)`).
+_RLS_HIDES_ROWS = (
+    "c.relrowsecurity"
+    " AND NOT (SELECT rolsuper OR rolbypassrls FROM pg_catalog.pg_roles WHERE rolname = current_user)"
+    " AND (c.relforcerowsecurity OR NOT pg_has_role(c.relowner, 'USAGE'))"
+    " AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_policy p WHERE p.polrelid = c.oid AND p.polpermissive"
+    " AND p.polcmd IN ('r', '*') AND pg_catalog.pg_get_expr(p.polqual, p.polrelid) = 'true'"
+    " AND (0 = ANY (p.polroles) OR EXISTS (SELECT 1 FROM unnest(p.polroles) r(oid)"
+    " WHERE pg_has_role(current_user, r.oid, 'MEMBER'))))"
+)
+
+
 def check_tables(
     conn: Any, config: PostgresSourceConfig, tables: Sequence[TableId]
 ) -> tuple[list[str], dict[TableId, str]]:
-    """Existence, SELECT privilege, and a usable replica identity for every captured table."""
+    """Existence, SELECT privilege, every row readable (row-level security), and a usable replica
+    identity for every captured table."""
     problems: list[str] = []
     identities: dict[TableId, str] = {}
     for table in tables:
@@ -102,8 +117,9 @@ def check_tables(
         row = _one(
             conn,
             "SELECT c.relreplident, EXISTS (SELECT 1 FROM pg_catalog.pg_index i WHERE i.indrelid = c.oid AND i.indisprimary),"
-            " has_table_privilege(c.oid, 'SELECT')"
-            " FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace"
+            " has_table_privilege(c.oid, 'SELECT'), "
+            + _RLS_HIDES_ROWS
+            + " FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace"
             " WHERE n.nspname = %s AND c.relname = %s AND c.relkind IN ('r', 'p')",
             (table.schema, table.name),
         )
@@ -112,11 +128,18 @@ def check_tables(
                 f"table {name} does not exist (check `tables` and `schema` of source {config.name})."
             )
             continue
-        identity, has_pk, can_select = row
+        identity, has_pk, can_select, rls_hides_rows = row
         identities[table] = IDENTITY_NAMES.get(identity, identity)
         if not can_select:
             problems.append(
                 f"user {config.user} cannot read {name}. Fix: GRANT SELECT ON {name} TO {config.user}."
+            )
+        if rls_hides_rows:
+            problems.append(
+                f"table {name} has row-level security and user {config.user} does not read past it: a snapshot "
+                "would copy only the rows its policies show (logical replication reads every row), so the lake "
+                f"would miss rows silently. Fix: ALTER ROLE {config.user} BYPASSRLS, or let the table owner run "
+                f"CREATE POLICY lakehouse_cdc_read ON {name} FOR SELECT TO {config.user} USING (true)."
             )
         if identity == "n" or (identity == "d" and not has_pk):
             problems.append(

@@ -58,8 +58,9 @@ class StreamHealth:
         self._last_confirmed: float | None = None
         self._lag: float | None = None
 
-    def holding(self, lease: Lease) -> None:
-        """The stream took its source's lease and starts capturing."""
+    def holding(self, lease: Lease | None) -> None:
+        """The stream took its source's lease and starts capturing (None: a shard worker, which
+        holds shard leases instead, `pipelines.capture.shard_worker`)."""
         with self._lock:
             self._lease, self._state, self._since = lease, "capturing", self._clock()
             self._last_batch = self._last_confirmed = None
@@ -85,7 +86,7 @@ class StreamHealth:
         with self._lock:
             progress = self._last_batch if self._last_batch is not None else self._since
             confirmed = None if self._last_confirmed is None else now - self._last_confirmed
-            holding = self._state == "capturing" and self._lease is not None and self._lease.held
+            holding = self._state == "capturing" and (self._lease is None or self._lease.held)
             return StreamStatus(
                 source=self.source,
                 state=self._state if self._state != "capturing" or holding else "lease lost",

@@ -680,7 +680,7 @@ def sync_all(
     config: LakehouseConfig, names: Sequence[str] | None = None, *, merge: bool = True
 ) -> list[SyncReport]:
     """`lakehouse sync --once`: a bounded run of every configured source (or the named ones)."""
-    lake = Lake(config.lake)
+    lake = Lake(config.lake, config.tenancy)
     reports = []
     for source_config in config.sources:
         if names and source_config.name not in names:

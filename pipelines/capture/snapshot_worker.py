@@ -103,7 +103,10 @@ def staged_chunks(
     what `LakeWriter.commit_chunk` will record). `go_on(table)` is asked before a table is opened
     and before each of its chunks is staged: False reads that table no further.
     """
-    for name, table_progress in sorted(progress.items()):
+    # Tables whose rows give other tables their tenant first: a `via` table's chunk finds its
+    # parents staged before it (connectors.lake.tenant_layout).
+    parents = writer.tenants.is_parent if writer.tenants is not None else (lambda _name: False)
+    for name, table_progress in sorted(progress.items(), key=lambda item: (not parents(item[0]), item[0])):
         if not go_on(name):
             continue
         chunks = table_chunks(source, name, table_progress)

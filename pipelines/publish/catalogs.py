@@ -131,6 +131,44 @@ def publish_athena_views(config: LakehouseConfig, *, dry_run: bool = False, glue
     )
 
 
+def tenant_layout(config: LakehouseConfig, con: Any) -> Any:
+    """The tenant-owned tables and tenants (`tenant_warehouse.TenantLayout`) read from a DuckDB
+    connection with the lake registered; None when no tenancy is declared."""
+    from connectors.catalog.tenant_warehouse import read_layout
+
+    tenancy = config.tenancy
+    if not tenancy.tables:
+        return None
+    owning = {key.split(".")[0] for key in tenancy.tables}
+    lake_names: dict[str, dict[str, str]] = {}
+    for source_config in config.sources:
+        if source_config.name in owning:
+            source = open_source(source_config)
+            try:
+                lake_names[source.name] = {t.name: t.lake_name for t in source.tables()}
+            finally:
+                source.close()
+    return read_layout(con, tenancy, lake_names)
+
+
+def redshift_tenants(config: LakehouseConfig) -> Any:
+    """The tenants' Redshift layout (`tenant_rls.RlsLayout`) from the lake; None without tenancy."""
+    from connectors.catalog.tenant_rls import rls_layout
+    from connectors.catalog.warehouse import connect, register_lake
+
+    if not config.tenancy.tables:
+        return None
+    con = connect()
+    try:
+        register_lake(con, Lake(config.lake), sorted({k.split(".")[0] for k in config.tenancy.tables}))
+        layout = tenant_layout(config, con)
+    finally:
+        con.close()
+    return rls_layout(
+        config.tenancy.tag_key, config.redshift.spectrum, layout.tables, layout.tenants, layout.refused
+    )
+
+
 def publish_redshift(config: LakehouseConfig, *, dry_run: bool = False, client: Any = None) -> RedshiftPlan:
     """The declared schemas and views on the `[redshift.target]` cluster, through the Data API; each
     statement waits at most the target's `statement_timeout_seconds`."""
@@ -144,7 +182,8 @@ def publish_redshift(config: LakehouseConfig, *, dry_run: bool = False, client: 
         client = instrument(
             boto3.client("redshift-data", **redshift.aws.client_kwargs(redshift.aws.endpoint_url))
         )
-    return RedshiftPublisher(DataApiRunner(client, redshift.target), redshift).publish(dry_run=dry_run)
+    runner = DataApiRunner(client, redshift.target)
+    return RedshiftPublisher(runner, redshift, tenants=redshift_tenants(config)).publish(dry_run=dry_run)
 
 
 def open_warehouse(config: LakehouseConfig, path: str | None = None, *, secrets: Any = None) -> Any:
@@ -158,6 +197,11 @@ def open_warehouse(config: LakehouseConfig, path: str | None = None, *, secrets:
         register_lake(con, Lake(config.lake), [s.name for s in config.sources])
         if redshift.declares_anything:
             apply_declarations(con, redshift, secrets or secrets_client(config))
+        layout = tenant_layout(config, con)
+        if layout is not None:
+            from connectors.catalog.tenant_warehouse import create_duckdb_tenant_views
+
+            create_duckdb_tenant_views(con, layout)  # per-tenant schemas (issue 16)
     except BaseException:
         con.close()
         raise
@@ -221,7 +265,7 @@ def _redshift_without_target(config: LakehouseConfig, *, dry_run: bool) -> tuple
             "no [redshift.target]: nothing published (a dry run prints the DDL without a cluster)",
         )
     title = "Redshift DDL (no [redshift.target]: rendered offline, as a first publish would run it)"
-    return (title, offline_plan(config.redshift).script())
+    return (title, offline_plan(config.redshift, redshift_tenants(config)).script())
 
 
 def _describe_warehouse(config: LakehouseConfig, path: str, *, done: bool = False) -> str:
@@ -234,4 +278,8 @@ def _describe_warehouse(config: LakehouseConfig, path: str, *, done: bool = Fals
     ]
     lines += [f"{verb}map Glue database {s.glue_database} as {s.name}" for s in redshift.spectrum]
     lines += [f"{verb}create view {v.schema_}.{v.name}" for v in redshift.views]
+    if config.tenancy.tables:
+        lines.append(
+            f"{verb}create a schema {config.tenancy.tag_key}_<tenant> of tenant views per tenant in the lake"
+        )
     return "\n".join(lines)

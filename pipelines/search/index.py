@@ -7,6 +7,10 @@ deletes. Documents OpenSearch refuses for good go to a dead-letter table in the 
 reason. The checkpoint (applied commit seq and source clock per input table) is written only after
 every write of the run succeeded, so a crash re-indexes at most one run's patients, which the external versions
 make harmless.
+
+With a tenant key, each tenant of the documents gets a filtered alias of its own
+(connectors/opensearch/tenant_aliases.py), kept in step after every run that wrote documents and
+moved with the main alias in the same atomic call.
 """
 
 from __future__ import annotations
@@ -20,12 +24,14 @@ import uuid
 from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import Any
 
 import pyarrow as pa
 
 from connectors.lake.lake import Lake
 from connectors.opensearch.bulk import BulkIndexer, BulkResult, Document, Failure
 from connectors.opensearch.indices import IndexManager, load_template
+from connectors.opensearch.tenant_aliases import TenantAliasChange, TenantAliases
 from pipelines.search.docs import PeopleDocuments, PeopleSources
 from pipelines.search.versions import SECOND, VERSION_SCHEME, TableClock, version_of
 
@@ -72,6 +78,7 @@ class IndexReport:
     rewrote_scheme: bool = False  # every document written again: the index had older-scheme versions
     result: BulkResult = field(default_factory=BulkResult)
     dead_letter_file: str | None = None
+    tenant_aliases: TenantAliasChange | None = None  # None: no tenant key, or nothing written
     seconds: float = 0.0
 
     def stale_problem(self) -> str | None:
@@ -108,6 +115,7 @@ class PeopleIndexer:
         sources: PeopleSources | None = None,
         synonyms_path: str,
         bulk_max_bytes: int = 5 * 1024 * 1024,
+        tenant_key: str | None = None,
     ) -> None:
         self.lake = lake
         self.client = client
@@ -116,6 +124,9 @@ class PeopleIndexer:
         self.synonyms_path = synonyms_path
         self.bulk_max_bytes = bulk_max_bytes
         self._checkpoint_path = f"search/{alias}/_checkpoint.json"
+        # `tenant_key`: the tenancy tag key that names the tenant aliases (None: none are kept).
+        self.tenants = TenantAliases(client, alias, tenant_key) if tenant_key else None  # type: ignore[arg-type]
+        self._tenants_synced = False
 
     def run(self, *, full: bool = False, recreate: bool = False) -> IndexReport:
         """Index the documents changed since the last run (all with `full`); `recreate` first
@@ -125,7 +136,7 @@ class PeopleIndexer:
         if recreate:
             manager.drop_current()
             full = True
-        report = IndexReport(self.alias, index=manager.ensure())
+        report = IndexReport(self.alias, index=manager.ensure(self._follow_tenants))
         # An index whose documents were not all written with this version scheme (one made before
         # it, or just created) gets every document again: source-clock versions are far above the
         # old commit-seq sums, so each write replaces the old-scheme document.
@@ -162,6 +173,11 @@ class PeopleIndexer:
                 report.result.add(pending.popleft().result())
         if report.result.failures:
             report.dead_letter_file = self._dead_letter(report.result.failures)
+        # Before the checkpoint: a run that fails here is repeated, aliases included. After the
+        # first run of this indexer, only a run that wrote documents can change the tenants.
+        if self.tenants is not None and (report.patients or not self._tenants_synced):
+            report.tenant_aliases = self.tenants.sync(report.index)
+            self._tenants_synced = True
         self._write_checkpoint(clocks)
         if report.rewrote_scheme and report.stale_problem() is None:
             manager.update_meta(version_scheme=VERSION_SCHEME)
@@ -174,6 +190,10 @@ class PeopleIndexer:
             self.alias, report.patients, r.indexed, r.deleted, r.stale, len(r.failures), version, report.seconds,
         )  # fmt: skip
         return report
+
+    def _follow_tenants(self, index: str) -> list[dict[str, Any]]:
+        """The tenant aliases' part of the main alias's switch to `index` (`IndexManager.ensure`)."""
+        return [] if self.tenants is None else self.tenants.actions(index)[0]
 
     def checkpoint(self) -> Checkpoint | None:
         """What the last run indexed: each input table's applied seq and source clock."""

@@ -72,3 +72,28 @@ def test_every_s3_option_survives_the_round_trip_through_the_resource() -> None:
     assert chain == s3.model_copy(
         update={"access_key_id": None, "secret_access_key": None, "session_token": None}
     )
+
+
+def test_a_sources_tls_and_iam_settings_reach_dagster_runs() -> None:
+    from connectors.config import TlsConfig
+    from connectors.postgres.config import PostgresSourceConfig
+    from dagster_project.resources import source_resource
+
+    config = PostgresSourceConfig(
+        name="pool", host="db.example.com", user="cdc", database="d", region="eu-west-1",
+        tls=TlsConfig(mode="verify-full", ca_file="/etc/ssl/rds.pem"), auth="iam",
+    )  # fmt: skip
+    resource = source_resource(config)
+    assert resource.password == ""  # an IAM source has no password variable to read
+    rebuilt = resource.source_config()
+    assert rebuilt.tls == config.tls and rebuilt.auth == "iam" and rebuilt.region == "eu-west-1"
+
+
+def test_the_lake_resource_carries_the_tenancy_to_the_writer() -> None:
+    from connectors.lake.config import LakeConfig
+    from dagster_project.resources import lake_resource
+    from pipelines.config import load_config
+
+    tenancy = load_config("lakehouse.toml").tenancy
+    lake = lake_resource(LakeConfig(root="/tmp/lake"), tenancy).lake()
+    assert lake.tenancy == tenancy and lake_resource(LakeConfig(root="/tmp/lake")).lake().tenancy is None

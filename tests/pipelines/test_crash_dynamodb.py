@@ -34,7 +34,7 @@ from tests.crash_support import (
     lakehouse,
     without_backfill_rows,
 )
-from tests.ddb_support import create_table, normalise
+from tests.ddb_support import SplittingWriter, create_table, normalise
 
 SEED_ITEMS = 200
 
@@ -186,37 +186,16 @@ def test_sigkill_through_shard_splits_and_expired_iterators(
         config.write_text(config.read_text() + f'streams_endpoint_url = "{server.endpoint_url}"\n')
         env = {**os.environ, "CRASH_AWS_SECRET": "testing", "PYTHONPATH": str(REPO)}
         rng = random.Random(11)
-        counts: Counter[str] = Counter()
         for i in range(50):  # history before the snapshot: the overlay brings it in
             model.put(arn, {"pk": {"S": f"d{i}"}, "sk": {"N": "0"}, "v": {"N": str(i)}})
         assert lakehouse(config, "sync", "--once", env=env).wait(timeout=120) == 0
 
-        stop = threading.Event()
-
-        wrng = random.Random(12)  # the writer's own: the kill loop draws from `rng` meanwhile
-
-        def write() -> None:
-            n = 0
-            while not stop.is_set():
-                n += 1
-                key = {"pk": {"S": f"d{wrng.randrange(80)}"}, "sk": {"N": "0"}}
-                exists = (key["pk"]["S"], key["sk"]["N"]) in {(k[0], str(k[1])) for k in model.items(arn)}
-                if wrng.random() < 0.2:
-                    if model.delete(arn, key) is not None:
-                        counts["D"] += 1
-                elif model.put(arn, {**key, "v": {"N": str(1000 + n)}}) is not None:
-                    counts["U" if exists else "I"] += 1
-                if n % 150 == 0:
-                    model.split(arn, wrng.choice(model.open_shard_ids(arn)))
-                time.sleep(0.005)
-
-        writer = threading.Thread(target=write, daemon=True)
+        writer = SplittingWriter(model, arn, seed=12, split_every=150, pause=0.005)
         writer.start()
         try:
             kills = kill_streams_repeatedly(config, env, rng)
         finally:
-            stop.set()
-            writer.join(timeout=30)
+            writer.finish()
         assert sum(kills.values()) >= 5, kills
         catch_up(config, env)
 
@@ -226,7 +205,7 @@ def test_sigkill_through_shard_splits_and_expired_iterators(
         assert got == {item["pk"]["S"]: int(item["v"]["N"]) for item in model.items(arn).values()}
         log = lake.read_changelog("crash_dynamodb", f"dynamodb__{table}")
         streamed = log.filter(pc.greater_equal(log["_seq"], 2 << 32))
-        assert dict(Counter(streamed["Op"].to_pylist())) == dict(counts)
+        assert dict(Counter(streamed["Op"].to_pylist())) == dict(writer.counts)
         positions = streamed["_position"].to_pylist()
         assert len(positions) == len(set(positions))
         assert len(model.open_shard_ids(arn)) >= 4  # the stream really split while we read it

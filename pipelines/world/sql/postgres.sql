@@ -49,3 +49,11 @@ CREATE INDEX IF NOT EXISTS ix_care_providers_tenant ON care_providers (tenant_id
 
 COMMENT ON TABLE care_providers IS 'Directory of care providers; insurance_claims.provider_id in the health database points here';
 COMMENT ON COLUMN care_providers.npi IS 'US National Provider Identifier (10 digits); NULL outside the US';
+
+-- Tenant isolation as the seed design has it: each tenant's database role sees its own rows only.
+-- Logical replication reads past these policies; a snapshot's SELECT does not, so the CDC user
+-- needs BYPASSRLS (or a policy of its own), which `lakehouse preflight` checks.
+ALTER TABLE tenant_metadata ENABLE ROW LEVEL SECURITY;
+ALTER TABLE care_providers ENABLE ROW LEVEL SECURITY;
+DO $$ BEGIN IF NOT EXISTS (SELECT FROM pg_policy WHERE polname = 'tenant_isolation' AND polrelid = 'tenant_metadata'::regclass) THEN CREATE POLICY tenant_isolation ON tenant_metadata USING (tenant_id = current_user); END IF; END $$;
+DO $$ BEGIN IF NOT EXISTS (SELECT FROM pg_policy WHERE polname = 'tenant_isolation' AND polrelid = 'care_providers'::regclass) THEN CREATE POLICY tenant_isolation ON care_providers USING (tenant_id = current_user); END IF; END $$;
