@@ -188,6 +188,20 @@ class ShardsMovedError(Exception):
     """A shard this writer read was committed by another writer meanwhile: its batch is stale."""
 
 
+def changed_shards(
+    start: StreamPositions, end: StreamPositions
+) -> list[tuple[tuple[str, str], ShardPosition | None, ShardPosition | None]]:
+    """((table, shard), position in `start`, position in `end`) of every shard that differs, in order."""
+    out = []
+    for table in sorted(set(start.tables) | set(end.tables)):
+        before, after = start.shards(table), end.shards(table)
+        for shard in sorted(set(before) | set(after)):
+            was, now = before.get(shard), after.get(shard)
+            if was != now:
+                out.append(((table, shard), was, now))
+    return out
+
+
 def claim_positions(latest: StreamPositions, start: StreamPositions, end: StreamPositions) -> StreamPositions:
     """The source's position after committing a batch that read its shards from `start` to `end`,
     on top of `latest`, the position of the commit log's newest record.
@@ -201,22 +215,17 @@ def claim_positions(latest: StreamPositions, start: StreamPositions, end: Stream
     """
     tables = {t: dict(shards) for t, shards in latest.tables.items()}
     moved: list[str] = []
-    for table in sorted(set(start.tables) | set(end.tables)):
-        before, after = start.shards(table), end.shards(table)
+    for (table, shard), was, now in changed_shards(start, end):
         theirs = tables.setdefault(table, {})
-        for shard in sorted(set(before) | set(after)):
-            was, now = before.get(shard), after.get(shard)
-            if was == now:
-                continue
-            if now is None and was is not None and was.finished:
-                theirs.pop(shard, None)  # forgotten: finished and no longer listed
-            elif theirs.get(shard) != was:
-                moved.append(
-                    f"{table}/{shard} (read from {was or 'its start'}, the lake has {theirs.get(shard) or 'nothing'})"
-                )
-            else:
-                assert now is not None
-                theirs[shard] = now
+        if now is None and was is not None and was.finished:
+            theirs.pop(shard, None)  # forgotten: finished and no longer listed
+        elif theirs.get(shard) != was:
+            moved.append(
+                f"{table}/{shard} (read from {was or 'its start'}, the lake has {theirs.get(shard) or 'nothing'})"
+            )
+        else:
+            assert now is not None
+            theirs[shard] = now
     if moved:
         raise ShardsMovedError("shards committed by another writer meanwhile: " + ", ".join(moved))
     return StreamPositions(tables)

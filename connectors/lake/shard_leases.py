@@ -41,6 +41,7 @@ class ShardLeases:
         self.ttl = ttl
         self._leases: dict[tuple[str, str], Lease] = {}
         self._share: dict[str, int] = {}
+        self._live: tuple[float, int] | None = None  # (when counted, live workers)
 
     # -- heartbeat ---------------------------------------------------------------------------------
     def _heartbeat_path(self, worker: str) -> str:
@@ -88,6 +89,14 @@ class ShardLeases:
             self.storage.delete_prefix(f"{root}w-{worker}")
         return dead
 
+    def _live_count(self) -> int:
+        """`live_workers()`, counted at most once per heartbeat period (every table's `choose` of
+        one discovery shares the count; heartbeats change no faster)."""
+        now = time.monotonic()
+        if self._live is None or now - self._live[0] >= self.ttl / 3:
+            self._live = (now, max(1, len(self.live_workers())))
+        return self._live[1]
+
     def stop_beating(self) -> None:
         self.storage.delete(self._heartbeat_path(self.worker))
 
@@ -111,7 +120,7 @@ class ShardLeases:
     def choose(self, table: str, readable: Sequence[str]) -> Collection[str]:
         """The readable shards of `table` this worker reads: those it holds, and free or expired
         ones it can take while it holds fewer than its fair share (readable / live workers)."""
-        share = math.ceil(len(readable) / max(1, len(self.live_workers())))
+        share = math.ceil(len(readable) / self._live_count())
         self._share[table] = share
         mine = {s for s in readable if self._lease(table, s).held}
         for shard in readable:

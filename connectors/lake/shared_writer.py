@@ -96,8 +96,8 @@ class SharedLogWriter(LakeWriter):
         assert batch.start is not None and batch.end is not None
         if batch.start == batch.end and not batch.changes and not batch.quarantined:
             return None
-        self._state = self._load_state()
-        seq = self._state.seq + 1
+        state = self._load_state()
+        seq = state.seq + 1
         unit = _Unit(uuid.uuid4().hex, seq, batch.start, "", seq << 32)
         unit.staging = f"{self._staging_root}/{unit.unit_id}"
         try:
@@ -106,15 +106,16 @@ class SharedLogWriter(LakeWriter):
                     self._stage_changes(unit, changes)
             if batch.quarantined:
                 self._stage_quarantine(unit, batch.quarantined)
-            return self._commit_shared(unit, batch)
+            return self._commit_shared(unit, batch, state)
         except BaseException:
             self.storage.delete_prefix(unit.staging)
             raise
 
-    def _commit_shared(self, unit: _Unit, batch: Batch) -> CommitRecord:
+    def _commit_shared(self, unit: _Unit, batch: Batch, state: LakeState) -> CommitRecord:
+        """Commit `unit` on top of `state` (the newest record when staging began); when another
+        writer appended since, its seq is taken, the append fails, and the next try re-reads."""
         assert batch.start is not None and batch.end is not None
         for _ in range(MAX_COMMIT_TRIES):
-            state = self._load_state()
             if state.record is None or state.offset is None:
                 raise OffsetMismatchError(
                     f"source {self.source!r}: the lake holds no snapshot; shard workers need one"
@@ -130,8 +131,9 @@ class SharedLogWriter(LakeWriter):
                 self._before_commit(batch)
             try:
                 record = self._commit(unit, dataclasses.replace(batch, start=state.offset, end=end))
-            except CommitConflictError:
-                continue  # another worker took the seq: re-read and go on top of it
+            except CommitConflictError:  # another worker took the seq: go on top of it
+                state = self._load_state()
+                continue
             self.storage.delete_prefix(unit.staging)
             return record
         raise CommitConflictError(

@@ -26,7 +26,7 @@ import uuid
 from collections.abc import Mapping
 
 from connectors.dynamodb.config import DynamoDBSourceConfig
-from connectors.dynamodb.offset import ShardsMovedError, StreamPositions, claim_positions
+from connectors.dynamodb.offset import ShardsMovedError, StreamPositions, changed_shards, claim_positions
 from connectors.dynamodb.source import DynamoDBSource
 from connectors.events import Batch, TableId
 from connectors.lake.lake import Lake
@@ -51,15 +51,9 @@ def _positions(offset: Offset) -> StreamPositions:
 
 
 def _moved(batch: Batch) -> list[tuple[str, str]]:
-    """The shards whose position a batch moves (the ones whose leases must still be held)."""
-    start, end = _positions(batch.start), _positions(batch.end)  # type: ignore[arg-type]
-    out = []
-    for table in set(start.tables) | set(end.tables):
-        before, after = start.shards(table), end.shards(table)
-        out.extend(
-            (table, s) for s in set(before) | set(after) if before.get(s) != after.get(s) and s in after
-        )
-    return sorted(out)
+    """The shards a batch read on (the ones whose leases must still be held at its commit)."""
+    changed = changed_shards(_positions(batch.start), _positions(batch.end))  # type: ignore[arg-type]
+    return [shard for shard, _, now in changed if now is not None]
 
 
 def run_shard_worker(
